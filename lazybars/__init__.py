@@ -1,0 +1,40 @@
+"""lazybars: OHLCV bar history for backtesters and notebooks, on polars LazyFrames.
+
+>>> import lazybars as lb
+>>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
+>>> store.scan("MES").tail(2).collect().height
+2
+"""
+
+from lazybars import reference, synth
+from lazybars.bars import Bars
+from lazybars.errors import (
+    InvalidRequest,
+    LazyBarsError,
+    LazyBarsWarning,
+    SchemaError,
+    UnknownAsset,
+    UnsortedBarsWarning,
+)
+from lazybars.query import Query
+from lazybars.source import DataSource
+from lazybars.store import BarStore
+from lazybars.timestep import Timestep
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BarStore",
+    "Bars",
+    "DataSource",
+    "InvalidRequest",
+    "LazyBarsError",
+    "LazyBarsWarning",
+    "Query",
+    "SchemaError",
+    "Timestep",
+    "UnknownAsset",
+    "UnsortedBarsWarning",
+    "reference",
+    "synth",
+]

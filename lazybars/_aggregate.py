@@ -1,0 +1,138 @@
+"""Aggregation of bars to a coarser timestep, with wall-clock bucket boundaries.
+
+Bucket boundaries are the instants whose local wall-clock time is a whole multiple of the
+timestep after local midnight. On the autumn DST day the repeated 01:00 is two instants and
+so starts two buckets; in spring a wall time inside the skipped hour is no instant at all,
+so it is no boundary and the bucket before it simply lasts longer. Enumerating the boundary
+instants of every local date in range and binary-searching each bar start among them gives
+exactly that, with no special cases per zone.
+
+A bucket row carries ``end``: the later of its next boundary and the end of its last source
+bar. A bucket is visible at ``dt`` iff ``end <= dt``, so a bucket that is still forming (a
+later source bar could still join it) is never visible, and any bucket that is visible is
+already complete: aggregating once, ahead of time, gives the same answer as aggregating at
+request time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from lazybars.errors import InvalidRequest
+from lazybars.timestep import Timestep
+
+_DAY_NS = 86_400_000_000_000
+_REGULAR_OPEN = 9 * 60 + 30
+_REGULAR_CLOSE = 16 * 60
+
+
+def coarser(source: Timestep, timestep: str | Timestep, method: str) -> Timestep:
+    """Parse ``timestep`` for ``method``; it must be ``source`` or coarser."""
+    target = Timestep.parse(timestep)
+    if target < source:
+        msg = (
+            f"{method}({timestep!r}) is finer than the {source} bars it would be made from; "
+            f"pick {source} or coarser"
+        )
+        raise InvalidRequest(msg)
+    return target
+
+
+def bucket_bounds(
+    starts: np.ndarray, target: Timestep, local: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted bar starts (int64 ns), the start and next boundary of each one's bucket."""
+    if starts.size == 0:
+        return starts.copy(), starts.copy()
+    boundaries = _boundaries(int(starts[0]), int(starts[-1]), target, local)
+    slot = np.searchsorted(boundaries, starts, side="right") - 1
+    return boundaries[slot], boundaries[slot + 1]
+
+
+def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
+    """Each bar's end (int64 ns): start + timestep, or the next local midnight for day bars."""
+    if not timestep.is_day:
+        return starts + timestep.nanos
+    return bucket_bounds(starts, timestep, local)[1]
+
+
+def regular_hours(column: pl.Expr, local: str) -> pl.Expr:
+    """True where the bar's local start time lies in the regular session [09:30, 16:00)."""
+    wall = column.dt.convert_time_zone(local)
+    minute = wall.dt.hour().cast(pl.Int32) * 60 + wall.dt.minute().cast(pl.Int32)
+    return (minute >= _REGULAR_OPEN) & (minute < _REGULAR_CLOSE)
+
+
+def aggregate_lazy(
+    lf: pl.LazyFrame,
+    target: Timestep,
+    *,
+    local: str,
+    source: Timestep,
+    after_hours: bool,
+    by_symbol: bool = False,
+) -> pl.LazyFrame:
+    """Aggregate sorted bars to ``target`` buckets; the result has an ``end`` column.
+
+    open is the first open, high the max, low the min, close the last close, volume the sum;
+    other columns are dropped (they have no agreed aggregation). Buckets with no source bar
+    do not exist.
+    """
+    if not after_hours:
+        lf = lf.filter(regular_hours(pl.col("datetime"), local))
+    # Stored bars always carry a zone (ingest refuses naive times without one).
+    zone = lf.collect_schema()["datetime"].time_zone
+    bounds = pl.col("datetime").map_batches(
+        lambda s: _bounds_struct(s, target, source, local),
+        return_dtype=pl.Struct({"bucket": pl.Int64, "end": pl.Int64}),
+    )
+    keys = ["symbol", "bucket"] if by_symbol else ["bucket"]
+    out = (
+        lf.with_columns(bounds.alias("_b"))
+        .unnest("_b")
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.col("end").max(),
+        )
+        .with_columns(
+            pl.col("bucket", "end").cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
+        )
+        .rename({"bucket": "datetime"})
+    )
+    front = ["datetime", "symbol"] if by_symbol else ["datetime"]
+    return out.select(*front, "open", "high", "low", "close", "volume", "end")
+
+
+def _bounds_struct(s: pl.Series, target: Timestep, source: Timestep, local: str) -> pl.Series:
+    starts = s.dt.epoch("ns").to_numpy()
+    order = np.argsort(starts, kind="stable")
+    bucket = np.empty_like(starts)
+    boundary_end = np.empty_like(starts)
+    bucket[order], boundary_end[order] = bucket_bounds(starts[order], target, local)
+    # A source bar may outlast its bucket (1h bars into 90m buckets, or a 25h day bar):
+    # the bucket only completes when every bar in it has ended.
+    end = np.maximum(boundary_end, bar_ends(starts, source, local))
+    return pl.DataFrame({"bucket": bucket, "end": end}).to_struct("_b")
+
+
+def _boundaries(first: int, last: int, target: Timestep, local: str) -> np.ndarray:
+    """Every boundary instant (sorted int64 ns) from before ``first`` to after ``last``."""
+    lo = pd.Timestamp(first - _DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
+    hi = pd.Timestamp(last + 2 * _DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
+    days = pd.date_range(lo, hi, freq="D", unit="ns").asi8
+    offsets = np.arange(0, 24 * 60, target.minutes, dtype=np.int64) * 60_000_000_000
+    walls = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel(), dtype="datetime64[ns]")
+    instants = []
+    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none.
+    for first_occurrence in (True, False):
+        flags = np.full(len(walls), first_occurrence)
+        localized = walls.tz_localize(local, ambiguous=flags, nonexistent="NaT")
+        instants.append(localized.asi8[~localized.isna()])
+    return np.unique(np.concatenate(instants))

@@ -1,0 +1,190 @@
+"""The steps a Query is made of, each compiling itself onto a polars LazyFrame.
+
+Steps are frozen dataclasses so that equal plans compare and hash equal. Instants are held
+as int64 nanoseconds and turned into literals of the data's own dtype, so that polars can
+push the window predicates down into the parquet scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import polars as pl
+
+from lazybars._aggregate import aggregate_lazy, coarser
+from lazybars._time import local_ns, next_local_midnight, ns_literal, timestamp
+from lazybars.errors import InvalidRequest
+from lazybars.timestep import Timestep
+
+_DATETIME = pl.col("datetime")
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a step needs to know about the frame it is applied to."""
+
+    zone: str  # the zone of the data's datetime column
+    local: str  # the query's local zone (day ends, sessions, bucket boundaries)
+    timestep: Timestep  # the bars' timestep before this step
+    grouped: bool  # several symbols, long format
+
+
+class Step(Protocol):
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame: ...
+
+    def describe(self, local: str) -> tuple[str, str]: ...
+
+    def timestep_after(self, timestep: Timestep) -> Timestep: ...
+
+
+class _SameTimestep:
+    __slots__ = ()
+
+    def timestep_after(self, timestep: Timestep) -> Timestep:
+        return timestep
+
+
+@dataclass(frozen=True, slots=True)
+class _Between(_SameTimestep):
+    start: int
+    end: int
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        return lf.filter(
+            (ns_literal(self.start, ctx.zone) <= _DATETIME)
+            & (ns_literal(self.end, ctx.zone) > _DATETIME)
+        )
+
+    def describe(self, local: str) -> tuple[str, str]:
+        return "between", f"[{timestamp(self.start, local)}, {timestamp(self.end, local)})"
+
+
+@dataclass(frozen=True, slots=True)
+class _AsOf(_SameTimestep):
+    at: int
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        if "end" in lf.collect_schema().names():
+            return lf.filter(pl.col("end") <= ns_literal(self.at, ctx.zone))
+        if ctx.timestep.is_day:
+            return lf.filter(
+                next_local_midnight(_DATETIME, ctx.local) <= ns_literal(self.at, ctx.zone)
+            )
+        # Written against the start so that the predicate reaches the parquet statistics.
+        return lf.filter(ns_literal(self.at - ctx.timestep.nanos, ctx.zone) >= _DATETIME)
+
+    def describe(self, local: str) -> tuple[str, str]:
+        return "as_of", f"bars ended by {timestamp(self.at, local)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail(_SameTimestep):
+    n: int
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        if ctx.grouped:
+            return (
+                lf.group_by("symbol", maintain_order=True).tail(self.n).sort("symbol", "datetime")
+            )
+        return lf.tail(self.n)
+
+    def describe(self, local: str) -> tuple[str, str]:
+        return "tail", str(self.n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Head(_SameTimestep):
+    n: int
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        if ctx.grouped:
+            return (
+                lf.group_by("symbol", maintain_order=True).head(self.n).sort("symbol", "datetime")
+            )
+        return lf.head(self.n)
+
+    def describe(self, local: str) -> tuple[str, str]:
+        return "head", str(self.n)
+
+
+@dataclass(frozen=True, slots=True)
+class _Select(_SameTimestep):
+    columns: tuple[str, ...]
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        keys = ["datetime", "symbol"] if ctx.grouped else ["datetime"]
+        return lf.select(*keys, *(c for c in self.columns if c not in keys))
+
+    def describe(self, local: str) -> tuple[str, str]:
+        return "select", ", ".join(self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resample:
+    timestep: Timestep
+    after_hours: bool
+
+    def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
+        return aggregate_lazy(
+            lf,
+            self.timestep,
+            local=ctx.local,
+            source=ctx.timestep,
+            after_hours=self.after_hours,
+            by_symbol=ctx.grouped,
+        )
+
+    def describe(self, local: str) -> tuple[str, str]:
+        hours = "" if self.after_hours else ", regular hours only"
+        return "resample", f"{self.timestep}{hours}"
+
+    def timestep_after(self, timestep: Timestep) -> Timestep:
+        return self.timestep
+
+
+def between_step(start: Any, end: Any, local: str) -> Step:
+    lo = local_ns(start, local, argument="start")
+    hi = local_ns(end, local, argument="end")
+    if hi < lo:
+        msg = f"between(start, end): end {end!r} is before start {start!r}; swap them"
+        raise InvalidRequest(msg)
+    return _Between(lo, hi)
+
+
+def as_of_step(dt: Any, local: str) -> Step:
+    return _AsOf(local_ns(dt, local, argument="dt"))
+
+
+def _count(n: Any, method: str) -> int:
+    if type(n) is not int or n < 0:
+        msg = f"{method}(n) needs an int >= 0, got {n!r}"
+        raise InvalidRequest(msg)
+    return n
+
+
+def tail_step(n: Any) -> Step:
+    return _Tail(_count(n, "tail"))
+
+
+def head_step(n: Any) -> Step:
+    return _Head(_count(n, "head"))
+
+
+def select_step(columns: tuple[Any, ...], schema: pl.Schema) -> Step:
+    if not columns:
+        msg = "select() needs at least one column name, e.g. select('close')"
+        raise InvalidRequest(msg)
+    unknown = [c for c in columns if c not in schema]
+    if unknown:
+        msg = f"select(): unknown column(s) {unknown}; available: {list(schema.names())}"
+        raise InvalidRequest(msg)
+    return _Select(tuple(columns))
+
+
+def resample_step(timestep: Any, after_hours: Any, source: Timestep) -> Step:
+    target = coarser(source, timestep, "resample")
+    if not isinstance(after_hours, bool):
+        msg = f"after_hours must be True or False, got {after_hours!r}"
+        raise InvalidRequest(msg)
+    return _Resample(target, after_hours)

@@ -1,0 +1,201 @@
+"""Bars: the answer to a history request, polars inside, pandas on first ``.df``."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Protocol
+
+import pandas as pd
+import polars as pl
+
+from lazybars._aggregate import aggregate_lazy, coarser
+from lazybars._time import local_ns
+from lazybars.errors import InvalidRequest
+from lazybars.timestep import Timestep
+
+__all__ = ["Bars", "frame_to_pandas"]
+
+
+def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """The pandas form of bars: a DatetimeIndex named ``datetime`` in the same zone."""
+    return frame.to_pandas().set_index("datetime")
+
+
+class _Mirror(Protocol):
+    """A cached frame that can hand out its pandas form (built once, shared by slices)."""
+
+    frame: pl.DataFrame
+
+    def pandas(self) -> pd.DataFrame: ...
+
+
+class Bars:
+    """OHLCV bars of one symbol at one timestep, oldest first.
+
+    ``bars.pl`` is a polars DataFrame (``datetime`` in the source zone, then open, high,
+    low, close, volume and any extra columns); ``bars.df`` is the same data as pandas,
+    indexed by ``datetime``, built on first access and then cached. A strategy that never
+    reads ``.df`` never pays for pandas. Changing a returned frame never changes what a
+    later request sees.
+
+    Parameters
+    ----------
+    data
+        A polars DataFrame with a ``datetime`` column, or a pandas DataFrame indexed by
+        ``datetime``.
+    symbol, timestep
+        What the bars are.
+    timezone
+        The local zone for :meth:`aggregate` (day boundaries); default: the data's zone.
+
+    Examples
+    --------
+    >>> import lazybars as lb
+    >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES", gaps=0)})
+    >>> bars = store.scan("MES").head(30).bars()
+    >>> len(bars), bars.symbol, bars.timestep
+    (30, 'MES', '1m')
+    >>> len(bars.aggregate("15m"))
+    2
+    >>> bars.df.index.name
+    'datetime'
+    """
+
+    __slots__ = ("_df", "_local", "_mirror", "_pl", "_start", "_stop", "symbol", "timestep")
+
+    def __init__(
+        self,
+        data: pl.DataFrame | pd.DataFrame,
+        *,
+        symbol: str,
+        timestep: str,
+        timezone: str | None = None,
+    ) -> None:
+        if isinstance(data, pl.DataFrame):
+            self._pl, self._df = data, None
+        elif isinstance(data, pd.DataFrame):
+            self._pl, self._df = None, data
+        else:
+            msg = f"Bars needs a polars or pandas DataFrame, got {type(data).__name__}"
+            raise InvalidRequest(msg)
+        self._mirror = None
+        self._start = self._stop = 0
+        self._local = timezone
+        self.symbol = symbol
+        self.timestep = timestep
+
+    @classmethod
+    def _slice(
+        cls, mirror: _Mirror, start: int, stop: int, symbol: str, timestep: str, local: str
+    ) -> Bars:
+        # The hot path: a zero-copy polars slice now, a pandas .iloc slice only on .df.
+        bars = cls.__new__(cls)
+        bars._pl = mirror.frame.slice(start, stop - start)
+        bars._df = None
+        bars._mirror = mirror
+        bars._start = start
+        bars._stop = stop
+        bars._local = local
+        bars.symbol = symbol
+        bars.timestep = timestep
+        return bars
+
+    @property
+    def pl(self) -> pl.DataFrame:
+        """The bars as a polars DataFrame."""
+        if self._pl is None:
+            self._pl = pl.from_pandas(self._df.reset_index())
+        return self._pl
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The bars as a pandas DataFrame indexed by ``datetime`` (built once, on first use)."""
+        if self._df is None:
+            if self._mirror is not None:
+                self._df = self._mirror.pandas().iloc[self._start : self._stop]
+            else:
+                self._df = frame_to_pandas(self._pl)
+        return self._df
+
+    def __len__(self) -> int:
+        return self._pl.height if self._pl is not None else len(self._df)
+
+    @property
+    def empty(self) -> bool:
+        """True when there are no bars."""
+        return len(self) == 0
+
+    def get_last_price(self) -> float | None:
+        """The last close, or None when there are no bars."""
+        return None if self.empty else float(self.pl["close"][-1])
+
+    def get_momentum(self, n: int | None = None) -> float | None:
+        """Relative change of the close over the last ``n`` bars (all bars when None).
+
+        ``close[-1] / close[-1 - n] - 1``; None when fewer than ``n + 1`` bars are held.
+        """
+        closes = self.pl["close"]
+        if n is None:
+            n = len(closes) - 1
+        elif type(n) is not int or n < 1:
+            msg = f"get_momentum(n) needs an int >= 1 or None, got {n!r}"
+            raise InvalidRequest(msg)
+        if n < 1 or len(closes) < n + 1:
+            return None
+        return float(closes[-1] / closes[-1 - n] - 1.0)
+
+    def get_total_volume(self, start: Any = None, end: Any = None) -> float:
+        """Total volume of the bars starting in ``[start, end]`` (inclusive; None: open)."""
+        return float(self.filter(start, end).pl["volume"].sum())
+
+    def filter(self, start: Any = None, end: Any = None) -> Bars:
+        """The bars whose start lies in ``[start, end]`` (inclusive; None: unbounded).
+
+        Naive times and date strings are read in the data's zone.
+        """
+        return self._derive(_between_inclusive(self.pl, start, end), self.timestep)
+
+    def aggregate(self, timestep: str) -> Bars:
+        """These bars aggregated to a coarser ``timestep`` (open first, high max, low min,
+        close last, volume sum). Only the bars held are used: a window that begins or ends
+        inside a bucket yields a partial first or last bucket.
+        """
+        source = Timestep.parse(self.timestep)
+        target = coarser(source, timestep, "aggregate")
+        local = self._local or self._zone()
+        lf = aggregate_lazy(self.pl.lazy(), target, local=local, source=source, after_hours=True)
+        return self._derive(lf.drop("end").collect(), str(target))
+
+    def _derive(self, frame: pl.DataFrame, timestep: str) -> Bars:
+        return Bars(frame, symbol=self.symbol, timestep=timestep, timezone=self._local)
+
+    def _zone(self) -> str:
+        return self.pl.schema["datetime"].time_zone or "UTC"
+
+    def __repr__(self) -> str:
+        return f"<{self._summary()}>\n{self._preview()}"
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self._summary())}</p>{self._preview()._repr_html_()}"
+
+    def _summary(self) -> str:
+        head = f"lazybars.Bars {self.symbol} @ {self.timestep}: {len(self)} bars"
+        if self.empty:
+            return head
+        first, last = self.pl["datetime"][0], self.pl["datetime"][-1]
+        return f"{head}, {first} -> {last} ({self._zone()})"
+
+    def _preview(self) -> pl.DataFrame:
+        frame = self.pl
+        return frame if frame.height <= 10 else pl.concat([frame.head(5), frame.tail(5)])
+
+
+def _between_inclusive(frame: pl.DataFrame, start: Any, end: Any) -> pl.DataFrame:
+    zone = frame.schema["datetime"].time_zone or "UTC"
+    when = frame["datetime"].dt.epoch("ns")
+    keep = pl.repeat(True, frame.height, eager=True)
+    if start is not None:
+        keep = keep & (when >= local_ns(start, zone, argument="start"))
+    if end is not None:
+        keep = keep & (when <= local_ns(end, zone, argument="end"))
+    return frame.filter(keep)

@@ -1,0 +1,244 @@
+"""The per-asset cache and the fast executor for windowed history requests.
+
+For each (symbol, timestep, after_hours) the cache holds a :class:`Slab`: the bars loaded
+once (scanned with predicate and projection pushdown, materialised as one contiguous polars
+frame), the int64 end instant of every bar (sorted, so "visible at dt" is one binary
+search), and lazily the frame's pandas mirror. A request is then a binary search and a
+zero-copy slice; polars' engine runs once per load, never per request.
+
+Coarser timesteps and regular-hours views are derived slabs: computed from the native slab
+on first use, with their own ends. The loaded range starts and ends at local midnights so
+that every bucket of a derived slab is whole.
+
+A load is bounded by the DataSource's start/end/lookback; those are hints. When a request
+reaches past the loaded range the slab is reloaded wider, so answers never depend on them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from lazybars._aggregate import aggregate_lazy, bar_ends, regular_hours
+from lazybars._time import NS_MAX, NS_MIN, timestamp
+from lazybars.bars import frame_to_pandas
+from lazybars.store import BarStore
+from lazybars.timestep import Timestep
+
+__all__ = ["AssetCache", "Entry", "Slab"]
+
+_DAY_NS = 86_400_000_000_000
+
+
+class Slab:
+    """One immutable load of bars: ``frame``, the ``ends`` of its bars, and its coverage.
+
+    ``lo``/``hi`` bound the bar starts loaded (``lo <= start < hi``); ``complete_lo`` and
+    ``complete_hi`` say whether nothing stored lies beyond them.
+    """
+
+    __slots__ = (
+        "_cursor",
+        "_index",
+        "_lock",
+        "_pandas",
+        "closes",
+        "complete_hi",
+        "complete_lo",
+        "ends",
+        "frame",
+        "hi",
+        "lo",
+        "n",
+    )
+
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        ends: np.ndarray,
+        lo: int,
+        hi: int,
+        complete_lo: bool,
+        complete_hi: bool,
+    ) -> None:
+        self.frame = frame.rechunk()
+        self.ends = ends
+        # Item access on a memoryview returns Python scalars in ~30 ns, no numpy boxing.
+        self._index = memoryview(ends)
+        self.closes = memoryview(self.frame["close"].to_numpy())
+        self._cursor = 0
+        self.n = frame.height
+        self.lo = lo
+        self.hi = hi
+        self.complete_lo = complete_lo
+        self.complete_hi = complete_hi
+        self._pandas: pd.DataFrame | None = None
+        self._lock = threading.Lock()
+
+    def count(self, now: int) -> int:
+        """How many bars are visible at ``now``: the number of ends <= ``now``."""
+        # A backtest clock moves forward a bar at a time, so the previous answer (a hint,
+        # always verified; threads may race on it harmlessly) is usually right or one short.
+        ends, k, n = self._index, self._cursor, self.n
+        if k < n and ends[k] <= now:
+            k += 1
+            if k < n and ends[k] <= now:
+                k = int(self.ends.searchsorted(now, "right"))
+        elif k and ends[k - 1] > now:
+            k = int(self.ends.searchsorted(now, "right"))
+        self._cursor = k
+        return k
+
+    def pandas(self) -> pd.DataFrame:
+        """The whole frame as pandas, built on first use and shared by every slice of it."""
+        if self._pandas is None:
+            with self._lock:
+                if self._pandas is None:
+                    self._pandas = frame_to_pandas(self.frame)
+        return self._pandas
+
+
+@dataclass(slots=True)
+class Entry:
+    """The current slab of one (symbol, timestep, after_hours); reloads replace ``slab``."""
+
+    symbol: str
+    timestep: Timestep
+    native: Timestep
+    after_hours: bool
+    label: str
+    slab: Slab
+
+
+class AssetCache:
+    """Slabs per asset for one DataSource: loads, derives and widens them."""
+
+    def __init__(self, store: BarStore, local: str, lo: int, hi: int) -> None:
+        self._store = store
+        self._local = local
+        self._lo = lo
+        self._hi = hi
+        self._entries: dict[tuple[str, Timestep, bool], Entry] = {}
+        self._lock = threading.RLock()
+
+    def entry(self, symbol: str, timestep: Timestep | None, after_hours: bool) -> Entry:
+        """The entry serving ``symbol`` at ``timestep`` (None: finest stored), loading it."""
+        native = self._store.resolve(symbol, timestep)
+        target = native if timestep is None else timestep
+        key = (symbol, target, after_hours)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                slab = self._build(symbol, native, target, after_hours, self._lo, self._hi)
+                entry = Entry(symbol, target, native, after_hours, str(target), slab)
+                self._entries[key] = entry
+            return entry
+
+    def window(self, entry: Entry, now: int, length: int, shift: int) -> tuple[Slab, int, int]:
+        """Rows ``[start, stop)`` of the slab: the ``length`` bars ending ``shift`` bars
+        before the last bar visible at ``now`` (a bar is visible iff its end <= now).
+        """
+        slab = entry.slab
+        # Bars that could be visible at `now` start before it, so they are all loaded when
+        # now <= hi (hi is NS_MAX once the slab reaches the end of the file).
+        if now <= slab.hi:
+            stop = slab.count(now) - shift
+            start = stop - length
+            if start >= 0 and stop <= slab.n:
+                return slab, start, stop
+        return self._window_edges(entry, now, length, shift)
+
+    def _window_edges(
+        self, entry: Entry, now: int, length: int, shift: int
+    ) -> tuple[Slab, int, int]:
+        # A window touching either end of the slab: widen the load until the answer is
+        # inside it or the slab holds everything stored on that side, then clip.
+        slab = entry.slab
+        while True:
+            if now > slab.hi:
+                slab = self._widen(entry, slab, forward=True, now=now)
+                continue
+            stop = slab.count(now) - shift
+            if stop > slab.n and not slab.complete_hi:
+                slab = self._widen(entry, slab, forward=True, now=now)
+                continue
+            # The end is clipped to the bars that exist; the window keeps its length.
+            stop = min(max(stop, 0), slab.n)
+            if stop < length and not slab.complete_lo:
+                slab = self._widen(entry, slab, forward=False, now=now)
+                continue
+            return slab, max(stop - length, 0), stop
+
+    def last_close(self, entry: Entry, now: int) -> float | None:
+        """The close of the last bar visible at ``now``, or None."""
+        slab = entry.slab
+        while True:
+            if now > slab.hi:
+                slab = self._widen(entry, slab, forward=True, now=now)
+                continue
+            k = slab.count(now)
+            if k:
+                return slab.closes[k - 1]
+            if slab.complete_lo:
+                return None
+            slab = self._widen(entry, slab, forward=False, now=now)
+
+    def _widen(self, entry: Entry, seen: Slab, *, forward: bool, now: int) -> Slab:
+        with self._lock:
+            slab = entry.slab
+            if slab is not seen:  # another thread widened it meanwhile
+                return slab
+            lo, hi = slab.lo, slab.hi
+            if forward:
+                # A clock past the DataSource's `end` is rare: load to the end of the file.
+                hi = NS_MAX
+            else:
+                # Each step at least doubles the reach behind the clock: O(log) reloads.
+                lo = min(now, lo) - max(2 * abs(now - lo), 7 * _DAY_NS)
+            slab = self._build(
+                entry.symbol, entry.native, entry.timestep, entry.after_hours, lo, hi
+            )
+            entry.slab = slab
+            return slab
+
+    def _build(
+        self, symbol: str, native: Timestep, target: Timestep, after_hours: bool, lo: int, hi: int
+    ) -> Slab:
+        first, last = self._store.bounds(symbol, native)
+        lo = NS_MIN if lo <= first else self._align(lo)
+        hi = NS_MAX if hi > last else self._align(hi, up=True)
+        complete_lo, complete_hi = lo <= first, hi > last
+        query = self._store.scan(symbol, str(native), timezone=self._local)
+        if not (complete_lo and complete_hi):
+            query = query.between(
+                timestamp(max(lo, first), "UTC"), timestamp(min(hi, last + 1), "UTC")
+            )
+        frame = query.collect()
+        if target == native and after_hours:
+            ends = bar_ends(_starts(frame), native, self._local)
+        elif target == native:
+            frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
+            ends = bar_ends(_starts(frame), native, self._local)
+        else:
+            lf = aggregate_lazy(
+                frame.lazy(), target, local=self._local, source=native, after_hours=after_hours
+            )
+            buckets = lf.collect()
+            ends = buckets["end"].dt.epoch("ns").to_numpy()
+            frame = buckets.drop("end")
+        return Slab(frame, ends, lo, hi, complete_lo, complete_hi)
+
+    def _align(self, ns: int, *, up: bool = False) -> int:
+        """The local midnight at or before ``ns`` (at or after it when ``up``)."""
+        day = timestamp(ns, self._local).normalize()
+        if up and day.value != ns:
+            day = (day + pd.DateOffset(days=1)).normalize()
+        return int(day.value)
+
+
+def _starts(frame: pl.DataFrame) -> np.ndarray:
+    return frame["datetime"].dt.epoch("ns").to_numpy()

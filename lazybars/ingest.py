@@ -1,0 +1,247 @@
+"""Ingest: turn caller frames into canonical bars, and write them atomically.
+
+Canonical bars are a polars DataFrame with ``datetime`` (``Datetime("ns", zone)``, the bar
+start, sorted and unique), then ``open``, ``high``, ``low``, ``close``, ``volume``
+(``Float64``), then the caller's other numeric columns in their original order.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import polars as pl
+
+from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
+
+__all__ = ["PRICE_COLUMNS", "TIME_COLUMNS", "normalize", "validate_zone", "write_parquet_atomic"]
+
+TIME_COLUMNS = ("datetime", "timestamp", "ts_event", "date", "time")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+_BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
+# About a month of 24h minute bars per row group: a one-month window reads one or two groups.
+ROW_GROUP_ROWS = 32_768
+_SHOWN = 5
+
+
+def validate_zone(tz: str, *, argument: str = "tz") -> str:
+    """Return ``tz`` if it names an IANA time zone, else raise ``InvalidRequest``."""
+    if not isinstance(tz, str):
+        msg = f"{argument} must be an IANA zone name such as 'America/New_York', got {tz!r}"
+        raise InvalidRequest(msg)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        msg = (
+            f"{argument}={tz!r} is not a known IANA time zone; use e.g. 'America/New_York' or 'UTC'"
+        )
+        raise InvalidRequest(msg) from None
+    return tz
+
+
+def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.DataFrame:
+    """Validate ``frame`` and return canonical bars (see the module docstring).
+
+    Raises ``SchemaError`` for anything that cannot be repaired; warns with
+    ``UnsortedBarsWarning`` (at ``stacklevel``, counted from the caller) and sorts when the
+    bars are out of order.
+    """
+    if tz is not None:
+        validate_zone(tz)
+    df = _to_polars(frame)
+    if df.height == 0:
+        msg = "the frame has no rows; write at least one bar"
+        raise SchemaError(msg)
+    renames, time_col = _canonical_names(df)
+    df = df.rename(renames)
+    when = _parse_times(df[time_col], time_col, tz)
+    bars = [when.alias("datetime")]
+    bars += [_numeric(df, name) for name in PRICE_COLUMNS]
+    if "volume" in df.columns:
+        bars.append(_numeric(df, "volume"))
+    else:
+        bars.append(pl.Series("volume", [0.0] * df.height, dtype=pl.Float64))
+    # Non-numeric extras (a symbol or exchange label, say) are not bar data: left out.
+    extras = [
+        df[name]
+        for name in df.columns
+        if name != time_col and name not in _BAR_COLUMNS and _is_number(df[name].dtype)
+    ]
+    out = pl.DataFrame(bars + extras)
+    _check_values(out)
+    return _sorted_unique(out, stacklevel + 1)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The bytes go to a hidden temporary file in the same directory (same file system, so the
+    final ``os.replace`` is an atomic rename), are flushed to disk, and only then replace
+    ``path``. On any failure the temporary file is removed and ``path`` is untouched.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            frame.write_parquet(fh, row_group_size=ROW_GROUP_ROWS, statistics=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself must reach the disk for the new file to survive a power cut.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _to_polars(frame: Any) -> pl.DataFrame:
+    if isinstance(frame, pl.LazyFrame):
+        return frame.collect()
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    if isinstance(frame, pd.DataFrame):
+        if isinstance(frame.index, pd.DatetimeIndex):
+            name = frame.index.name or "datetime"
+            if name in frame.columns:
+                msg = f"the frame has both a DatetimeIndex and a column named {name!r}; drop one"
+                raise SchemaError(msg)
+            frame = frame.reset_index(names=name)
+        try:
+            return pl.from_pandas(frame)
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            msg = f"could not read the pandas frame ({exc}); give plain numeric OHLCV columns"
+            raise SchemaError(msg) from exc
+    msg = f"bars must be a pandas or polars DataFrame, got {type(frame).__name__}"
+    raise SchemaError(msg)
+
+
+def _canonical_names(df: pl.DataFrame) -> tuple[dict[str, str], str]:
+    """Map the caller's column names to canonical lower-case ones; find the time column."""
+    by_lower: dict[str, str] = {}
+    for name in df.columns:
+        key = name.lower()
+        if key in (*_BAR_COLUMNS, *TIME_COLUMNS) and key in by_lower:
+            msg = f"columns {by_lower[key]!r} and {name!r} differ only in case; drop one"
+            raise SchemaError(msg)
+        by_lower[key] = name
+    missing = [col for col in PRICE_COLUMNS if col not in by_lower]
+    if missing:
+        msg = (
+            f"missing price column(s) {missing}; bars need open, high, low and close "
+            f"(any case), got columns {df.columns}"
+        )
+        raise SchemaError(msg)
+    time_col = next((by_lower[c] for c in TIME_COLUMNS if c in by_lower), None)
+    if time_col is None:
+        msg = (
+            f"no time column: name it one of {list(TIME_COLUMNS)} (any case) or give a pandas "
+            f"DatetimeIndex; got columns {df.columns}"
+        )
+        raise SchemaError(msg)
+    renames = {by_lower[c]: c for c in _BAR_COLUMNS if c in by_lower}
+    return renames, time_col
+
+
+def _parse_times(col: pl.Series, name: str, tz: str | None) -> pl.Series:
+    if col.dtype == pl.String:
+        parsed = col.str.to_datetime(time_unit="ns", strict=False)
+        bad = col.is_not_null() & parsed.is_null()
+        if bad.any():
+            rows = bad.arg_true().head(_SHOWN).to_list()
+            msg = (
+                f"column {name!r} has times that cannot be parsed at rows {rows} "
+                f"(e.g. {col[rows[0]]!r}); use ISO 8601 strings or real datetimes"
+            )
+            raise SchemaError(msg)
+        col = parsed
+    elif col.dtype == pl.Date:
+        col = col.cast(pl.Datetime("ns"))
+    if not isinstance(col.dtype, pl.Datetime):
+        msg = f"time column {name!r} has dtype {col.dtype}; give datetimes or ISO 8601 strings"
+        raise SchemaError(msg)
+    if col.null_count():
+        rows = col.is_null().arg_true().head(_SHOWN).to_list()
+        msg = f"time column {name!r} has missing values at rows {rows}; drop or fill those rows"
+        raise SchemaError(msg)
+    col = col.cast(pl.Datetime("ns", col.dtype.time_zone))
+    if col.dtype.time_zone is not None:
+        return col if tz is None else col.dt.convert_time_zone(tz)
+    if tz is None:
+        msg = (
+            f"time column {name!r} has naive timestamps; pass tz= naming the zone they are "
+            "written in, e.g. tz='America/New_York' or tz='UTC'"
+        )
+        raise SchemaError(msg)
+    try:
+        return col.dt.replace_time_zone(tz, ambiguous="raise", non_existent="raise")
+    except pl.exceptions.ComputeError as exc:
+        msg = (
+            f"naive times in column {name!r} do not map to one instant in {tz} ({exc}); "
+            "give tz-aware timestamps for DST transitions"
+        )
+        raise SchemaError(msg) from None
+
+
+def _is_number(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() and dtype != pl.Boolean
+
+
+def _numeric(df: pl.DataFrame, name: str) -> pl.Series:
+    col = df[name]
+    if not _is_number(col.dtype):
+        msg = f"column {name!r} has dtype {col.dtype}; prices and volume must be numbers"
+        raise SchemaError(msg)
+    return col.cast(pl.Float64)
+
+
+def _check_values(bars: pl.DataFrame) -> None:
+    for name in _BAR_COLUMNS:
+        col = bars[name]
+        bad = col.is_null() | ~col.is_finite()
+        if name == "volume":
+            bad = bad | (col < 0)
+        if bad.any():
+            rows = bad.arg_true().head(_SHOWN).to_list()
+            kind = (
+                "missing, NaN, infinite or negative"
+                if name == "volume"
+                else "missing, NaN or infinite"
+            )
+            msg = f"column {name!r} has {kind} values at rows {rows}; drop or repair those bars"
+            raise SchemaError(msg)
+
+
+def _sorted_unique(bars: pl.DataFrame, stacklevel: int) -> pl.DataFrame:
+    when = bars["datetime"]
+    if not when.is_sorted():
+        msg = "bars were not in time order; lazybars sorted them (sort them first to silence this)"
+        warnings.warn(msg, UnsortedBarsWarning, stacklevel=stacklevel + 1)
+        bars = bars.sort("datetime", maintain_order=True)
+        when = bars["datetime"]
+    dup = when.is_duplicated()
+    if dup.any():
+        shown = when.filter(dup).unique(maintain_order=True).head(_SHOWN).to_list()
+        msg = (
+            f"{int(dup.sum())} rows share a timestamp (e.g. {[str(t) for t in shown]}); "
+            "each bar needs a unique start time: drop or aggregate the duplicates"
+        )
+        raise SchemaError(msg)
+    return bars.rechunk()

@@ -1,0 +1,198 @@
+"""Query: an immutable, composable lazy plan over stored bars.
+
+A Query is a source (store, symbols, timestep, local zone) plus a tuple of steps. Every
+builder method returns a new Query; nothing runs until ``lazy``, ``collect``, ``to_pandas``
+or ``bars`` compiles the steps, in order, into one polars LazyFrame.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import polars as pl
+
+from lazybars._plan import (
+    Context,
+    Step,
+    as_of_step,
+    between_step,
+    head_step,
+    resample_step,
+    select_step,
+    tail_step,
+)
+from lazybars.bars import Bars, frame_to_pandas
+from lazybars.errors import InvalidRequest
+from lazybars.timestep import Timestep
+
+__all__ = ["Query"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySource:
+    """Where a query's bars come from; ``read`` is excluded from equality."""
+
+    store_key: object
+    symbols: tuple[str, ...]
+    timestep: Timestep
+    zone: str
+    read: Callable[[str, Timestep], pl.LazyFrame] = field(compare=False, repr=False)
+
+
+class Query:
+    """A lazy plan over stored bars: scan -> window -> tail/head -> select -> resample.
+
+    Build one with :meth:`lazybars.BarStore.scan`. Every method returns a new Query; equal
+    plans compare and hash equal.
+
+    Examples
+    --------
+    >>> import lazybars as lb
+    >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES", gaps=0)})
+    >>> q = store.scan("MES").between("2024-01-03", "2024-01-04").tail(3).select("close")
+    >>> q.collect().shape
+    (3, 2)
+    >>> q == store.scan("MES").between("2024-01-03", "2024-01-04").tail(3).select("close")
+    True
+    """
+
+    __slots__ = ("_source", "_steps")
+
+    def __init__(self, source: QuerySource, steps: tuple[Step, ...] = ()) -> None:
+        self._source = source
+        self._steps = steps
+
+    def _then(self, step: Step) -> Query:
+        return Query(self._source, (*self._steps, step))
+
+    # -- builders ---------------------------------------------------------------------------
+    def between(self, start: Any, end: Any) -> Query:
+        """Keep bars whose start lies in the half-open interval ``[start, end)``.
+
+        ``start`` and ``end`` are datetimes, dates or ISO strings; naive values are read in
+        the query's local zone.
+        """
+        return self._then(between_step(start, end, self._source.zone))
+
+    def as_of(self, dt: Any) -> Query:
+        """Keep bars completed by ``dt``: a bar is visible iff its end <= ``dt``.
+
+        A bar ends one timestep after its start; a day bar at the next local midnight.
+        """
+        return self._then(as_of_step(dt, self._source.zone))
+
+    def tail(self, n: int) -> Query:
+        """Keep the last ``n`` bars (per symbol when the query spans several)."""
+        return self._then(tail_step(n))
+
+    def head(self, n: int) -> Query:
+        """Keep the first ``n`` bars (per symbol when the query spans several)."""
+        return self._then(head_step(n))
+
+    def select(self, *columns: str) -> Query:
+        """Keep ``datetime`` (and ``symbol``) plus the named columns, in that order."""
+        return self._then(select_step(columns, self._schema()))
+
+    def resample(self, timestep: str, *, after_hours: bool = True) -> Query:
+        """Aggregate to a coarser ``timestep`` (open first, high max, low min, close last,
+        volume sum); ``after_hours=False`` first keeps bars starting in [09:30, 16:00) local.
+        """
+        return self._then(resample_step(timestep, after_hours, self._source.timestep))
+
+    # -- execution --------------------------------------------------------------------------
+    @property
+    def lazy(self) -> pl.LazyFrame:
+        """The plan compiled to a polars LazyFrame."""
+        return _compile(self._source, self._steps)
+
+    def explain(self) -> str:
+        """The lazybars steps, then the optimised polars plan that runs them."""
+        return f"{self._describe()}\n\npolars plan:\n{self.lazy.explain()}"
+
+    def collect(self) -> pl.DataFrame:
+        """Run the plan and return a polars DataFrame."""
+        return self.lazy.collect()
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Run the plan and return a pandas DataFrame indexed by ``datetime``."""
+        return frame_to_pandas(self.collect())
+
+    def bars(self) -> Bars:
+        """Run the plan and return :class:`lazybars.Bars` (single-symbol queries only)."""
+        if len(self._source.symbols) != 1:
+            msg = (
+                f"bars() needs a single-symbol query, this one spans {list(self._source.symbols)}; "
+                "use collect() or to_pandas() for several symbols"
+            )
+            raise InvalidRequest(msg)
+        return Bars(self.collect(), symbol=self._source.symbols[0], timestep=self._timestep())
+
+    # -- identity and display ---------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Query):
+            return NotImplemented
+        return self._source == other._source and self._steps == other._steps
+
+    def __hash__(self) -> int:
+        return hash((self._source, self._steps))
+
+    def __repr__(self) -> str:
+        return f"<{self._describe()}>"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(name)}</code></td><td>{html.escape(arg)}</td></tr>"
+            for name, arg in self._rows()
+        )
+        return f"<table><caption>lazybars.Query</caption>{rows}</table>"
+
+    def _describe(self) -> str:
+        lines = [f"lazybars.Query {', '.join(self._source.symbols)} @ {self._timestep()}"]
+        lines += [f"  {name:<9}{arg}" for name, arg in self._rows()]
+        return "\n".join(lines)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        src = self._source
+        scan = f"{', '.join(src.symbols)} {src.timestep} (local zone {src.zone})"
+        return [("scan", scan)] + [step.describe(src.zone) for step in self._steps]
+
+    def _timestep(self) -> str:
+        return str(_final_timestep(self._source.timestep, self._steps))
+
+    def _schema(self) -> pl.Schema:
+        return _compile(self._source, self._steps).collect_schema()
+
+
+def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
+    for step in steps:
+        timestep = step.timestep_after(timestep)
+    return timestep
+
+
+def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
+    if len(source.symbols) == 1:
+        lf = source.read(source.symbols[0], source.timestep)
+    else:
+        parts = [
+            source.read(symbol, source.timestep).with_columns(
+                pl.col("datetime").dt.convert_time_zone(source.zone), symbol=pl.lit(symbol)
+            )
+            for symbol in source.symbols
+        ]
+        lf = pl.concat(parts, how="diagonal_relaxed")
+        rest = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
+        lf = lf.select("datetime", "symbol", *rest)
+    zone = lf.collect_schema()["datetime"].time_zone
+    timestep = source.timestep
+    for step in steps:
+        ctx = Context(zone, source.zone, timestep, grouped=len(source.symbols) > 1)
+        lf = step.apply(lf, ctx)
+        timestep = step.timestep_after(timestep)
+    # Aggregated bars carry their bucket end for as_of; it is plumbing, not a bar column.
+    if "end" in lf.collect_schema().names():
+        lf = lf.drop("end")
+    return lf

@@ -1,0 +1,239 @@
+"""DataSource: the backtester's adapter, answering history requests as of a clock.
+
+A bar is visible at the clock ``dt`` iff its end <= ``dt`` (a bar ends one timestep after
+its start; a day bar at the next local midnight). Every request answers from the per-asset
+cache by binary search and zero-copy slice; the first request for an asset loads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from lazybars._time import (
+    NS_MAX,
+    NS_MIN,
+    aware_ns,
+    local_ns,
+    parse_duration,
+    timedelta_ns,
+    timestamp,
+)
+from lazybars.bars import Bars
+from lazybars.cache import AssetCache, Entry
+from lazybars.errors import InvalidRequest
+from lazybars.ingest import validate_zone
+from lazybars.store import BarStore, check_symbol
+from lazybars.timestep import Timestep
+
+__all__ = ["DataSource"]
+
+_DAY_NS = 86_400_000_000_000
+
+
+class _Options(BaseModel):
+    """The DataSource's constructor options, validated once."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    timezone: str
+    start: Any = None
+    end: Any = None
+    lookback: Any = "30d"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return validate_zone(value, argument="timezone")
+
+    def bounds(self) -> tuple[int, int]:
+        """The range of bar starts to load first: [start - lookback, end + 1 day)."""
+        lookback = parse_duration(self.lookback, argument="lookback")
+        lo = NS_MIN if self.start is None else self._ns(self.start, "start") - lookback
+        hi = NS_MAX if self.end is None else self._ns(self.end, "end") + _DAY_NS
+        if lo > hi:
+            msg = f"end {self.end!r} is before start {self.start!r}; swap them"
+            raise InvalidRequest(msg)
+        return lo, hi
+
+    def _ns(self, value: Any, argument: str) -> int:
+        return local_ns(value, self.timezone, argument=argument)
+
+
+class DataSource:
+    """Bar history as of a backtest clock, served from a per-asset cache.
+
+    Parameters
+    ----------
+    store
+        The :class:`lazybars.BarStore` to read.
+    timezone
+        The local zone: day bar ends, sessions and aggregation boundaries follow it.
+    start, end, lookback
+        The backtest's span and how much history before ``start`` it needs; they bound
+        what is loaded per asset (naive values are read in ``timezone``). They are hints:
+        a request outside them still gets the right bars.
+
+    Examples
+    --------
+    >>> from datetime import datetime
+    >>> from zoneinfo import ZoneInfo
+    >>> import lazybars as lb
+    >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES", gaps=0)})
+    >>> src = lb.DataSource(store, start="2024-01-03", end="2024-01-05")
+    >>> src.set_datetime(datetime(2024, 1, 3, 10, 0, tzinfo=ZoneInfo("America/New_York")))
+    >>> bars = src.get_historical_prices("MES", 3)
+    >>> [str(t.time()) for t in bars.df.index]
+    ['09:57:00', '09:58:00', '09:59:00']
+    >>> src.get_last_price("MES") == bars.get_last_price()
+    True
+    """
+
+    def __init__(
+        self,
+        store: BarStore,
+        timezone: str = "America/New_York",
+        start: Any = None,
+        end: Any = None,
+        lookback: Any = "30d",
+    ) -> None:
+        if not isinstance(store, BarStore):
+            msg = f"store must be a lazybars.BarStore, got {type(store).__name__}"
+            raise InvalidRequest(msg)
+        options = _Options(timezone=timezone, start=start, end=end, lookback=lookback)
+        lo, hi = options.bounds()
+        self._zone = options.timezone
+        self._cache = AssetCache(store, options.timezone, lo, hi)
+        # (asset, timestep argument, after_hours) -> Entry: one dict lookup per request.
+        self._entries: dict[tuple[Any, Any, Any], Entry] = {}
+        self._last: dict[Any, Entry] = {}  # asset -> finest-timestep entry
+        self._now: int | None = None
+
+    def set_datetime(self, dt: datetime) -> None:
+        """Move the clock to ``dt`` (tz-aware; a naive datetime raises InvalidRequest)."""
+        self._now = aware_ns(dt, argument="dt")
+
+    def get_datetime(self) -> pd.Timestamp | None:
+        """The clock, in the DataSource's zone (None before :meth:`set_datetime`)."""
+        return None if self._now is None else timestamp(self._now, self._zone)
+
+    def get_historical_prices(
+        self,
+        asset: Any,
+        length: int,
+        timestep: str | None = None,
+        timeshift: int | timedelta | None = None,
+        after_hours: bool = True,
+    ) -> Bars:
+        """The last ``length`` bars visible at the clock, oldest first.
+
+        Parameters
+        ----------
+        asset
+            A symbol, or an object with a ``.symbol`` attribute.
+        length
+            How many bars (an int >= 1); fewer when history is shorter.
+        timestep
+            None for the finest stored timestep; a coarser one is aggregated from it.
+        timeshift
+            An int ``k`` ends the window ``k`` bars before the last visible bar (``k < 0``:
+            ``|k|`` bars after it, explicit lookahead); a timedelta evaluates as of
+            ``clock - timeshift``.
+        after_hours
+            False keeps only bars starting in [09:30, 16:00) local, before aggregating.
+        """
+        try:
+            entry = self._entries.get((asset, timestep, after_hours))
+        except TypeError:  # an unhashable asset object (e.g. a plain dataclass)
+            entry = None
+        if entry is None:
+            entry = self._entry(asset, timestep, after_hours)
+        if type(length) is not int or length < 1:
+            length = _length(length)
+        now = self._now
+        if now is None:
+            raise InvalidRequest(_NO_CLOCK)
+        if timeshift is None:
+            shift = 0
+        elif type(timeshift) is int:
+            shift = timeshift
+        else:
+            now, shift = _shifted(now, timeshift)
+        slab, start, stop = self._cache.window(entry, now, length, shift)
+        return Bars._slice(slab, start, stop, entry.symbol, entry.label, self._zone)
+
+    def get_last_price(self, asset: Any) -> float | None:
+        """The close of the last visible bar at the finest stored timestep, or None."""
+        try:
+            entry = self._last.get(asset)
+        except TypeError:  # an unhashable asset object (e.g. a plain dataclass)
+            entry = None
+        if entry is None:
+            entry = self._entry(asset, None, True)
+        now = self._now
+        if now is None:
+            raise InvalidRequest(_NO_CLOCK)
+        return self._cache.last_close(entry, now)
+
+    def get_bars(
+        self,
+        assets: Iterable[Any],
+        length: int,
+        timestep: str | None = None,
+        timeshift: int | timedelta | None = None,
+    ) -> dict[str, Bars]:
+        """:meth:`get_historical_prices` for several assets, keyed by symbol."""
+        if isinstance(assets, str) or hasattr(assets, "symbol"):
+            assets = [assets]
+        out = {}
+        for asset in assets:
+            bars = self.get_historical_prices(asset, length, timestep, timeshift)
+            out[bars.symbol] = bars
+        return out
+
+    def __repr__(self) -> str:
+        return f"<lazybars.DataSource {self._zone}, clock {self.get_datetime()}>"
+
+    def _entry(self, asset: Any, timestep: Any, after_hours: Any) -> Entry:
+        symbol = check_symbol(getattr(asset, "symbol", asset))
+        if not isinstance(after_hours, bool):
+            msg = f"after_hours must be True or False, got {after_hours!r}"
+            raise InvalidRequest(msg)
+        wanted = None if timestep is None else Timestep.parse(timestep)
+        entry = self._cache.entry(symbol, wanted, after_hours)
+        # An unhashable asset object cannot be a key: it is resolved again on every call.
+        with contextlib.suppress(TypeError):
+            self._entries[(asset, timestep, after_hours)] = entry
+            if timestep is None and after_hours:
+                self._last[asset] = entry
+        return entry
+
+
+_NO_CLOCK = "the clock is not set; call set_datetime(dt) with a tz-aware datetime first"
+
+
+def _length(length: Any) -> int:
+    """``length`` as an int >= 1; numpy integers pass, bools and everything else fail."""
+    if isinstance(length, np.integer) and length >= 1:
+        return int(length)
+    msg = f"length must be an int >= 1 (the number of bars), got {length!r}"
+    raise InvalidRequest(msg)
+
+
+def _shifted(now: int, timeshift: Any) -> tuple[int, int]:
+    """(clock, bar shift) for a timeshift that is not a plain int."""
+    if isinstance(timeshift, timedelta):
+        return now - timedelta_ns(timeshift), 0
+    if isinstance(timeshift, np.integer):
+        return now, int(timeshift)
+    msg = (
+        f"timeshift must be None, an int (bars) or a timedelta, got "
+        f"{type(timeshift).__name__} {timeshift!r}"
+    )
+    raise InvalidRequest(msg)

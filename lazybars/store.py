@@ -1,0 +1,262 @@
+"""BarStore: where bars live, as a directory catalog of parquet files or in memory.
+
+A directory catalog holds one parquet file per symbol and timestep::
+
+    root/
+      1m/MES.parquet
+      1m/MNQ.parquet
+      1d/MES.parquet
+
+Files are replaced atomically (hidden temporary file, then rename), so a reader sees the
+old bars or the new ones, never a mix; hidden files are never listed as symbols.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
+from lazybars.ingest import normalize, validate_zone, write_parquet_atomic
+from lazybars.query import Query, QuerySource
+from lazybars.timestep import Timestep
+
+__all__ = ["BarStore", "check_symbol"]
+
+_SUFFIX = ".parquet"
+_FORBIDDEN = ("/", "\\", "\x00")
+_MAX_SYMBOL = 128
+
+
+def check_symbol(symbol: Any) -> str:
+    """Return ``symbol`` if it is a safe symbol name, else raise ``InvalidRequest``.
+
+    A symbol is any non-empty string of at most 128 characters without ``/``, ``\\``,
+    control characters or a leading ``.``; so ``BRK.B``, ``ES=F`` or ``6E`` work, and a
+    pair such as EUR/USD is stored as ``EURUSD`` or ``EUR-USD``.
+    """
+    if not isinstance(symbol, str):
+        msg = f"symbol must be a string, got {type(symbol).__name__} {symbol!r}"
+        raise InvalidRequest(msg)
+    bad = (
+        not symbol
+        or len(symbol) > _MAX_SYMBOL
+        or symbol.startswith(".")
+        or symbol != symbol.strip()
+        or any(ch in symbol for ch in _FORBIDDEN)
+        or not symbol.isprintable()
+    )
+    if bad:
+        msg = (
+            f"invalid symbol {symbol!r}: use 1-{_MAX_SYMBOL} printable characters without "
+            "'/', '\\', surrounding spaces or a leading '.', e.g. 'EURUSD' for EUR/USD"
+        )
+        raise InvalidRequest(msg)
+    return symbol
+
+
+class BarStore:
+    """A catalog of OHLCV bars per symbol and timestep.
+
+    Parameters
+    ----------
+    root
+        The catalog directory; created if missing.
+
+    Examples
+    --------
+    >>> import tempfile, lazybars as lb
+    >>> store = lb.BarStore(tempfile.mkdtemp())
+    >>> store.write("MES", lb.synth.minute_bars("MES"), timestep="minute")
+    >>> store.symbols(), store.timesteps("MES")
+    (['MES'], ['1m'])
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root: Path | None = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._frames: dict[tuple[str, Timestep], pl.DataFrame] = {}
+
+    @classmethod
+    def from_frames(
+        cls, frames: Mapping[str, Any], timestep: str = "minute", tz: str | None = None
+    ) -> BarStore:
+        """An in-memory store (no disk) holding ``{symbol: frame}`` at ``timestep``."""
+        store = cls.__new__(cls)
+        store._root = None
+        store._frames = {}
+        for symbol, frame in frames.items():
+            store.write(symbol, frame, timestep=timestep, tz=tz)
+        return store
+
+    def write(
+        self, symbol: str, frame: Any, timestep: str = "minute", tz: str | None = None
+    ) -> None:
+        """Validate ``frame`` and store it as the bars of ``symbol`` at ``timestep``.
+
+        ``frame`` is a pandas DataFrame (DatetimeIndex or a time column) or a polars
+        DataFrame; naive times need ``tz=``, the zone they are written in. The write is
+        atomic: on any error the store's previous bars are unchanged.
+
+        Raises
+        ------
+        SchemaError
+            Bars that cannot be stored (the message names the column or rows).
+        InvalidRequest
+            A bad symbol, timestep or zone name.
+        """
+        key = (check_symbol(symbol), Timestep.parse(timestep))
+        bars = normalize(frame, tz=tz, stacklevel=3)
+        if self._root is None:
+            self._frames[key] = bars
+        else:
+            write_parquet_atomic(bars, self._path(*key))
+
+    def symbols(self, timestep: str | None = None) -> list[str]:
+        """The stored symbols (at ``timestep`` only, when given), sorted."""
+        wanted = None if timestep is None else Timestep.parse(timestep)
+        return sorted({s for s, ts in self._keys() if wanted is None or ts == wanted})
+
+    def timesteps(self, symbol: str) -> list[str]:
+        """The timesteps stored for ``symbol``, finest first."""
+        return [str(ts) for ts in self._timesteps(symbol)]
+
+    def scan(
+        self,
+        symbols: str | Iterable[str],
+        timestep: str | None = None,
+        *,
+        timezone: str = "America/New_York",
+    ) -> Query:
+        """A lazy :class:`Query` over one symbol, or several in long format.
+
+        ``timestep`` None means the finest stored timestep; a coarser one that is not
+        stored is aggregated from the finest. ``timezone`` is the local zone of the
+        semantics (day bar ends, sessions, bucket boundaries).
+        """
+        names = (symbols,) if isinstance(symbols, str) else tuple(symbols)
+        if not names:
+            msg = "scan() needs at least one symbol"
+            raise InvalidRequest(msg)
+        validate_zone(timezone, argument="timezone")
+        wanted = None if timestep is None else Timestep.parse(timestep)
+        stored = {self.resolve(name, wanted) for name in names}
+        if len(stored) > 1:
+            msg = (
+                f"{list(names)} are stored at different timesteps {sorted(map(str, stored))}; "
+                "pass timestep= to scan them together"
+            )
+            raise InvalidRequest(msg)
+        base = stored.pop()
+        source = QuerySource(self._key, names, base, timezone, self._lazy)
+        query = Query(source)
+        if wanted is not None and wanted != base:
+            query = query.resample(str(wanted))
+        return query
+
+    def resolve(self, symbol: str, timestep: Timestep | None) -> Timestep:
+        """The stored timestep that serves ``timestep`` for ``symbol`` (None: the finest).
+
+        That is ``timestep`` itself when stored, else the finest stored one, which must be
+        finer so that it can be aggregated.
+        """
+        stored = self._timesteps(symbol)
+        if timestep is None or timestep in stored:
+            return stored[0] if timestep is None else timestep
+        if timestep < stored[0]:
+            msg = (
+                f"{symbol} is stored at {[str(t) for t in stored]}; {timestep} bars are finer "
+                f"and cannot be made from them: ask for {stored[0]} or coarser"
+            )
+            raise InvalidRequest(msg)
+        return stored[0]
+
+    def bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
+        """The first and last bar start (int64 ns) stored for ``symbol`` at ``timestep``."""
+        if self._root is None:
+            when = self._frames[(symbol, timestep)]["datetime"].dt.epoch("ns")
+            return int(when[0]), int(when[-1])
+        return _parquet_bounds(self._path(symbol, timestep))
+
+    def __repr__(self) -> str:
+        where = "in memory" if self._root is None else str(self._root)
+        return f"<lazybars.BarStore {where}: {len(self.symbols())} symbols>"
+
+    # -- internals --------------------------------------------------------------------------
+    @property
+    def _key(self) -> object:
+        return id(self) if self._root is None else str(self._root.resolve())
+
+    def _path(self, symbol: str, timestep: Timestep) -> Path:
+        assert self._root is not None
+        return self._root / str(timestep) / f"{symbol}{_SUFFIX}"
+
+    def _keys(self) -> set[tuple[str, Timestep]]:
+        if self._root is None:
+            return set(self._frames)
+        keys = set()
+        for folder in self._root.iterdir():
+            timestep = _timestep_folder(folder)
+            if timestep is None:
+                continue
+            for file in folder.iterdir():
+                name = file.name
+                if name.endswith(_SUFFIX) and not name.startswith("."):
+                    keys.add((name[: -len(_SUFFIX)], timestep))
+        return keys
+
+    def _timesteps(self, symbol: str) -> list[Timestep]:
+        check_symbol(symbol)
+        if self._root is None:
+            found = sorted(ts for s, ts in self._frames if s == symbol)
+        else:
+            found = sorted(ts for s, ts in self._keys() if s == symbol)
+        if not found:
+            known = self.symbols()
+            msg = (
+                f"unknown asset {symbol!r}: the store holds {known[:10]}"
+                f"{' ...' if len(known) > 10 else ''}; write it first with store.write()"
+            )
+            raise UnknownAsset(msg)
+        return found
+
+    def _lazy(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        if self._root is None:
+            return self._frames[(symbol, timestep)].lazy()
+        return pl.scan_parquet(self._path(symbol, timestep))
+
+
+def _timestep_folder(folder: Path) -> Timestep | None:
+    if not folder.is_dir() or folder.name.startswith("."):
+        return None
+    try:
+        timestep = Timestep.parse(folder.name)
+    except InvalidRequest:
+        return None
+    return timestep if str(timestep) == folder.name else None
+
+
+def _parquet_bounds(path: Path) -> tuple[int, int]:
+    # Row-group statistics answer without reading the column (raw int64 ns: no rounding).
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError) as exc:
+        msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
+        raise SchemaError(msg) from None
+    lows, highs = [], []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(0).statistics
+        if stats is None or not stats.has_min_max:
+            when = pl.read_parquet(path, columns=["datetime"])["datetime"].dt.epoch("ns")
+            return int(when.min()), int(when.max())
+        lows.append(stats.min_raw)
+        highs.append(stats.max_raw)
+    if not lows:
+        msg = f"catalog file {path} holds no bars; rewrite it with store.write()"
+        raise SchemaError(msg)
+    return int(min(lows)), int(max(highs))
