@@ -16,6 +16,8 @@ import argparse
 import bisect
 import random
 import sys
+import time
+from functools import partial
 
 import pandas as pd
 import polars as pl
@@ -25,6 +27,7 @@ from perf._harness import Check, print_checks, print_table, timed
 
 ZONE = "America/New_York"
 LENGTH = 100
+COARSE_LENGTH = 200
 
 
 def main() -> int:
@@ -44,6 +47,7 @@ def main() -> int:
         print_table(f"1 year of minute bars ({len(year):,} rows), {title}", _COLUMNS, rows)
         if title == "backtest order":
             checks += ratios
+    checks += _coarser(store, forward[: max(calls // 4, 500)])
     sizes = [10_000, 100_000, 1_000_000] + ([] if args.quick else [10_000_000])
     checks += _scaling(sizes, calls)
     return 0 if print_checks(checks) else 1
@@ -126,6 +130,50 @@ def _compare(
         checks.append(Check(f"{request} / {floor}", x_floor, limits[key]))
         checks.append(Check(f"{request}: reference / lazybars", speedup, 20, at_least=True))
     return rows, checks
+
+
+def _coarser(store: lb.BarStore, clocks: list[int]) -> list[Check]:
+    """200-bar windows at coarser timesteps, against a 1m request of the same length."""
+    stamps = [_aware(clock) for clock in clocks]
+    few = stamps[:: max(1, len(stamps) // 10)][:10]
+    ref = lb.reference.PandasDataSource(store, timezone=ZONE)
+    rows, checks, costs = [], [], {}
+    for timestep in ("1m", "5m", "1h", "day"):
+        src = lb.DataSource(store, timezone=ZONE)
+        src.set_datetime(stamps[0])
+        t0 = time.perf_counter()
+        src.get_historical_prices("MES", COARSE_LENGTH, timestep)
+        build_ms = (time.perf_counter() - t0) * 1e3
+
+        def ask(clock: pd.Timestamp, source: object = src, timestep: str = timestep) -> object:
+            source.set_datetime(clock)
+            return source.get_historical_prices("MES", COARSE_LENGTH, timestep)
+
+        costs[timestep] = timed(ask, stamps)
+        reference = timed(partial(ask, source=ref), few, rounds=1)
+        x_minute = costs[timestep] / costs["1m"]
+        speedup = reference / costs[timestep]
+        rows.append(
+            (timestep, build_ms, costs[timestep], f"{x_minute:.2f}x", reference, f"{speedup:,.0f}x")
+        )
+        if timestep != "1m":
+            checks.append(Check(f"{timestep} request / 1m request", x_minute, 1.5))
+            checks.append(
+                Check(f"{timestep} request: reference / lazybars", speedup, 50, at_least=True)
+            )
+    print_table(
+        f"Coarser timesteps, {COARSE_LENGTH}-bar windows, backtest order",
+        [
+            "timestep",
+            "first request ms (load + aggregate)",
+            "lazybars us/call",
+            "x 1m",
+            "reference us/call",
+            "reference x",
+        ],
+        rows,
+    )
+    return checks
 
 
 def _scaling(sizes: list[int], calls: int) -> list[Check]:

@@ -1,0 +1,117 @@
+"""The per-asset cache: loads once, answers warm requests without polars' engine or pandas
+conversion, widens past its hints, and builds the pandas mirror once."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pandas as pd
+import polars as pl
+import polars.testing
+import pytest
+
+import lazybars as lb
+
+ZONE = "America/New_York"
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return lb.synth.minute_bars("MES", "2024-03-01", "2024-05-01", session="24h")
+
+
+@pytest.fixture
+def store(frame: pl.DataFrame, tmp_path) -> lb.BarStore:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", frame)
+    return store
+
+
+def _stamp(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, tz="UTC").tz_convert(ZONE)
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        msg = f"{name} called on the warm request path"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(owner, name, refuse)
+
+
+def test_warm_requests_use_no_engine_no_literal_no_conversion(store, frame, monkeypatch):
+    src = lb.DataSource(store, timezone=ZONE, start="2024-04-01", end="2024-04-10")
+    ends = (frame["datetime"].dt.epoch("ns") + 60_000_000_000).to_list()
+    clocks = [c for c in ends if _stamp(c) >= pd.Timestamp("2024-04-02", tz=ZONE)][:500]
+    src.set_datetime(_stamp(clocks[0]))
+    assert len(src.get_historical_prices("MES", 100).df) == 100  # warm: load, pandas mirror
+    src.get_last_price("MES")
+    for owner, name in [
+        (pl.LazyFrame, "collect"),
+        (pl.DataFrame, "to_pandas"),
+        (pl, "lit"),
+        (pl.DataFrame, "filter"),
+        (pd.DataFrame, "__init__"),
+    ]:
+        _forbid(monkeypatch, owner, name)
+    for clock in clocks:
+        src.set_datetime(_stamp(clock))
+        bars = src.get_historical_prices("MES", 100, timeshift=random.Random(clock).randint(-2, 2))
+        assert len(bars.df) == 100
+        assert src.get_last_price("MES") is not None
+
+
+def test_pandas_mirror_is_built_once_and_shared(store):
+    src = lb.DataSource(store, timezone=ZONE)
+    src.set_datetime(pd.Timestamp("2024-04-03 12:00", tz=ZONE))
+    a = src.get_historical_prices("MES", 10).df
+    src.set_datetime(pd.Timestamp("2024-04-03 12:05", tz=ZONE))
+    b = src.get_historical_prices("MES", 10).df
+    entry = src._entries[("MES", None, True)]
+    mirror = entry.slab.pandas()
+    assert mirror is entry.slab.pandas()
+    assert a.index[-1] == pd.Timestamp("2024-04-03 11:59", tz=ZONE)
+    assert b.index[-1] == pd.Timestamp("2024-04-03 12:04", tz=ZONE)
+    # Both answers are views into the one mirror (pandas copy-on-write keeps them safe).
+    assert all(df.index.isin(mirror.index).all() for df in (a, b))
+
+
+def test_loading_is_bounded_by_the_hints_and_widens_on_demand(store, frame):
+    src = lb.DataSource(store, timezone=ZONE, start="2024-04-10", end="2024-04-12", lookback="1d")
+    src.set_datetime(pd.Timestamp("2024-04-11 10:00", tz=ZONE))
+    assert len(src.get_historical_prices("MES", 10)) == 10
+    slab = src._entries[("MES", None, True)].slab
+    loaded = slab.frame["datetime"]
+    assert loaded.min() >= pd.Timestamp("2024-04-09", tz=ZONE)
+    assert loaded.max() < pd.Timestamp("2024-04-13 00:00", tz=ZONE)
+    assert slab.n < frame.height / 5
+
+    # Far before the hints, far after them, and reaching back beyond the lookback.
+    full = lb.DataSource(store, timezone=ZONE)
+    for clock, length, shift in [
+        (pd.Timestamp("2024-03-05 10:00", tz=ZONE), 50, None),
+        (pd.Timestamp("2024-04-25 10:00", tz=ZONE), 50, None),
+        (pd.Timestamp("2024-04-10 10:00", tz=ZONE), 20_000, None),
+        (pd.Timestamp("2024-04-12 23:58", tz=ZONE), 10, -5_000),
+        (pd.Timestamp("2024-04-11 10:00", tz=ZONE), 10, timedelta(days=20)),
+    ]:
+        src.set_datetime(clock)
+        full.set_datetime(clock)
+        got = src.get_historical_prices("MES", length, timeshift=shift)
+        want = full.get_historical_prices("MES", length, timeshift=shift)
+        pl.testing.assert_frame_equal(got.pl, want.pl)
+        assert src.get_last_price("MES") == full.get_last_price("MES")
+
+
+def test_an_old_bars_object_survives_a_reload(store):
+    src = lb.DataSource(store, timezone=ZONE, start="2024-04-10", end="2024-04-11", lookback="1d")
+    src.set_datetime(pd.Timestamp("2024-04-10 10:00", tz=ZONE))
+    before = src.get_historical_prices("MES", 5)
+    src.set_datetime(pd.Timestamp("2024-04-29 10:00", tz=ZONE))
+    old_slab = src._entries[("MES", None, True)].slab
+    src.get_historical_prices("MES", 5)  # widens: the entry gets a new slab
+    assert src._entries[("MES", None, True)].slab is not old_slab
+    # .df is read only now, after the reload: it must still be the rows of .pl.
+    assert before.df.index[-1] == pd.Timestamp("2024-04-10 09:59", tz=ZONE)
+    pd.testing.assert_frame_equal(before.df, lb.bars.frame_to_pandas(before.pl))

@@ -1,0 +1,449 @@
+"""BarStore: the directory catalog and the in-memory store, symbols, safety, atomic writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import lazybars as lb
+from lazybars import Timestep
+
+NY = "America/New_York"
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` (relative name -> bytes), hidden ones included."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def epoch_ns(value: dt.datetime) -> int:
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+@pytest.fixture(scope="module")
+def minute() -> pl.DataFrame:
+    return lb.synth.minute_bars("MES", "2024-01-02", "2024-01-04", gaps=0.01)
+
+
+@pytest.fixture(scope="module")
+def daily() -> pl.DataFrame:
+    return lb.synth.daily_bars("MES", "2023-06-01", "2024-01-02")
+
+
+@pytest.fixture(params=["disk", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> lb.BarStore:
+    if request.param == "disk":
+        return lb.BarStore(tmp_path / "catalog")
+    return lb.BarStore.from_frames({})
+
+
+# -- construction ---------------------------------------------------------------------------
+def test_root_is_created(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "b" / "catalog"
+    assert not root.exists()
+    store = lb.BarStore(root)
+    assert root.is_dir()
+    assert store.symbols() == []
+
+
+def test_root_as_str_and_existing_directory(tmp_path: Path, minute: pl.DataFrame) -> None:
+    lb.BarStore(str(tmp_path)).write("MES", minute)
+    again = lb.BarStore(str(tmp_path))
+    assert again.symbols() == ["MES"]
+    assert again.scan("MES").collect().equals(minute)
+
+
+def test_catalog_layout_and_reopen(tmp_path: Path, minute: pl.DataFrame, daily: pl.DataFrame) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute, timestep="minute")
+    store.write("MES", daily, timestep="day")
+    # The layout documented in lazybars/store.py: root/<timestep>/<symbol>.parquet
+    assert sorted(tree(tmp_path)) == ["1d/MES.parquet", "1m/MES.parquet"]
+    reopened = lb.BarStore(tmp_path)
+    assert reopened.timesteps("MES") == ["1m", "1d"]
+    assert reopened.scan("MES").collect().equals(minute)
+    assert reopened.scan("MES", "day").collect().equals(daily)
+
+
+def test_from_frames_touches_no_disk(tmp_path: Path, monkeypatch, minute: pl.DataFrame) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = lb.BarStore.from_frames({"MES": minute, "MNQ": minute}, timestep="minute")
+    store.write("MYM", minute)
+    assert store.symbols() == ["MES", "MNQ", "MYM"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_from_frames_behaves_like_the_directory_store(
+    tmp_path: Path, minute: pl.DataFrame, daily: pl.DataFrame
+) -> None:
+    naive = minute.with_columns(pl.col("datetime").dt.replace_time_zone(None))
+    memory = lb.BarStore.from_frames({"MES": naive, "MNQ": naive}, timestep="1m", tz=NY)
+    memory.write("MES", daily, timestep="day")
+    disk = lb.BarStore(tmp_path)
+    for symbol in ("MES", "MNQ"):
+        disk.write(symbol, naive, timestep="1m", tz=NY)
+    disk.write("MES", daily, timestep="day")
+
+    assert memory.symbols() == disk.symbols() == ["MES", "MNQ"]
+    assert memory.symbols(timestep="day") == disk.symbols(timestep="day") == ["MES"]
+    assert memory.timesteps("MES") == disk.timesteps("MES") == ["1m", "1d"]
+    for symbol in ("MES", "MNQ"):
+        assert memory.scan(symbol).collect().equals(disk.scan(symbol).collect())
+        assert memory.scan(symbol).collect().equals(minute)
+    assert memory.scan("MES", "day").collect().equals(disk.scan("MES", "day").collect())
+    both_memory = memory.scan(["MES", "MNQ"]).between("2024-01-03", "2024-01-04").collect()
+    both_disk = disk.scan(["MES", "MNQ"]).between("2024-01-03", "2024-01-04").collect()
+    assert both_memory.equals(both_disk)
+    one_minute = Timestep.parse("1m")
+    assert memory.bounds("MES", one_minute) == disk.bounds("MES", one_minute)
+    with pytest.raises(lb.UnknownAsset):
+        memory.scan("MYM")
+    with pytest.raises(lb.UnknownAsset):
+        disk.scan("MYM")
+
+
+def test_from_frames_validates_like_write(minute: pl.DataFrame) -> None:
+    with pytest.raises(lb.SchemaError, match="'close'"):
+        lb.BarStore.from_frames({"MES": minute.drop("close")})
+    with pytest.raises(lb.InvalidRequest):
+        lb.BarStore.from_frames({"../MES": minute})
+    with pytest.raises(lb.InvalidRequest):
+        lb.BarStore.from_frames({"MES": minute}, timestep="fortnight")
+
+
+def test_repr_names_where_and_how_many(tmp_path: Path, minute: pl.DataFrame) -> None:
+    disk = lb.BarStore(tmp_path)
+    disk.write("MES", minute)
+    disk.write("MNQ", minute)
+    assert str(tmp_path) in repr(disk)
+    assert "2" in repr(disk)
+    memory = lb.BarStore.from_frames({"MES": minute})
+    assert "memory" in repr(memory)
+
+
+# -- catalog queries --------------------------------------------------------------------------
+def test_symbols_and_timesteps(store: lb.BarStore, minute: pl.DataFrame, daily: pl.DataFrame) -> None:
+    hourly = lb.synth.hourly_bars("MNQ", "2024-01-02", "2024-01-10")
+    five = minute.filter(pl.col("datetime").dt.minute() % 5 == 0)
+    store.write("MNQ", hourly, timestep="1h")
+    store.write("MES", daily, timestep="day")
+    store.write("MES", minute, timestep="1m")
+    store.write("MES", hourly, timestep="hour")
+    store.write("MES", five, timestep="5 minutes")
+    store.write("ES=F", daily, timestep="1d")
+    assert store.symbols() == ["ES=F", "MES", "MNQ"]
+    assert store.symbols(timestep="day") == ["ES=F", "MES"]
+    assert store.symbols(timestep="60m") == ["MES", "MNQ"]
+    assert store.symbols(timestep="5m") == ["MES"]
+    assert store.symbols(timestep="4h") == []
+    # Finest first.
+    assert store.timesteps("MES") == ["1m", "5m", "1h", "1d"]
+    assert store.timesteps("MNQ") == ["1h"]
+    # None means the finest stored timestep.
+    assert store.scan("MES").collect().equals(minute)
+    assert store.scan("MES").bars().timestep == "1m"
+    assert store.scan("MNQ").bars().timestep == "1h"
+    # A stored coarser timestep is read as stored, not aggregated.
+    assert store.scan("MES", "day").collect().equals(daily)
+    assert store.scan("MES", "5m").collect().equals(five)
+
+
+def test_overwrite_replaces(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    store.write("MES", minute)
+    store.write("MES", minute.tail(10))
+    assert store.scan("MES").collect().equals(minute.tail(10))
+    assert store.symbols() == ["MES"]
+
+
+def test_unknown_symbol(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    store.write("MES", minute)
+    for action in (
+        lambda: store.scan("ZZZ"),
+        lambda: store.scan(["MES", "ZZZ"]),
+        lambda: store.timesteps("ZZZ"),
+        lambda: store.scan("mes"),  # symbols are case-sensitive
+    ):
+        with pytest.raises(lb.UnknownAsset) as info:
+            action()
+        assert "MES" in str(info.value)
+    with pytest.raises(lb.UnknownAsset, match="ZZZ"):
+        store.scan("ZZZ")
+
+
+def test_unknown_symbol_in_an_empty_store(store: lb.BarStore) -> None:
+    with pytest.raises(lb.UnknownAsset, match="MES"):
+        store.scan("MES")
+
+
+def test_finer_than_stored_is_an_invalid_request(store: lb.BarStore, daily: pl.DataFrame) -> None:
+    store.write("MES", daily, timestep="day")
+    with pytest.raises(lb.InvalidRequest, match="1d"):
+        store.scan("MES", "1h")
+
+
+def test_scan_needs_symbols_and_a_known_zone(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    store.write("MES", minute)
+    with pytest.raises(lb.InvalidRequest):
+        store.scan([])
+    with pytest.raises(lb.InvalidRequest, match="Mars/Base"):
+        store.scan("MES", timezone="Mars/Base")
+
+
+def test_scan_of_symbols_at_different_timesteps(
+    store: lb.BarStore, minute: pl.DataFrame, daily: pl.DataFrame
+) -> None:
+    store.write("MES", minute)
+    store.write("MNQ", daily, timestep="day")
+    with pytest.raises(lb.InvalidRequest, match="timestep"):
+        store.scan(["MES", "MNQ"])
+    # The message says "pass timestep= to scan them together": at a timestep both can
+    # serve (MES aggregated, MNQ as stored), that must then work.
+    assert set(store.scan(["MES", "MNQ"], "day").collect()["symbol"].unique()) == {"MES", "MNQ"}
+
+
+def test_bounds_are_first_and_last_start(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    store.write("MES", minute)
+    times = minute["datetime"].to_list()
+    assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+
+
+def test_bounds_across_row_groups(tmp_path: Path) -> None:
+    """A file with several row groups: bounds are the first and last start overall."""
+    big = lb.synth.minute_bars("MES", "2024-01-02", "2024-04-02", session="24h", gaps=0)
+    assert big.height > 2 * 32_768
+    store = lb.BarStore(tmp_path)
+    store.write("MES", big)
+    times = big["datetime"].to_list()
+    assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+
+
+# -- symbol names ---------------------------------------------------------------------------
+BAD_SYMBOLS = [
+    "",
+    ".",
+    "..",
+    "../x",
+    "../../x",
+    "a/b",
+    "a\\b",
+    "/abs",
+    "a\x00b",
+    " padded ",
+    " lead",
+    "trail ",
+    ".hidden",
+    "tab\there",
+    "new\nline",
+    "x" * 129,
+]
+
+
+@pytest.mark.parametrize("symbol", BAD_SYMBOLS)
+def test_unsafe_symbols_are_rejected_and_write_nothing(
+    tmp_path: Path, symbol: str, minute: pl.DataFrame
+) -> None:
+    root = tmp_path / "inner" / "catalog"
+    store = lb.BarStore(root)
+    store.write("MES", minute)
+    before = tree(tmp_path)
+    with pytest.raises(lb.InvalidRequest) as info:
+        store.write(symbol, minute)
+    assert repr(symbol) in str(info.value)
+    with pytest.raises(lb.InvalidRequest):
+        store.scan(symbol)
+    with pytest.raises(lb.InvalidRequest):
+        store.timesteps(symbol)
+    with pytest.raises(lb.InvalidRequest):
+        lb.BarStore.from_frames({symbol: minute})
+    assert tree(tmp_path) == before
+    assert store.symbols() == ["MES"]
+    assert not Path("/abs.parquet").exists()
+    assert not Path("/abs").exists()
+
+
+@pytest.mark.parametrize("symbol", [None, 5, b"MES", ("MES",)])
+def test_non_string_symbols_are_rejected(store: lb.BarStore, symbol: object, minute) -> None:
+    with pytest.raises(lb.InvalidRequest):
+        store.write(symbol, minute)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("symbol", ["BRK.B", "ES=F", "Ä€", "6E", "EUR-USD", "a b", "x" * 128])
+def test_unusual_but_safe_symbols_round_trip(store: lb.BarStore, symbol: str, minute) -> None:
+    store.write(symbol, minute)
+    assert store.symbols() == [symbol]
+    assert store.timesteps(symbol) == ["1m"]
+    assert store.scan(symbol).collect().equals(minute)
+    assert store.scan(symbol).bars().symbol == symbol
+
+
+@pytest.mark.parametrize("symbol", ["BRK.B", "ES=F", "Ä€"])
+def test_safe_symbols_stay_inside_the_root(tmp_path: Path, symbol: str, minute) -> None:
+    root = tmp_path / "catalog"
+    lb.BarStore(root).write(symbol, minute)
+    files = tree(tmp_path)
+    assert list(files) == [f"catalog/1m/{symbol}.parquet"]
+    assert lb.BarStore(root).symbols() == [symbol]
+
+
+# -- what is listed ---------------------------------------------------------------------------
+def test_hidden_and_foreign_files_are_not_symbols(tmp_path: Path, minute: pl.DataFrame) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
+    # Leftovers of a crash mid-write, and other clutter.
+    (tmp_path / "1m" / ".MNQ.abc123.tmp").write_bytes(good[:100])
+    (tmp_path / "1m" / ".MYM.parquet").write_bytes(good)
+    (tmp_path / "1m" / "notes.txt").write_text("hello")
+    (tmp_path / "1m" / "MES.parquet.bak").write_bytes(good)
+    (tmp_path / ".1m").mkdir()
+    (tmp_path / ".1m" / "HID.parquet").write_bytes(good)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "JNK.parquet").write_bytes(good)
+    (tmp_path / "60m").mkdir()  # not the canonical name of a timestep
+    (tmp_path / "60m" / "SIX.parquet").write_bytes(good)
+    (tmp_path / "README.parquet").write_bytes(good)
+    assert store.symbols() == ["MES"]
+    assert store.timesteps("MES") == ["1m"]
+    for name in ("MNQ", "MYM", "HID", "JNK", "SIX", "README"):
+        with pytest.raises(lb.UnknownAsset):
+            store.scan(name)
+
+
+# -- atomic writes ----------------------------------------------------------------------------
+def _failing_write_parquet(self: pl.DataFrame, file, *args, **kwargs) -> None:
+    """Write a few bytes to the target, as a real write would before failing, then fail."""
+    if hasattr(file, "write"):
+        file.write(b"PAR1 partial")
+    else:
+        Path(file).write_bytes(b"PAR1 partial")
+    msg = "disk full"
+    raise OSError(msg)
+
+
+def test_failed_write_keeps_the_previous_bars(tmp_path: Path, monkeypatch, minute) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    before = tree(tmp_path)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write_parquet)
+    with pytest.raises(OSError, match="disk full"):
+        store.write("MES", minute.tail(5))
+    with pytest.raises(OSError, match="disk full"):
+        store.write("NEW", minute.tail(5))
+    monkeypatch.undo()
+    # Unchanged bytes, no temporary file left, the new symbol not listed.
+    assert tree(tmp_path) == before
+    assert store.symbols() == ["MES"]
+    assert store.scan("MES").collect().equals(minute)
+    assert lb.BarStore(tmp_path).scan("MES").collect().equals(minute)
+    with pytest.raises(lb.UnknownAsset):
+        store.scan("NEW")
+
+
+def test_crash_before_the_rename_keeps_the_previous_bars(tmp_path: Path, monkeypatch, minute) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    before = tree(tmp_path)
+
+    def no_rename(src, dst) -> None:
+        msg = "power cut"
+        raise OSError(msg)
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(OSError, match="power cut"):
+        store.write("MES", minute.tail(5))
+    monkeypatch.undo()
+    assert tree(tmp_path) == before
+    assert store.scan("MES").collect().equals(minute)
+
+
+def test_keyboard_interrupt_mid_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch, minute
+) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    before = tree(tmp_path)
+
+    def interrupted(self, file, *args, **kwargs) -> None:
+        file.write(b"PAR1")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.write("MES", minute.head(3))
+    monkeypatch.undo()
+    assert tree(tmp_path) == before
+
+
+def test_schema_error_keeps_the_previous_bars(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    store.write("MES", minute)
+    bad_versions = [
+        minute.drop("close"),
+        minute.with_columns(pl.col("datetime").dt.replace_time_zone(None)),
+        pl.concat([minute, minute.tail(1)]),
+        minute.with_columns(pl.lit(None, dtype=pl.Float64).alias("open")),
+        minute.head(0),
+    ]
+    for bad in bad_versions:
+        with pytest.raises(lb.SchemaError):
+            store.write("MES", bad)
+    assert store.scan("MES").collect().equals(minute)
+    assert store.symbols() == ["MES"]
+
+
+def test_schema_error_writes_no_file(tmp_path: Path, minute: pl.DataFrame) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    before = tree(tmp_path)
+    with pytest.raises(lb.SchemaError):
+        store.write("MES", minute.drop("high"))
+    with pytest.raises(lb.SchemaError):
+        store.write("NEW", minute.drop("high"))
+    assert tree(tmp_path) == before
+
+
+def test_interrupted_write_is_invisible_to_a_second_store(tmp_path: Path, minute) -> None:
+    """A temp file left by a crashed process is neither a symbol nor a timestep folder."""
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    (tmp_path / "1h").mkdir()
+    (tmp_path / "1h" / ".MES.x1y2.tmp").write_bytes(b"PAR1 half written")
+    assert lb.BarStore(tmp_path).symbols() == ["MES"]
+    assert lb.BarStore(tmp_path).timesteps("MES") == ["1m"]
+    assert lb.BarStore(tmp_path).symbols(timestep="1h") == []
+
+
+# -- corrupt files ------------------------------------------------------------------------------
+def _corrupt_variants(good: bytes) -> dict[str, bytes]:
+    return {
+        "garbage": b"this is not parquet at all",
+        "truncated": good[: len(good) // 2],
+        "empty": b"",
+        "magic-only": b"PAR1",
+    }
+
+
+@pytest.mark.parametrize("variant", ["garbage", "truncated", "empty", "magic-only"])
+def test_corrupt_file_bounds_name_the_file(tmp_path: Path, minute, variant: str) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
+    (tmp_path / "1m" / "BAD.parquet").write_bytes(_corrupt_variants(good)[variant])
+    with pytest.raises(lb.LazyBarsError, match=r"BAD\.parquet"):
+        store.bounds("BAD", Timestep.parse("1m"))
+    # The rest of the catalog still reads.
+    assert store.scan("MES").collect().equals(minute)
+
+
+@pytest.mark.parametrize("variant", ["garbage", "truncated", "empty", "magic-only"])
+def test_corrupt_file_scan_names_the_file(tmp_path: Path, minute, variant: str) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", minute)
+    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
+    (tmp_path / "1m" / "BAD.parquet").write_bytes(_corrupt_variants(good)[variant])
+    with pytest.raises(lb.LazyBarsError, match=r"BAD\.parquet"):
+        store.scan("BAD").tail(5).collect()
