@@ -24,6 +24,15 @@ from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
 _DAY_NS = 86_400_000_000_000
+# The column carrying each bucket's end through a lazy plan; dropped before bars are returned.
+BUCKET_END = "__lazybars_bucket_end"
+_AGGREGATIONS = {
+    "open": pl.col("open").first(),
+    "high": pl.col("high").max(),
+    "low": pl.col("low").min(),
+    "close": pl.col("close").last(),
+    "volume": pl.col("volume").sum(),
+}
 _REGULAR_OPEN = 9 * 60 + 30
 _REGULAR_CLOSE = 16 * 60
 
@@ -74,18 +83,21 @@ def aggregate_lazy(
     after_hours: bool,
     by_symbol: bool = False,
 ) -> pl.LazyFrame:
-    """Aggregate sorted bars to ``target`` buckets; the result has an ``end`` column.
+    """Aggregate sorted bars to ``target`` buckets, with their end in ``BUCKET_END``.
 
-    open is the first open, high the max, low the min, close the last close, volume the sum;
-    other columns are dropped (they have no agreed aggregation). Buckets with no source bar
-    do not exist.
+    open is the first open, high the max, low the min, close the last close, volume the sum
+    (whichever of them the frame has); other columns are dropped, having no agreed
+    aggregation. Buckets with no source bar do not exist.
     """
     if not after_hours:
         lf = lf.filter(regular_hours(pl.col("datetime"), local))
     # Stored bars always carry a zone (ingest refuses naive times without one).
-    zone = lf.collect_schema()["datetime"].time_zone
+    schema = lf.collect_schema()
+    zone = schema["datetime"].time_zone
+    columns = [name for name in _AGGREGATIONS if name in schema]
     bounds = pl.col("datetime").map_batches(
         lambda s: _bounds_struct(s, target, source, local),
+        # One call over the whole column: boundaries are enumerated once per load.
         return_dtype=pl.Struct({"bucket": pl.Int64, "end": pl.Int64}),
     )
     keys = ["symbol", "bucket"] if by_symbol else ["bucket"]
@@ -93,21 +105,14 @@ def aggregate_lazy(
         lf.with_columns(bounds.alias("_b"))
         .unnest("_b")
         .group_by(keys, maintain_order=True)
-        .agg(
-            pl.col("open").first(),
-            pl.col("high").max(),
-            pl.col("low").min(),
-            pl.col("close").last(),
-            pl.col("volume").sum(),
-            pl.col("end").max(),
-        )
+        .agg(*(_AGGREGATIONS[name] for name in columns), pl.col("end").max())
         .with_columns(
             pl.col("bucket", "end").cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
         )
-        .rename({"bucket": "datetime"})
+        .rename({"bucket": "datetime", "end": BUCKET_END})
     )
     front = ["datetime", "symbol"] if by_symbol else ["datetime"]
-    return out.select(*front, "open", "high", "low", "close", "volume", "end")
+    return out.select(*front, *columns, BUCKET_END)
 
 
 def _bounds_struct(s: pl.Series, target: Timestep, source: Timestep, local: str) -> pl.Series:

@@ -12,12 +12,13 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from lazybars._aggregate import aggregate_lazy, coarser
+from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
 from lazybars._time import local_ns, next_local_midnight, ns_literal, timestamp
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
 _DATETIME = pl.col("datetime")
+_ROW = pl.int_range(pl.len())
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Context:
     local: str  # the query's local zone (day ends, sessions, bucket boundaries)
     timestep: Timestep  # the bars' timestep before this step
     grouped: bool  # several symbols, long format
+    aggregated: bool  # a resample ran before: the frame carries BUCKET_END
 
 
 class Step(Protocol):
@@ -37,9 +39,13 @@ class Step(Protocol):
 
     def timestep_after(self, timestep: Timestep) -> Timestep: ...
 
+    @property
+    def aggregates(self) -> bool: ...
+
 
 class _SameTimestep:
     __slots__ = ()
+    aggregates = False
 
     def timestep_after(self, timestep: Timestep) -> Timestep:
         return timestep
@@ -65,14 +71,14 @@ class _AsOf(_SameTimestep):
     at: int
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
-        if "end" in lf.collect_schema().names():
-            return lf.filter(pl.col("end") <= ns_literal(self.at, ctx.zone))
+        if ctx.aggregated:
+            return lf.filter(pl.col(BUCKET_END) <= ns_literal(self.at, ctx.zone))
         if ctx.timestep.is_day:
-            return lf.filter(
-                next_local_midnight(_DATETIME, ctx.local) <= ns_literal(self.at, ctx.zone)
-            )
+            ends = next_local_midnight(_DATETIME, ctx.local)
+            return lf.filter(ends <= ns_literal(self.at, ctx.local))
         # Written against the start so that the predicate reaches the parquet statistics.
-        return lf.filter(ns_literal(self.at - ctx.timestep.nanos, ctx.zone) >= _DATETIME)
+        last_start = ns_literal(self.at - ctx.timestep.nanos, ctx.zone)
+        return lf.filter(_DATETIME <= last_start)
 
     def describe(self, local: str) -> tuple[str, str]:
         return "as_of", f"bars ended by {timestamp(self.at, local)}"
@@ -84,9 +90,7 @@ class _Tail(_SameTimestep):
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         if ctx.grouped:
-            return (
-                lf.group_by("symbol", maintain_order=True).tail(self.n).sort("symbol", "datetime")
-            )
+            return lf.filter(_ROW.over("symbol") >= pl.len().over("symbol") - self.n)
         return lf.tail(self.n)
 
     def describe(self, local: str) -> tuple[str, str]:
@@ -99,9 +103,7 @@ class _Head(_SameTimestep):
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         if ctx.grouped:
-            return (
-                lf.group_by("symbol", maintain_order=True).head(self.n).sort("symbol", "datetime")
-            )
+            return lf.filter(_ROW.over("symbol") < self.n)
         return lf.head(self.n)
 
     def describe(self, local: str) -> tuple[str, str]:
@@ -114,6 +116,8 @@ class _Select(_SameTimestep):
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         keys = ["datetime", "symbol"] if ctx.grouped else ["datetime"]
+        if ctx.aggregated:
+            keys.append(BUCKET_END)
         return lf.select(*keys, *(c for c in self.columns if c not in keys))
 
     def describe(self, local: str) -> tuple[str, str]:
@@ -124,6 +128,7 @@ class _Select(_SameTimestep):
 class _Resample:
     timestep: Timestep
     after_hours: bool
+    aggregates = True
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         return aggregate_lazy(

@@ -44,7 +44,14 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
             msg = f"{argument}={value!r} is not a date or time ({exc}); use e.g. '2024-01-02 09:30'"
             raise InvalidRequest(msg) from None
         if ts.tzinfo is None:
-            ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+            try:
+                ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+            except ValueError:
+                msg = (
+                    f"{argument}={value!r} is ambiguous or does not exist in {zone} (a DST "
+                    "change); pass a tz-aware datetime"
+                )
+                raise InvalidRequest(msg) from None
         return int(ts.as_unit("ns").value)
     msg = f"{argument} must be a datetime, date or ISO string, got {type(value).__name__}"
     raise InvalidRequest(msg)

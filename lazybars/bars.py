@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import pandas as pd
 import polars as pl
 
-from lazybars._aggregate import aggregate_lazy, coarser
+from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
 from lazybars._time import local_ns
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
@@ -129,14 +129,14 @@ class Bars:
 
     def get_last_price(self) -> float | None:
         """The last close, or None when there are no bars."""
-        return None if self.empty else float(self.pl["close"][-1])
+        return None if self.empty else float(self._column("close")[-1])
 
     def get_momentum(self, n: int | None = None) -> float | None:
         """Relative change of the close over the last ``n`` bars (all bars when None).
 
         ``close[-1] / close[-1 - n] - 1``; None when fewer than ``n + 1`` bars are held.
         """
-        closes = self.pl["close"]
+        closes = self._column("close")
         if n is None:
             n = len(closes) - 1
         elif type(n) is not int or n < 1:
@@ -148,7 +148,7 @@ class Bars:
 
     def get_total_volume(self, start: Any = None, end: Any = None) -> float:
         """Total volume of the bars starting in ``[start, end]`` (inclusive; None: open)."""
-        return float(self.filter(start, end).pl["volume"].sum())
+        return float(self.filter(start, end)._column("volume").sum())
 
     def filter(self, start: Any = None, end: Any = None) -> Bars:
         """The bars whose start lies in ``[start, end]`` (inclusive; None: unbounded).
@@ -166,7 +166,14 @@ class Bars:
         target = coarser(source, timestep, "aggregate")
         local = self._local or self._zone()
         lf = aggregate_lazy(self.pl.lazy(), target, local=local, source=source, after_hours=True)
-        return self._derive(lf.drop("end").collect(), str(target))
+        return self._derive(lf.drop(BUCKET_END).collect(), str(target))
+
+    def _column(self, name: str) -> pl.Series:
+        frame = self.pl
+        if name not in frame.columns:
+            msg = f"these bars have no {name!r} column (columns {frame.columns}); select it too"
+            raise InvalidRequest(msg)
+        return frame[name]
 
     def _derive(self, frame: pl.DataFrame, timestep: str) -> Bars:
         return Bars(frame, symbol=self.symbol, timestep=timestep, timezone=self._local)
@@ -195,5 +202,9 @@ def _between_inclusive(frame: pl.DataFrame, start: Any, end: Any) -> pl.DataFram
     zone = frame.schema["datetime"].time_zone or "UTC"
     when = frame["datetime"].dt.epoch("ns").to_numpy()
     lo = 0 if start is None else when.searchsorted(local_ns(start, zone, argument="start"), "left")
-    hi = len(when) if end is None else when.searchsorted(local_ns(end, zone, argument="end"), "right")
+    hi = (
+        len(when)
+        if end is None
+        else when.searchsorted(local_ns(end, zone, argument="end"), "right")
+    )
     return frame.slice(int(lo), max(int(hi) - int(lo), 0))

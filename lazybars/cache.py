@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars._aggregate import aggregate_lazy, bar_ends, regular_hours
+from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, regular_hours
 from lazybars._time import NS_MAX, NS_MIN, timestamp
 from lazybars.bars import frame_to_pandas
 from lazybars.store import BarStore
@@ -228,8 +228,10 @@ class AssetCache:
                 frame.lazy(), target, local=self._local, source=native, after_hours=after_hours
             )
             buckets = lf.collect()
-            ends = buckets["end"].dt.epoch("ns").to_numpy()
-            frame = buckets.drop("end")
+            # Buckets are built ahead of time, yet each is served only once its end (and
+            # that of every bar in it) has passed, so a served bucket is always complete.
+            ends = buckets[BUCKET_END].dt.epoch("ns").to_numpy()
+            frame = buckets.drop(BUCKET_END)
         return Slab(frame, ends, lo, hi, complete_lo, complete_hi)
 
     def _align(self, ns: int, *, up: bool = False) -> int:

@@ -74,7 +74,7 @@ def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.D
     ]
     out = pl.DataFrame(bars + extras)
     _check_values(out)
-    return _sorted_unique(out, stacklevel + 1)
+    return _sorted_unique(out, stacklevel)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
@@ -119,13 +119,15 @@ def _to_polars(frame: Any) -> pl.DataFrame:
         return frame
     if isinstance(frame, pd.DataFrame):
         if isinstance(frame.index, pd.DatetimeIndex):
-            name = frame.index.name or "datetime"
-            if name in frame.columns:
-                msg = f"the frame has both a DatetimeIndex and a column named {name!r}; drop one"
+            clash = [c for c in frame.columns if str(c).lower() in TIME_COLUMNS]
+            if clash:
+                msg = f"the frame has both a DatetimeIndex and a time column {clash}; drop one"
                 raise SchemaError(msg)
-            frame = frame.reset_index(names=name)
+            frame = frame.reset_index(names="datetime")
         try:
-            return pl.from_pandas(frame)
+            # A deep copy: polars would otherwise share the caller's numpy buffers, and an
+            # in-memory store must not change when the caller edits their frame later.
+            return pl.from_pandas(frame.copy(deep=True))
         except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
             msg = f"could not read the pandas frame ({exc}); give plain numeric OHLCV columns"
             raise SchemaError(msg) from exc
@@ -230,6 +232,7 @@ def _check_values(bars: pl.DataFrame) -> None:
 
 
 def _sorted_unique(bars: pl.DataFrame, stacklevel: int) -> pl.DataFrame:
+    # `stacklevel` counts from normalize(); this frame adds one.
     when = bars["datetime"]
     if not when.is_sorted():
         msg = "bars were not in time order; lazybars sorted them (sort them first to silence this)"

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
+from lazybars._aggregate import BUCKET_END
 from lazybars._plan import (
     Context,
     Step,
@@ -101,7 +102,7 @@ class Query:
         """Aggregate to a coarser ``timestep`` (open first, high max, low min, close last,
         volume sum); ``after_hours=False`` first keeps bars starting in [09:30, 16:00) local.
         """
-        return self._then(resample_step(timestep, after_hours, self._source.timestep))
+        return self._then(resample_step(timestep, after_hours, self._timestep_now()))
 
     # -- execution --------------------------------------------------------------------------
     @property
@@ -161,7 +162,10 @@ class Query:
         return [("scan", scan)] + [step.describe(src.zone) for step in self._steps]
 
     def _timestep(self) -> str:
-        return str(_final_timestep(self._source.timestep, self._steps))
+        return str(self._timestep_now())
+
+    def _timestep_now(self) -> Timestep:
+        return _final_timestep(self._source.timestep, self._steps)
 
     def _schema(self) -> pl.Schema:
         return _compile(self._source, self._steps).collect_schema()
@@ -187,12 +191,11 @@ def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
         rest = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
         lf = lf.select("datetime", "symbol", *rest)
     zone = lf.collect_schema()["datetime"].time_zone
-    timestep = source.timestep
+    timestep, aggregated = source.timestep, False
     for step in steps:
-        ctx = Context(zone, source.zone, timestep, grouped=len(source.symbols) > 1)
+        ctx = Context(zone, source.zone, timestep, len(source.symbols) > 1, aggregated)
         lf = step.apply(lf, ctx)
         timestep = step.timestep_after(timestep)
+        aggregated = aggregated or step.aggregates
     # Aggregated bars carry their bucket end for as_of; it is plumbing, not a bar column.
-    if "end" in lf.collect_schema().names():
-        lf = lf.drop("end")
-    return lf
+    return lf.drop(BUCKET_END) if aggregated else lf

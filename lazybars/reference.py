@@ -12,6 +12,11 @@ It has two jobs:
    lazybars (it imports only the errors, the timestep parser and :class:`~lazybars.bars.Bars`).
 2. **Baseline.** Benchmarks measure the fast path against it.
 
+A coarser timestep than the stored ones is aggregated from the finest stored frame on every
+request, again the plain way: each source bar's bucket is worked out from its local wall-clock
+time (see :func:`_bucket_starts`), then ``groupby`` builds the OHLCV buckets and a mask over
+the buckets' ends picks the visible ones.
+
 ``start``, ``end`` and ``lookback`` are accepted and checked, but they never change a result:
 in the fast path they are loading hints only, and this reference always loads everything.
 """
@@ -36,6 +41,11 @@ __all__ = ["PandasDataSource"]
 _SESSION_OPEN = pd.Timedelta(hours=9, minutes=30)
 _SESSION_CLOSE = pd.Timedelta(hours=16)
 _TIMESHIFT_FORMS = "None, an int number of bars, or a datetime.timedelta / pd.Timedelta"
+_OHLCV = ["open", "high", "low", "close", "volume"]
+_NAT = np.iinfo(np.int64).min  # NaT as int64 ns: smaller than every real instant
+_NEVER = np.iinfo(np.int64).max
+_DAY = pd.Timedelta(days=1)
+_NS = pd.Timedelta(1, "ns")
 
 
 class PandasDataSource:
@@ -107,7 +117,9 @@ class PandasDataSource:
         length
             How many bars, an int >= 1; fewer come back when history is shorter.
         timestep
-            A stored timestep of ``asset``; None means its finest stored one.
+            None means the finest stored timestep of ``asset``. A stored timestep is served
+            as stored; a coarser one is aggregated from the finest stored bars (see
+            :meth:`_aggregate`).
         timeshift
             int ``k``: end the window ``k`` bars before the last visible bar (``k < 0``:
             ``|k|`` bars after it). A timedelta: evaluate as of ``clock - timeshift``.
@@ -128,8 +140,8 @@ class PandasDataSource:
             msg = f"after_hours must be True or False, got {after_hours!r}"
             raise InvalidRequest(msg)
         now = self._clock() - shift_time
-        step = self._timestep(symbol, timestep)
-        frame = self._frame(symbol, step)
+        source, target = self._timesteps(symbol, timestep)
+        frame = self._frame(symbol, source)
 
         if not after_hours:
             # Regular session only: the local wall-clock start time in [09:30, 16:00).
@@ -138,19 +150,23 @@ class PandasDataSource:
             in_session = (time_of_day >= _SESSION_OPEN) & (time_of_day < _SESSION_CLOSE)
             frame = frame.iloc[np.flatnonzero(in_session)]
 
-        visible = np.asarray(self._ends(frame.index, step) <= now)
+        ends = self._ends(frame.index, source).as_unit("ns").asi8
+        if target != source:
+            frame, ends = self._aggregate(frame, ends, target)
+
+        visible = ends <= now.value
         positions = np.flatnonzero(visible)
         last_visible = int(positions[-1]) if len(positions) else -1
         stop = min(max(last_visible + 1 - shift_bars, 0), len(frame))
         begin = max(0, stop - length)
         window = frame.iloc[begin:stop]
-        return Bars(window, symbol=symbol, timestep=str(step), timezone=self._tz)
+        return Bars(window, symbol=symbol, timestep=str(target), timezone=self._tz)
 
     def get_last_price(self, asset: Any) -> float | None:
         """The close of the last visible bar at the finest stored timestep, or None."""
         symbol = self._symbol(asset)
         now = self._clock()
-        step = self._timestep(symbol, None)
+        step, _ = self._timesteps(symbol, None)
         frame = self._frame(symbol, step)
         visible = frame.loc[np.asarray(self._ends(frame.index, step) <= now)]
         if visible.empty:
@@ -208,26 +224,56 @@ class PandasDataSource:
             raise UnknownAsset(msg)
         return symbol
 
-    def _timestep(self, symbol: str, timestep: str | Timestep | None) -> Timestep:
+    def _timesteps(self, symbol: str, timestep: str | Timestep | None) -> tuple[Timestep, Timestep]:
+        """(stored timestep to read, timestep to return) for a request."""
         stored = [Timestep.parse(s) for s in self._store.timesteps(symbol)]
         finest = min(stored)
         if timestep is None:
-            return finest
+            return finest, finest
         wanted = Timestep.parse(timestep)
         if wanted in stored:
-            return wanted
-        names = ", ".join(repr(str(s)) for s in sorted(stored))
+            return wanted, wanted
         if wanted < finest:
+            names = ", ".join(repr(str(s)) for s in sorted(stored))
             msg = (
                 f"timestep {str(wanted)!r} is finer than anything stored for {symbol!r} "
                 f"(stored: {names}); ask for {str(finest)!r} or coarser"
             )
             raise InvalidRequest(msg)
-        msg = (
-            f"aggregation to coarser timesteps is not implemented yet: {symbol!r} has no "
-            f"{str(wanted)!r} bars (stored: {names}); ask for a stored timestep"
+        return finest, wanted
+
+    def _aggregate(
+        self, frame: pd.DataFrame, ends: np.ndarray, target: Timestep
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """``frame``'s bars grouped into ``target`` buckets, and each bucket's end (int64 ns).
+
+        open is the first open, high the max, low the min, close the last close and volume
+        the sum; other columns are dropped. Each bucket is labelled by its start instant, in
+        the zone of ``frame``'s index. Its end, the instant it becomes visible, is the later
+        of its next boundary and the end of every source bar in it (``ends``), so a bucket
+        that is still forming is never visible.
+        """
+        step = pd.Timedelta(minutes=target.minutes)
+        starts = frame.index.as_unit("ns")
+        bucket_ns = _bucket_starts(starts.asi8, step, self._tz)
+        labels = pd.DatetimeIndex(pd.to_datetime(bucket_ns, unit="ns", utc=True), name="datetime")
+        labels = labels.tz_convert(starts.tz).as_unit("ns")
+        if len(frame) == 0:
+            empty = pd.DataFrame({c: np.array([], dtype="float64") for c in _OHLCV}, index=labels)
+            return empty, np.array([], dtype=np.int64)
+        groups = frame[_OHLCV].astype("float64").groupby(labels, sort=True)
+        buckets = groups.agg(
+            open=("open", "first"),
+            high=("high", "max"),
+            low=("low", "min"),
+            close=("close", "last"),
+            volume=("volume", "sum"),
         )
-        raise InvalidRequest(msg)
+        buckets.index = buckets.index.as_unit("ns").rename("datetime")
+        first_ns = buckets.index.asi8
+        last_bar_end = pd.Series(ends, index=labels).groupby(level=0, sort=True).max()
+        bucket_end = np.maximum(_next_boundaries(first_ns, step, self._tz), last_bar_end.to_numpy())
+        return buckets, bucket_end
 
     def _frame(self, symbol: str, step: Timestep) -> pd.DataFrame:
         """The full stored frame, loaded into pandas once per (symbol, timestep)."""
@@ -240,6 +286,111 @@ class PandasDataSource:
                 raise InvalidRequest(msg)
             self._frames[key] = frame
         return self._frames[key]
+
+
+# ------------------------------------------------------------------ bucket boundaries
+#
+# A boundary of N-minute buckets is an instant whose local wall-clock time is a whole multiple
+# of N minutes after local midnight ("the N-minute grid" of each local day; for N not dividing
+# a day, the grid restarts at every midnight; for day buckets it is the midnights alone). A
+# wall time that occurs twice (the repeated autumn hour) gives two boundaries; a wall time that
+# does not occur (the skipped spring hour) gives none. A bar's bucket starts at the latest
+# boundary at or before the bar's start, and ends at the next boundary.
+#
+# pandas' resample cannot be told this (across DST it labels buckets on a fixed grid of
+# instants), so the boundaries are found from wall-clock times directly, bar by bar:
+#
+# 1. Read the bar's start as a wall-clock time: under the UTC offset in force at the start,
+#    and also under the one in force a day earlier (on a DST day the latest boundary may lie
+#    before the change: with 90-minute buckets, 01:10 EST follows the boundary 01:30 EDT).
+# 2. Floor each wall time to the grid of its day.
+# 3. Turn the grid wall time into its instants (none, one or two). The latest of them that is
+#    at or before the bar's start is a candidate; if there is none (a skipped wall time, or
+#    the repeated hour's second 01:00 lying after the bar), step back one grid point, repeat.
+# 4. The bucket start is the latest candidate over the offsets of step 1.
+#
+# The next boundary after a bucket start is found the same way, forwards: from the first grid
+# point after the wall time, step forward until a wall time has an instant after the start.
+
+
+def _bucket_starts(starts: np.ndarray, step: pd.Timedelta, zone: str) -> np.ndarray:
+    """The latest boundary instant at or before each instant of ``starts`` (int64 ns)."""
+    best = np.full(len(starts), _NAT)
+    for walls in _wall_times(starts, zone, -_DAY):
+        grid = _floor_to_grid(walls, step)
+        best = np.maximum(best, _walk(starts, grid, step, zone, forward=False))
+    return best
+
+
+def _next_boundaries(starts: np.ndarray, step: pd.Timedelta, zone: str) -> np.ndarray:
+    """The earliest boundary instant after each instant of ``starts`` (int64 ns)."""
+    best = np.full(len(starts), _NEVER)
+    for walls in _wall_times(starts, zone, _DAY):
+        grid = _next_on_grid(walls, step)
+        best = np.minimum(best, _walk(starts, grid, step, zone, forward=True))
+    return best
+
+
+def _wall_times(instants: np.ndarray, zone: str, other: pd.Timedelta) -> list[pd.DatetimeIndex]:
+    """``instants`` as naive local wall times, under their own UTC offset and under the offset
+    in force at ``instant + other``."""
+    utc = pd.DatetimeIndex(pd.to_datetime(instants, unit="ns", utc=True)).as_unit("ns")
+    own = utc.tz_convert(zone).tz_localize(None)
+    # (instant + other) read locally, minus other: the instant under that other offset.
+    there = (utc + other).tz_convert(zone).tz_localize(None) - other
+    return [own] if own.equals(there) else [own, there]
+
+
+def _floor_to_grid(walls: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """The latest grid wall time (midnight + k * step, same day) at or before each wall time."""
+    midnight = walls.normalize()
+    return midnight + (walls - midnight) // step * step
+
+
+def _next_on_grid(walls: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeIndex:
+    """The earliest grid wall time after each wall time (the next midnight at the latest)."""
+    following = _floor_to_grid(walls, step) + step
+    next_midnight = walls.normalize() + _DAY
+    return pd.DatetimeIndex(np.minimum(following.asi8, next_midnight.asi8).astype("M8[ns]"))
+
+
+def _instants(walls: pd.DatetimeIndex, zone: str) -> list[np.ndarray]:
+    """Every instant (int64 ns; NaT for a skipped wall time) of each wall time in ``zone``:
+    its first and its second occurrence (the same instant unless the wall time repeats)."""
+    return [
+        walls.tz_localize(zone, ambiguous=np.full(len(walls), first), nonexistent="NaT").asi8
+        for first in (True, False)
+    ]
+
+
+def _walk(
+    starts: np.ndarray, grid: pd.DatetimeIndex, step: pd.Timedelta, zone: str, *, forward: bool
+) -> np.ndarray:
+    """From each grid wall time, step along the grid (back, or ``forward``) until one has an
+    instant at or before (after, when ``forward``) the matching start, and return that
+    instant (the latest such, or the earliest when ``forward``)."""
+    found = np.full(len(starts), _NEVER if forward else _NAT)
+    todo, walls = np.arange(len(starts)), grid  # the rows still looking, and their wall times
+    for _ in range(3 * (_DAY // step) + 3):  # a few days of grid points at most
+        if len(todo) == 0:
+            return found
+        limit = starts[todo]
+        if forward:
+            hits = np.full(len(todo), _NEVER)
+            for instant in _instants(walls, zone):  # NaT (a huge negative) is never "after"
+                hits = np.minimum(hits, np.where(instant > limit, instant, _NEVER))
+            missing = hits == _NEVER
+            walls = _next_on_grid(walls[missing], step)
+        else:
+            hits = np.full(len(todo), _NAT)
+            for instant in _instants(walls, zone):  # NaT stays NaT under the maximum
+                hits = np.maximum(hits, np.where(instant <= limit, instant, _NAT))
+            missing = hits == _NAT
+            walls = _floor_to_grid(walls[missing] - _NS, step)
+        found[todo] = hits
+        todo = todo[missing]
+    msg = f"no bucket boundary found near {starts[todo][:3]} in {zone}"  # pragma: no cover
+    raise AssertionError(msg)  # pragma: no cover
 
 
 def _check_timezone(timezone: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from lazybars._time import (
     NS_MAX,
@@ -27,7 +27,7 @@ from lazybars._time import (
 )
 from lazybars.bars import Bars
 from lazybars.cache import AssetCache, Entry
-from lazybars.errors import InvalidRequest
+from lazybars.errors import InvalidRequest, LazyBarsError
 from lazybars.ingest import validate_zone
 from lazybars.store import BarStore, check_symbol
 from lazybars.timestep import Timestep
@@ -47,9 +47,9 @@ class _Options(BaseModel):
     end: Any = None
     lookback: Any = "30d"
 
-    @field_validator("timezone")
+    @field_validator("timezone", mode="before")
     @classmethod
-    def _zone(cls, value: str) -> str:
+    def _zone(cls, value: Any) -> str:
         return validate_zone(value, argument="timezone")
 
     def bounds(self) -> tuple[int, int]:
@@ -106,7 +106,10 @@ class DataSource:
         if not isinstance(store, BarStore):
             msg = f"store must be a lazybars.BarStore, got {type(store).__name__}"
             raise InvalidRequest(msg)
-        options = _Options(timezone=timezone, start=start, end=end, lookback=lookback)
+        try:
+            options = _Options(timezone=timezone, start=start, end=end, lookback=lookback)
+        except ValidationError as exc:
+            raise _unwrap(exc) from None
         lo, hi = options.bounds()
         self._zone = options.timezone
         self._cache = AssetCache(store, options.timezone, lo, hi)
@@ -216,6 +219,16 @@ class DataSource:
 
 
 _NO_CLOCK = "the clock is not set; call set_datetime(dt) with a tz-aware datetime first"
+
+
+def _unwrap(exc: ValidationError) -> LazyBarsError:
+    """The lazybars error a validator raised, or an InvalidRequest listing pydantic's."""
+    for error in exc.errors():
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, LazyBarsError):
+            return cause
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return InvalidRequest(f"invalid DataSource options: {problems}")
 
 
 def _length(length: Any) -> int:

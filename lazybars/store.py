@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
-from lazybars.ingest import normalize, validate_zone, write_parquet_atomic
+from lazybars.ingest import PRICE_COLUMNS, normalize, validate_zone, write_parquet_atomic
 from lazybars.query import Query, QuerySource
 from lazybars.timestep import Timestep
 
@@ -91,7 +91,7 @@ class BarStore:
         store._root = None
         store._frames = {}
         for symbol, frame in frames.items():
-            store.write(symbol, frame, timestep=timestep, tz=tz)
+            store._write(symbol, frame, timestep, tz, stacklevel=4)
         return store
 
     def write(
@@ -110,8 +110,14 @@ class BarStore:
         InvalidRequest
             A bad symbol, timestep or zone name.
         """
+        self._write(symbol, frame, timestep, tz, stacklevel=4)
+
+    def _write(
+        self, symbol: str, frame: Any, timestep: str, tz: str | None, stacklevel: int
+    ) -> None:
+        # `stacklevel` points an UnsortedBarsWarning at the user's call, counted from here.
         key = (check_symbol(symbol), Timestep.parse(timestep))
-        bars = normalize(frame, tz=tz, stacklevel=3)
+        bars = normalize(frame, tz=tz, stacklevel=stacklevel)
         if self._root is None:
             self._frames[key] = bars
         else:
@@ -148,8 +154,9 @@ class BarStore:
         stored = {self.resolve(name, wanted) for name in names}
         if len(stored) > 1:
             msg = (
-                f"{list(names)} are stored at different timesteps {sorted(map(str, stored))}; "
-                "pass timestep= to scan them together"
+                f"{list(names)} would be read at different stored timesteps "
+                f"{sorted(map(str, stored))}; scan them one by one, or store them at a "
+                "common timestep"
             )
             raise InvalidRequest(msg)
         base = stored.pop()
@@ -228,7 +235,9 @@ class BarStore:
     def _lazy(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         if self._root is None:
             return self._frames[(symbol, timestep)].lazy()
-        return pl.scan_parquet(self._path(symbol, timestep))
+        path = self._path(symbol, timestep)
+        _check_file(path)
+        return pl.scan_parquet(path)
 
 
 def _timestep_folder(folder: Path) -> Timestep | None:
@@ -241,13 +250,30 @@ def _timestep_folder(folder: Path) -> Timestep | None:
     return timestep if str(timestep) == folder.name else None
 
 
-def _parquet_bounds(path: Path) -> tuple[int, int]:
-    # Row-group statistics answer without reading the column (raw int64 ns: no rounding).
+def _check_file(path: Path) -> pq.FileMetaData:
+    """The file's parquet metadata, after checking that it holds bars lazybars wrote."""
     try:
         meta = pq.read_metadata(path)
+    except FileNotFoundError:
+        msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
+        raise SchemaError(msg) from None
     except (OSError, ValueError) as exc:
         msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
         raise SchemaError(msg) from None
+    names = meta.schema.names
+    missing = [c for c in ("datetime", *PRICE_COLUMNS) if c not in names]
+    if missing or names[0] != "datetime":
+        msg = (
+            f"catalog file {path} is not a lazybars bar file (columns {names}, missing "
+            f"{missing}); rewrite it with store.write()"
+        )
+        raise SchemaError(msg)
+    return meta
+
+
+def _parquet_bounds(path: Path) -> tuple[int, int]:
+    # Row-group statistics answer without reading the column (raw int64 ns: no rounding).
+    meta = _check_file(path)
     lows, highs = [], []
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(0).statistics

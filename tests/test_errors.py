@@ -104,7 +104,9 @@ def _tour(store: lb.BarStore) -> dict[str, Callable[[], Any]]:
         "missing column": lambda: store.write("X", frame.drop("low"), tz="UTC"),
         "empty frame": lambda: store.write("X", frame.head(0), tz="UTC"),
         "not a frame": lambda: store.write("X", [1, 2, 3], tz="UTC"),
-        "duplicates": lambda: store.write("X", pl.concat([frame, frame]).sort("datetime"), tz="UTC"),
+        "duplicates": lambda: store.write(
+            "X", pl.concat([frame, frame]).sort("datetime"), tz="UTC"
+        ),
         "select unknown": lambda: store.scan("MES").select("nope"),
         "select nothing": lambda: store.scan("MES").select(),
         "tail negative": lambda: store.scan("MES").tail(-1),

@@ -236,7 +236,10 @@ def test_naive_without_tz_is_a_schema_error(store: lb.BarStore, kind: str) -> No
 
 @pytest.mark.parametrize("zone", ["UTC", NY, "Asia/Tokyo"])
 def test_tz_aware_input_keeps_its_zone(store: lb.BarStore, zone: str) -> None:
-    times = [dt.datetime(2024, 3, 8, 15, 0, tzinfo=ZoneInfo(zone)) + dt.timedelta(days=i) for i in range(4)]
+    times = [
+        dt.datetime(2024, 3, 8, 15, 0, tzinfo=ZoneInfo(zone)) + dt.timedelta(days=i)
+        for i in range(4)
+    ]
     store.write("X", small(times))
     out = store.scan("X").collect()
     assert out.schema["datetime"] == pl.Datetime("ns", zone)
@@ -244,7 +247,10 @@ def test_tz_aware_input_keeps_its_zone(store: lb.BarStore, zone: str) -> None:
 
 
 def test_tz_aware_input_with_tz_keeps_its_instants(store: lb.BarStore) -> None:
-    times = [dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC), dt.datetime(2024, 1, 2, 16, tzinfo=dt.UTC)]
+    times = [
+        dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC),
+        dt.datetime(2024, 1, 2, 16, tzinfo=dt.UTC),
+    ]
     store.write("X", small(times), tz="Asia/Tokyo")
     got = store.scan("X").collect()["datetime"].to_list()
     # Aware times are instants: tz= may change the display zone, never the instant.
@@ -270,7 +276,10 @@ def test_date_column_is_local_midnight(store: lb.BarStore) -> None:
 
 @pytest.mark.parametrize(
     ("wall", "what"),
-    [(dt.datetime(2024, 11, 3, 1, 30), "ambiguous"), (dt.datetime(2024, 3, 10, 2, 30), "non-existent")],
+    [
+        (dt.datetime(2024, 11, 3, 1, 30), "ambiguous"),
+        (dt.datetime(2024, 3, 10, 2, 30), "non-existent"),
+    ],
 )
 def test_naive_times_on_dst_edges_are_schema_errors(store: lb.BarStore, wall, what) -> None:
     with pytest.raises(lb.SchemaError, match=what):
@@ -372,7 +381,9 @@ def test_no_time_column_is_a_schema_error(store: lb.BarStore) -> None:
 
 def test_index_and_column_both_named_datetime(store: lb.BarStore) -> None:
     idx = pd.date_range("2024-01-02", periods=2, freq="min", tz="UTC", name="datetime")
-    pdf = pd.DataFrame({"datetime": idx, **{c: [1.0, 2.0] for c in ("open", "high", "low", "close")}})
+    pdf = pd.DataFrame(
+        {"datetime": idx, **{c: [1.0, 2.0] for c in ("open", "high", "low", "close")}}
+    )
     pdf.index = idx
     with pytest.raises(lb.SchemaError, match="datetime"):
         store.write("X", pdf)
@@ -430,7 +441,7 @@ def test_duplicate_timestamps_are_shown(store: lb.BarStore) -> None:
     times = minutes(5)
     times[2] = times[1]
     times[4] = times[3]
-    with pytest.raises(lb.SchemaError, match="duplicate|share") as info:
+    with pytest.raises(lb.SchemaError, match=r"duplicate|share") as info:
         store.write("X", small(times), tz="UTC")
     message = str(info.value)
     assert "2024-01-02 09:31:00" in message
@@ -495,11 +506,15 @@ def test_unsorted_warning_points_at_the_caller_of_from_frames() -> None:
 
 
 def test_unsorted_pandas_is_sorted_with_its_rows(store: lb.BarStore) -> None:
-    idx = pd.DatetimeIndex(
-        ["2024-01-02 09:32", "2024-01-02 09:30", "2024-01-02 09:31"], tz="UTC"
-    )
+    idx = pd.DatetimeIndex(["2024-01-02 09:32", "2024-01-02 09:30", "2024-01-02 09:31"], tz="UTC")
     pdf = pd.DataFrame(
-        {"open": [3.0, 1.0, 2.0], "high": [3.0, 1.0, 2.0], "low": [3.0, 1.0, 2.0], "close": [3.0, 1.0, 2.0], "volume": [30.0, 10.0, 20.0]},
+        {
+            "open": [3.0, 1.0, 2.0],
+            "high": [3.0, 1.0, 2.0],
+            "low": [3.0, 1.0, 2.0],
+            "close": [3.0, 1.0, 2.0],
+            "volume": [30.0, 10.0, 20.0],
+        },
         index=idx,
     )
     with pytest.warns(lb.UnsortedBarsWarning):
@@ -517,7 +532,11 @@ def test_sorted_input_does_not_warn(store: lb.BarStore, frame: pl.DataFrame) -> 
 
 
 def test_unsorted_duplicates_are_still_rejected(store: lb.BarStore) -> None:
-    times = [dt.datetime(2024, 1, 2, 9, 31), dt.datetime(2024, 1, 2, 9, 30), dt.datetime(2024, 1, 2, 9, 31)]
+    times = [
+        dt.datetime(2024, 1, 2, 9, 31),
+        dt.datetime(2024, 1, 2, 9, 30),
+        dt.datetime(2024, 1, 2, 9, 31),
+    ]
     with pytest.raises(lb.SchemaError, match="09:31"), pytest.warns(lb.UnsortedBarsWarning):
         store.write("X", small(times), tz="UTC")
 

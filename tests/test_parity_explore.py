@@ -1,0 +1,291 @@
+"""Parity: the fast ``lb.DataSource`` against the pandas oracle, on random requests.
+
+Hypothesis draws sequences of requests (clock, length, timeshift, after_hours) over several
+synthetic data sets chosen for their awkward calendars: DST changes with gaps, the repeated
+autumn hour, hour and day bars, day bars labelled in another zone, a DataSource zone that is
+neither the data's nor New York's, extra columns, and an on-disk catalog. Every answer must be
+exactly equal: the pandas frame, the polars frame and the last price. The fast source is built
+with random start/end/lookback hints, which must never change an answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import polars.testing
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+import lazybars as lb
+from lazybars.reference import PandasDataSource
+
+NY = "America/New_York"
+KIRITIMATI = "Pacific/Kiritimati"  # UTC+14: its Sunday-evening session covers NY's 01:xx
+SECOND = 1_000_000_000
+DAY = 86_400 * SECOND
+
+# Requests made, per data set (read by whoever wants to know how much was compared).
+STATS: Counter[str] = Counter()
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    store: lb.BarStore
+    symbol: str
+    timezone: str  # the DataSource zone ("local" in DESIGN)
+    step: pd.Timedelta  # the stored timestep; a day is a calendar day in `timezone`
+    starts: tuple[int, ...]  # bar starts, int64 ns
+    anchors: tuple[int, ...]  # bar starts and ends: where visibility changes
+
+    @property
+    def first(self) -> int:
+        return self.starts[0]
+
+    @property
+    def last(self) -> int:
+        return self.anchors[-1]
+
+
+def _to_ny(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col("datetime").dt.convert_time_zone(NY))
+
+
+def every_day_bars(start: str, end: str, tz: str, seed: int) -> pl.DataFrame:
+    """Day bars on every calendar day (weekends and DST Sundays too), labelled at midnight."""
+    days = pd.date_range(start, end, freq="D", tz=tz, inclusive="left", name="datetime")
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
+    opens = np.concatenate([[100.0], close[:-1]])
+    spread = np.abs(rng.normal(0, 0.5, len(days)))
+    return pl.from_pandas(
+        pd.DataFrame(
+            {
+                "open": opens,
+                "high": np.maximum(opens, close) + spread,
+                "low": np.minimum(opens, close) - spread,
+                "close": close,
+                "volume": rng.integers(1, 1000, len(days)).astype(float),
+            },
+            index=days,
+        ).reset_index()
+    )
+
+
+def _frames() -> dict[str, tuple[pl.DataFrame, str, str]]:
+    """symbol -> (bars, stored timestep, DataSource zone)."""
+    synth = lb.synth
+    regular = pl.concat(
+        [
+            synth.minute_bars("REG", "2024-03-06", "2024-03-14", gaps=0.05, extras=True),
+            synth.minute_bars("REG", "2024-10-30", "2024-11-07", gaps=0.05, extras=True),
+        ]
+    )
+    fall = _to_ny(
+        synth.minute_bars("FALL", "2024-11-02", "2024-11-05", tz=KIRITIMATI, session="24h", gaps=0.03)
+    )
+    hours = pl.concat(
+        [
+            synth.hourly_bars("HOUR", "2024-03-04", "2024-03-16", session="24h", gaps=0.03),
+            _to_ny(
+                synth.hourly_bars(
+                    "HOUR", "2024-10-28", "2024-11-09", tz=KIRITIMATI, session="24h", gaps=0.03
+                )
+            ),
+        ]
+    )
+    london = synth.minute_bars(
+        "LDN", "2024-03-27", "2024-04-03", tz="Europe/London", session="24h", gaps=0.02, extras=True
+    )
+    return {
+        "REG": (regular, "minute", NY),
+        "FALL": (fall, "minute", NY),
+        "HOUR": (hours, "hour", NY),
+        "DAY": (every_day_bars("2024-01-01", "2025-01-01", NY, seed=7), "day", NY),
+        "DAYUTC": (synth.daily_bars("DAYUTC", "2024-01-02", "2025-01-02", tz="UTC"), "day", NY),
+        "LDN": (london, "minute", "Asia/Tokyo"),
+        "LDNDAY": (
+            synth.daily_bars("LDNDAY", "2024-02-01", "2024-12-01", tz="Europe/London", extras=True),
+            "day",
+            "Asia/Tokyo",
+        ),
+    }
+
+
+NAMES = ["REG", "FALL", "HOUR", "DAY", "DAYUTC", "LDN", "LDNDAY"]
+ON_DISK = {"REG", "DAYUTC"}
+
+
+def _anchors(frame: pl.DataFrame, timestep: str, tz: str) -> tuple[tuple[int, ...], pd.Timedelta]:
+    starts = frame["datetime"].dt.epoch("ns").to_numpy()
+    if timestep == "day":
+        # Every local midnight from the first bar's date to two days past the last.
+        local = frame["datetime"].to_pandas().dt.tz_convert(tz)
+        first = local.iloc[0].tz_localize(None).normalize()
+        last = local.iloc[-1].tz_localize(None).normalize() + pd.Timedelta(days=2)
+        midnights = pd.date_range(first, last, freq="D").tz_localize(tz).asi8
+        step = pd.Timedelta(days=1)
+        ends = midnights
+    else:
+        step = pd.Timedelta(minutes=1 if timestep == "minute" else 60)
+        ends = starts + step.value
+    return tuple(sorted(set(starts.tolist()) | set(ends.tolist()))), step
+
+
+class Catalog(dict):
+    """The data sets by name, each with its reference source.
+
+    A short repr keeps Hypothesis' report of a failing example readable (a fixture argument
+    is printed with the example, and the full data sets run to hundreds of kilobytes).
+    """
+
+    def __repr__(self) -> str:
+        return f"<parity data sets {sorted(self)}>"
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(repr(self))
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> Catalog:
+    memory = lb.BarStore.from_frames({})
+    disk = lb.BarStore(tmp_path_factory.mktemp("parity-catalog"))
+    out = Catalog()
+    for symbol, (frame, timestep, tz) in _frames().items():
+        store = disk if symbol in ON_DISK else memory
+        store.write(symbol, frame, timestep=timestep)
+        anchors, step = _anchors(frame, timestep, tz)
+        starts = tuple(frame["datetime"].dt.epoch("ns").to_list())
+        ds = DataSet(symbol, store, symbol, tz, step, starts, anchors)
+        out[symbol] = (ds, PandasDataSource(store, timezone=tz))
+    return out
+
+
+# ------------------------------------------------------------------------- strategies
+ZONES = ["UTC", NY, "Asia/Tokyo", "Europe/London"]
+
+
+def clocks(ds: DataSet) -> st.SearchStrategy:
+    """A clock near where visibility changes (± 0, 1 ns, seconds, days), or outside the data."""
+    jitter = st.one_of(
+        st.just(0),
+        st.sampled_from([-1, 1]),
+        st.integers(-120, 120).map(lambda s: s * SECOND),
+        st.integers(-3 * DAY, 3 * DAY),
+    )
+    near = st.builds(lambda a, j: a + j, st.sampled_from(ds.anchors), jitter)
+    before = st.integers(1, 60 * DAY).map(lambda d: ds.first - d)
+    after = st.integers(0, 60 * DAY).map(lambda d: ds.last + d)
+    instant = st.one_of(near, near, near, near, before, after)
+    return st.builds(_as_clock, instant, st.sampled_from(ZONES), st.booleans())
+
+
+def _as_clock(ns: int, zone: str, python: bool) -> dt.datetime:
+    stamp = pd.Timestamp(ns, tz="UTC").tz_convert(zone)
+    if python and ns % 1000 == 0:
+        return stamp.to_pydatetime()
+    return stamp
+
+
+def lengths(ds: DataSet) -> st.SearchStrategy[int]:
+    n = len(ds.starts)
+    return st.one_of(
+        st.integers(1, 5), st.integers(1, 400), st.integers(max(1, n - 5), n + 50)
+    )
+
+
+def timeshifts(ds: DataSet) -> st.SearchStrategy:
+    step = ds.step.to_pytimedelta()
+    return st.one_of(
+        st.none(),
+        st.integers(-5, 5),
+        st.integers(-12, 12).map(lambda k: k * step),
+        st.timedeltas(dt.timedelta(days=-5), dt.timedelta(days=5)),
+        st.integers(-5 * DAY, 5 * DAY).map(lambda ns: pd.Timedelta(ns, "ns")),
+    )
+
+
+@st.composite
+def requests(draw, ds: DataSet):
+    return (
+        draw(clocks(ds)),
+        draw(lengths(ds)),
+        draw(timeshifts(ds)),
+        draw(st.booleans()),
+    )
+
+
+@st.composite
+def hints(draw, ds: DataSet) -> dict:
+    """start/end/lookback for the fast source: anywhere around the data, or absent."""
+    out: dict = {}
+    span = st.integers(ds.first - 20 * DAY, ds.last + 20 * DAY)
+    start = draw(st.none() | span)
+    end = draw(st.none() | span)
+    if start is not None and end is not None and end < start:
+        start, end = end, start
+    for key, ns in (("start", start), ("end", end)):
+        if ns is None:
+            continue
+        stamp = pd.Timestamp(ns, tz="UTC").tz_convert(ds.timezone)
+        # A plain date string (read in the DataSource zone) or a tz-aware instant.
+        out[key] = stamp.strftime("%Y-%m-%d") if draw(st.booleans()) else stamp
+    lookback = draw(
+        st.sampled_from([None, "0s", "1h", "1d", "3d", "30d", dt.timedelta(hours=5)])
+    )
+    if lookback is not None:
+        out["lookback"] = lookback
+    return out
+
+
+# ------------------------------------------------------------------------------ test
+def assert_same_answer(fast: lb.DataSource, ref: PandasDataSource, ds: DataSet, request) -> None:
+    clock, length, timeshift, after_hours = request
+    fast.set_datetime(clock)
+    ref.set_datetime(clock)
+    assert fast.get_datetime() == ref.get_datetime()
+    got = fast.get_historical_prices(ds.symbol, length, timeshift=timeshift, after_hours=after_hours)
+    want = ref.get_historical_prices(ds.symbol, length, timeshift=timeshift, after_hours=after_hours)
+    assert len(got) == len(want)
+    assert got.empty == want.empty
+    assert (got.symbol, got.timestep) == (want.symbol, want.timestep)
+    polars.testing.assert_frame_equal(got.pl, want.pl, check_exact=True)
+    pd.testing.assert_frame_equal(got.df, want.df, check_exact=True, check_freq=False)
+    assert got.get_last_price() == want.get_last_price()
+    assert fast.get_last_price(ds.symbol) == ref.get_last_price(ds.symbol)
+    STATS[ds.name] += 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(data=st.data())
+def test_fast_matches_reference(datasets, name, data):
+    ds, ref = datasets[name]
+    import os
+    h = data.draw(hints(ds), label="hints")
+    if os.environ.get("NOHINTS"): h = {}
+    if os.environ.get("OVERLAP"):
+        if "end" in h and pd.Timestamp(h["end"], tz=ds.timezone if isinstance(h["end"], str) else None).value < ds.first + DAY: h.pop("end")
+        if "start" in h and pd.Timestamp(h["start"], tz=ds.timezone if isinstance(h["start"], str) else None).value > ds.starts[-1] - DAY: h.pop("start")
+    fast = lb.DataSource(ds.store, timezone=ds.timezone, **h)
+    sequence = data.draw(st.lists(requests(ds), min_size=1, max_size=12), label="requests")
+    if data.draw(st.booleans(), label="clock moves forward"):
+        # A backtest's clock only moves forward: the fast path's cursor sees that pattern.
+        sequence.sort(key=lambda r: pd.Timestamp(r[0]).value)
+    if os.environ.get("NONEG"):
+        sequence = [r for r in sequence if not (isinstance(r[2], int) and r[2] < 0)]
+    for request in sequence:
+        assert_same_answer(fast, ref, ds, request)

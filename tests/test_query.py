@@ -1,0 +1,585 @@
+"""Query: immutability, identity, windows, selection, multi-symbol scans, display, explain.
+
+Expected rows are computed here from the written frames with plain Python datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import polars as pl
+import pytest
+
+import lazybars as lb
+
+NY = "America/New_York"
+NYZ = ZoneInfo(NY)
+UTC = dt.UTC
+OHLCV = ["datetime", "open", "high", "low", "close", "volume"]
+MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
+
+
+def daily_calendar(first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Day bars on every calendar date (weekends included), labelled by local midnight."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    n = len(days)
+    return pl.DataFrame(
+        {
+            "datetime": [dt.datetime(d.year, d.month, d.day, tzinfo=NYZ) for d in days],
+            "open": [100.0 + i for i in range(n)],
+            "high": [101.0 + i for i in range(n)],
+            "low": [99.0 + i for i in range(n)],
+            "close": [100.5 + i for i in range(n)],
+            "volume": [1000.0 + i for i in range(n)],
+        }
+    ).with_columns(pl.col("datetime").dt.cast_time_unit("ns"))
+
+
+@pytest.fixture(scope="module")
+def mes() -> pl.DataFrame:
+    return lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05", gaps=0.01, extras=True)
+
+
+@pytest.fixture(scope="module")
+def mnq() -> pl.DataFrame:
+    # Written in UTC: the multi-symbol scan shows it in the local zone.
+    return lb.synth.minute_bars("MNQ", "2024-01-02", "2024-01-05", tz="UTC", gaps=0.01)
+
+
+@pytest.fixture(scope="module")
+def days() -> pl.DataFrame:
+    return pl.concat(
+        [
+            daily_calendar(dt.date(2024, 3, 6), dt.date(2024, 3, 13)),
+            daily_calendar(dt.date(2024, 10, 30), dt.date(2024, 11, 6)),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def hours() -> pl.DataFrame:
+    return lb.synth.hourly_bars("MYM", "2024-01-02", "2024-01-10", gaps=0.05)
+
+
+@pytest.fixture(scope="module")
+def store(mes, mnq, days, hours) -> lb.BarStore:
+    store = lb.BarStore.from_frames({"MES": mes, "MNQ": mnq})
+    store.write("DAY", days, timestep="day")
+    store.write("MYM", hours, timestep="hour")
+    return store
+
+
+@pytest.fixture(scope="module")
+def disk_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("catalog")
+
+
+@pytest.fixture(scope="module")
+def disk(disk_root: Path, mes, days) -> lb.BarStore:
+    store = lb.BarStore(disk_root)
+    store.write("MES", mes)
+    store.write("DAY", days, timestep="day")
+    return store
+
+
+def starts(frame: pl.DataFrame) -> list[dt.datetime]:
+    return frame["datetime"].to_list()
+
+
+def utc(t: dt.datetime) -> dt.datetime:
+    return t.astimezone(UTC)
+
+
+# -- immutability and identity ------------------------------------------------------------
+def test_builders_return_new_queries_and_leave_the_original(store: lb.BarStore, mes) -> None:
+    base = store.scan("MES")
+    derived = [
+        base.tail(5),
+        base.head(5),
+        base.between("2024-01-03", "2024-01-04"),
+        base.as_of("2024-01-03 10:00"),
+        base.select("close"),
+        base.resample("1h"),
+    ]
+    for query in derived:
+        assert isinstance(query, lb.Query)
+        assert query is not base
+        assert query != base
+    assert base.collect().equals(mes)
+    assert repr(base) == repr(store.scan("MES"))
+    assert base == store.scan("MES")
+    # Branching from one intermediate query does not leak between branches.
+    window = base.between("2024-01-03", "2024-01-04")
+    a, b = window.tail(3), window.head(3)
+    assert a.collect().height == 3
+    assert b.collect().height == 3
+    assert window.collect().height > 3
+
+
+def test_query_has_no_mutable_attributes(store: lb.BarStore) -> None:
+    query = store.scan("MES")
+    with pytest.raises(AttributeError):
+        query.extra = 1  # type: ignore[attr-defined]
+
+
+def test_equal_plans_compare_and_hash_equal(store: lb.BarStore) -> None:
+    def build(start, end, timestep) -> lb.Query:
+        return store.scan("MES").between(start, end).tail(10).select("close").resample(timestep)
+
+    q1 = build("2024-01-03", "2024-01-04", "60m")
+    q2 = build(
+        dt.datetime(2024, 1, 3, tzinfo=NYZ),
+        pd.Timestamp("2024-01-04 05:00", tz="UTC"),  # the same instant as NY midnight
+        "1h",
+    )
+    q3 = build(dt.date(2024, 1, 3), "2024-01-04 00:00", "hour")
+    assert q1 == q2 == q3
+    assert hash(q1) == hash(q2) == hash(q3)
+    cache = {q1: "answer"}
+    assert cache[q2] == "answer"
+    assert cache[q3] == "answer"
+    assert len({q1, q2, q3}) == 1
+    assert store.scan("MES") == store.scan("MES", None)
+    assert store.scan("MES", "1h") == store.scan("MES").resample("1h")
+
+
+def test_equal_plans_on_two_handles_of_one_catalog(disk: lb.BarStore, disk_root: Path) -> None:
+    again = lb.BarStore(str(disk_root))  # the same directory, a second store object
+    q1 = disk.scan("MES").as_of("2024-01-03 10:00").tail(3)
+    q2 = again.scan("MES").as_of("2024-01-03 10:00").tail(3)
+    assert q1 == q2
+    assert hash(q1) == hash(q2)
+
+
+def test_any_difference_makes_plans_unequal(store: lb.BarStore, mes) -> None:
+    base = store.scan("MES")
+    other_store = lb.BarStore.from_frames({"MES": mes})
+    variants = {
+        "plain": base,
+        "other symbol": store.scan("MNQ"),
+        "two symbols": store.scan(["MES", "MNQ"]),
+        "swapped symbols": store.scan(["MNQ", "MES"]),
+        "other zone": store.scan("MES", timezone="UTC"),
+        "other store": other_store.scan("MES"),
+        "between": base.between("2024-01-03", "2024-01-04"),
+        "between end": base.between("2024-01-03", "2024-01-05"),
+        "between start": base.between("2024-01-02", "2024-01-04"),
+        "as_of": base.as_of("2024-01-03 10:00"),
+        "as_of later": base.as_of("2024-01-03 10:01"),
+        "tail 3": base.tail(3),
+        "tail 4": base.tail(4),
+        "head 3": base.head(3),
+        "select close": base.select("close"),
+        "select open": base.select("open"),
+        "select close open": base.select("close", "open"),
+        "select open close": base.select("open", "close"),
+        "resample 1h": base.resample("1h"),
+        "resample 2h": base.resample("2h"),
+        "resample rth": base.resample("1h", after_hours=False),
+        "tail then head": base.tail(3).head(2),
+        "head then tail": base.head(2).tail(3),
+    }
+    names = list(variants)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert variants[a] != variants[b], (a, b)
+    assert len(set(variants.values())) == len(variants)
+    assert base != "MES"
+    assert base != None  # noqa: E711
+
+
+# -- windows --------------------------------------------------------------------------------
+def test_between_is_half_open_at_exact_bar_starts(store: lb.BarStore, mes) -> None:
+    times = starts(mes)
+    lo, hi = times[100], times[110]
+    got = starts(store.scan("MES").between(lo, hi).collect())
+    assert got == times[100:110]
+    assert hi not in got
+    assert lo in got
+    # One nanosecond either side.
+    just_after_lo = pd.Timestamp(lo) + pd.Timedelta(1, "ns")
+    assert starts(store.scan("MES").between(just_after_lo, hi).collect()) == times[101:110]
+    just_after_hi = pd.Timestamp(hi) + pd.Timedelta(1, "ns")
+    assert starts(store.scan("MES").between(lo, just_after_hi).collect()) == times[100:111]
+
+
+def test_between_with_dates_strings_and_other_zones(store: lb.BarStore, mes) -> None:
+    times = starts(mes)
+    expected = [t for t in times if t.date() == dt.date(2024, 1, 3)]
+    assert expected
+    for start, end in [
+        ("2024-01-03", "2024-01-04"),
+        (dt.date(2024, 1, 3), dt.date(2024, 1, 4)),
+        (dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)),  # naive: local zone
+        (dt.datetime(2024, 1, 3, 5, tzinfo=UTC), dt.datetime(2024, 1, 4, 5, tzinfo=UTC)),
+        (pd.Timestamp("2024-01-03", tz=NY), pd.Timestamp("2024-01-04", tz=NY)),
+    ]:
+        assert starts(store.scan("MES").between(start, end).collect()) == expected
+
+
+def test_naive_window_is_read_in_the_query_zone(store: lb.BarStore, mes) -> None:
+    # 14:30-14:35 UTC is 09:30-09:35 New York in January.
+    got = store.scan("MES", timezone="UTC").between("2024-01-03 14:30", "2024-01-03 14:35")
+    lo = dt.datetime(2024, 1, 3, 9, 30, tzinfo=NYZ)
+    hi = dt.datetime(2024, 1, 3, 9, 35, tzinfo=NYZ)
+    expected = [t for t in starts(mes) if lo <= t < hi]
+    assert starts(got.collect()) == expected
+    assert got.collect().schema["datetime"] == pl.Datetime("ns", NY)  # the data keeps its zone
+
+
+def test_between_edge_cases(store: lb.BarStore) -> None:
+    query = store.scan("MES")
+    assert query.between("2024-01-03 10:00", "2024-01-03 10:00").collect().height == 0
+    assert query.between("2020-01-01", "2020-02-01").collect().height == 0
+    with pytest.raises(lb.InvalidRequest, match="before"):
+        query.between("2024-01-04", "2024-01-03")
+    with pytest.raises(lb.InvalidRequest, match="start"):
+        query.between("not a date", "2024-01-03")
+    with pytest.raises(lb.InvalidRequest, match="end"):
+        query.between("2024-01-03", 20240104)
+
+
+def _visible_minute(times: list[dt.datetime], at: dt.datetime, step: dt.timedelta) -> list:
+    return [t for t in times if utc(t) + step <= utc(at)]
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        dt.datetime(2024, 1, 3, 10, 0, tzinfo=NYZ),
+        dt.datetime(2024, 1, 3, 10, 0, 59, tzinfo=NYZ),
+        dt.datetime(2024, 1, 3, 10, 1, tzinfo=NYZ),
+        dt.datetime(2024, 1, 3, 9, 59, 59, 999999, tzinfo=NYZ),
+        dt.datetime(2024, 1, 3, 15, 0, tzinfo=UTC),
+        dt.datetime(2024, 1, 2, 9, 30, tzinfo=NYZ),  # the first bar is not finished yet
+        dt.datetime(2024, 1, 2, 9, 31, tzinfo=NYZ),
+        dt.datetime(2030, 1, 1, tzinfo=UTC),
+        dt.datetime(2000, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_as_of_minute_bars(store: lb.BarStore, mes, at: dt.datetime) -> None:
+    got = starts(store.scan("MES").as_of(at).collect())
+    assert got == _visible_minute(starts(mes), at, MINUTE)
+
+
+def test_as_of_at_every_bar_end(store: lb.BarStore, mes) -> None:
+    times = starts(mes)[200:230]
+    for t in times:
+        end = utc(t) + MINUTE
+        assert starts(store.scan("MES").as_of(end).tail(1).collect()) == [t]
+        before = pd.Timestamp(end) - pd.Timedelta(1, "ns")
+        assert t not in starts(store.scan("MES").as_of(before).tail(2).collect())
+
+
+def test_as_of_hour_bars(store: lb.BarStore, hours) -> None:
+    times = starts(hours)
+    for t in times[5:12]:
+        end = utc(t) + HOUR
+        assert starts(store.scan("MYM").as_of(end).collect()) == _visible_minute(times, end, HOUR)
+        assert starts(store.scan("MYM").as_of(end).tail(1).collect()) == [t]
+        early = end - dt.timedelta(seconds=1)
+        assert t not in starts(store.scan("MYM").as_of(early).collect())
+
+
+def test_as_of_naive_is_read_in_the_query_zone(store: lb.BarStore, mes) -> None:
+    at = dt.datetime(2024, 1, 3, 10, 0, tzinfo=NYZ)
+    expected = _visible_minute(starts(mes), at, MINUTE)
+    assert starts(store.scan("MES").as_of("2024-01-03 10:00").collect()) == expected
+    in_utc = store.scan("MES", timezone="UTC").as_of("2024-01-03 15:00")
+    assert starts(in_utc.collect()) == expected
+
+
+def _next_local_midnight(t: dt.datetime) -> dt.datetime:
+    day = t.astimezone(NYZ).date() + dt.timedelta(days=1)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=NYZ)
+
+
+def test_day_bars_end_at_the_next_local_midnight(store: lb.BarStore, days) -> None:
+    for t in starts(days):
+        end = _next_local_midnight(t)
+        got = starts(store.scan("DAY").as_of(end).tail(1).collect())
+        assert got == [t], t
+        before = pd.Timestamp(end) - pd.Timedelta(1, "us")
+        assert t not in starts(store.scan("DAY").as_of(before).collect())
+
+
+def test_day_bars_on_dst_days(store: lb.BarStore) -> None:
+    spring = dt.datetime(2024, 3, 10, tzinfo=NYZ)  # 23 hours long
+    autumn = dt.datetime(2024, 11, 3, tzinfo=NYZ)  # 25 hours long
+    # Visible at the next local midnight, not 24 hours after the start.
+    at = dt.datetime(2024, 3, 11, 4, 0, tzinfo=UTC)  # 2024-03-11 00:00 EDT
+    assert starts(store.scan("DAY").as_of(at).tail(1).collect()) == [spring]
+    at = dt.datetime(2024, 11, 4, 4, 59, tzinfo=UTC)  # 2024-11-03 23:59 EST
+    saturday = dt.datetime(2024, 11, 2, tzinfo=NYZ)
+    assert starts(store.scan("DAY").as_of(at).tail(1).collect()) == [saturday]
+    at = dt.datetime(2024, 11, 4, 5, 0, tzinfo=UTC)  # 2024-11-04 00:00 EST
+    assert starts(store.scan("DAY").as_of(at).tail(1).collect()) == [autumn]
+
+
+def test_day_bars_follow_the_query_zone(store: lb.BarStore) -> None:
+    # In UTC the 2024-03-07 NY bar (05:00 UTC start) ends at the next UTC midnight.
+    at = dt.datetime(2024, 3, 8, 0, 0, tzinfo=UTC)
+    got = starts(store.scan("DAY", timezone="UTC").as_of(at).tail(1).collect())
+    assert got == [dt.datetime(2024, 3, 7, tzinfo=NYZ)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 10_000])
+def test_tail_and_head(store: lb.BarStore, mes, n: int) -> None:
+    times = starts(mes)
+    assert starts(store.scan("MES").tail(n).collect()) == (times[-n:] if n else [])
+    assert starts(store.scan("MES").head(n).collect()) == times[:n]
+    assert store.scan("MES").tail(n).collect().equals(mes.tail(n))
+
+
+@pytest.mark.parametrize("n", [-1, 1.5, True, "3", None])
+def test_tail_and_head_reject_bad_counts(store: lb.BarStore, n: object) -> None:
+    with pytest.raises(lb.InvalidRequest, match="tail"):
+        store.scan("MES").tail(n)  # type: ignore[arg-type]
+    with pytest.raises(lb.InvalidRequest, match="head"):
+        store.scan("MES").head(n)  # type: ignore[arg-type]
+
+
+def test_steps_apply_in_order(store: lb.BarStore, mes) -> None:
+    times = starts(mes)
+    day3 = [t for t in times if t.date() == dt.date(2024, 1, 3)]
+    start, end = day3[0], day3[-1] + MINUTE
+    # Window, then the last 10 of it.
+    assert starts(store.scan("MES").between(start, end).tail(10).collect()) == day3[-10:]
+    # The last 10 of everything, then the window: nothing of day 3 is left.
+    assert store.scan("MES").tail(10).between(start, end).collect().height == 0
+    # as_of then tail: the last 3 visible bars.
+    at = day3[50]
+    assert starts(store.scan("MES").as_of(at).tail(3).collect()) == day3[47:50]
+
+
+# -- select ---------------------------------------------------------------------------------
+def test_select_keeps_datetime_first(store: lb.BarStore, mes) -> None:
+    out = store.scan("MES").select("close", "open").collect()
+    assert out.columns == ["datetime", "close", "open"]
+    assert out.equals(mes.select("datetime", "close", "open"))
+    picked = store.scan("MES").select("datetime", "volume").collect()
+    assert picked.columns == ["datetime", "volume"]
+    assert store.scan("MES").select("vwap").collect().columns == ["datetime", "vwap"]
+    chained = store.scan("MES").select("close", "open").select("open")
+    assert chained.collect().columns == ["datetime", "open"]
+
+
+def test_select_rejects_unknown_columns_listing_available(store: lb.BarStore) -> None:
+    with pytest.raises(lb.InvalidRequest) as info:
+        store.scan("MES").select("close", "Close", "price")
+    message = str(info.value)
+    assert "'Close'" in message
+    assert "'price'" in message
+    for name in ("datetime", "open", "high", "low", "close", "volume", "vwap", "trades"):
+        assert f"'{name}'" in message
+    with pytest.raises(lb.InvalidRequest, match="'high'"):
+        store.scan("MES").select("close").select("high")
+    with pytest.raises(lb.InvalidRequest):
+        store.scan("MES").select()
+
+
+# -- several symbols --------------------------------------------------------------------------
+def test_multi_symbol_scan_is_long_format(store: lb.BarStore, mes, mnq) -> None:
+    out = store.scan(["MES", "MNQ"]).collect()
+    assert out.columns[:2] == ["datetime", "symbol"]
+    assert out.columns[2:7] == ["open", "high", "low", "close", "volume"]
+    assert out.schema["datetime"] == pl.Datetime("ns", NY)
+    assert out.height == mes.height + mnq.height
+    for symbol, frame in (("MES", mes), ("MNQ", mnq)):
+        part = out.filter(pl.col("symbol") == symbol)
+        assert [utc(t) for t in starts(part)] == [utc(t) for t in starts(frame)]
+        assert part["close"].to_list() == frame["close"].to_list()
+    # Columns only one symbol has are null for the other.
+    assert out.filter(pl.col("symbol") == "MNQ")["vwap"].null_count() == mnq.height
+
+
+def test_multi_symbol_scan_in_another_zone(store: lb.BarStore) -> None:
+    out = store.scan(["MES", "MNQ"], timezone="UTC").collect()
+    assert out.schema["datetime"] == pl.Datetime("ns", "UTC")
+
+
+@pytest.mark.parametrize("step", ["tail", "head"])
+def test_multi_symbol_tail_and_head_are_per_symbol(store: lb.BarStore, mes, mnq, step) -> None:
+    query = getattr(store.scan(["MES", "MNQ"]), step)(3)
+    out = query.collect()
+    assert out.columns[:2] == ["datetime", "symbol"]
+    assert out.height == 6
+    for symbol, frame in (("MES", mes), ("MNQ", mnq)):
+        part = out.filter(pl.col("symbol") == symbol)
+        want = getattr(frame, step)(3)
+        assert [utc(t) for t in starts(part)] == [utc(t) for t in starts(want)]
+
+
+def test_multi_symbol_window_and_select(store: lb.BarStore, mes, mnq) -> None:
+    at = dt.datetime(2024, 1, 3, 10, 0, tzinfo=NYZ)
+    out = store.scan(["MES", "MNQ"]).as_of(at).select("close").collect()
+    assert out.columns == ["datetime", "symbol", "close"]
+    for symbol, frame in (("MES", mes), ("MNQ", mnq)):
+        part = out.filter(pl.col("symbol") == symbol)
+        assert [utc(t) for t in starts(part)] == [
+            utc(t) for t in _visible_minute(starts(frame), at, MINUTE)
+        ]
+
+
+def test_multi_symbol_bars_is_an_invalid_request(store: lb.BarStore) -> None:
+    with pytest.raises(lb.InvalidRequest, match="MNQ"):
+        store.scan(["MES", "MNQ"]).bars()
+
+
+# -- execution --------------------------------------------------------------------------------
+def test_lazy_is_a_lazyframe(store: lb.BarStore) -> None:
+    query = store.scan("MES").between("2024-01-03", "2024-01-04").tail(5)
+    assert isinstance(query.lazy, pl.LazyFrame)
+    assert query.lazy.collect().equals(query.collect())
+
+
+def test_to_pandas_is_indexed_by_datetime(store: lb.BarStore, mes) -> None:
+    query = store.scan("MES").between("2024-01-03", "2024-01-04")
+    pdf = query.to_pandas()
+    expected = [t for t in starts(mes) if t.date() == dt.date(2024, 1, 3)]
+    assert isinstance(pdf, pd.DataFrame)
+    assert isinstance(pdf.index, pd.DatetimeIndex)
+    assert pdf.index.name == "datetime"
+    assert str(pdf.index.tz) == NY
+    assert list(pdf.index) == [pd.Timestamp(t) for t in expected]
+    assert list(pdf.columns) == ["open", "high", "low", "close", "volume", "vwap", "trades"]
+    sub = mes.filter(pl.col("datetime").is_in(expected))
+    assert pdf["close"].tolist() == sub["close"].to_list()
+
+
+def test_bars_returns_bars(store: lb.BarStore, mes) -> None:
+    query = store.scan("MES").tail(20)
+    bars = query.bars()
+    assert isinstance(bars, lb.Bars)
+    assert bars.symbol == "MES"
+    assert bars.timestep == "1m"
+    assert bars.pl.equals(mes.tail(20))
+    assert store.scan("DAY").bars().timestep == "1d"
+    assert store.scan("MES").resample("15m").bars().timestep == "15m"
+
+
+# -- resample (existence and shape only) -------------------------------------------------------
+def test_resample_columns_and_rejections(store: lb.BarStore) -> None:
+    out = store.scan("MES").resample("1h").collect()
+    assert out.columns == OHLCV
+    assert out.schema["datetime"] == pl.Datetime("ns", NY)
+    assert out.height > 0
+    multi = store.scan(["MES", "MNQ"]).resample("1h").collect()
+    assert multi.columns == ["datetime", "symbol", "open", "high", "low", "close", "volume"]
+    assert store.scan("MES").resample("1m").collect().columns[:6] == OHLCV  # same timestep
+    with pytest.raises(lb.InvalidRequest, match="finer"):
+        store.scan("MYM").resample("5m")
+    with pytest.raises(lb.InvalidRequest, match="after_hours"):
+        store.scan("MES").resample("1h", after_hours="no")  # type: ignore[arg-type]
+
+
+def test_resample_after_resample_rejects_finer(store: lb.BarStore) -> None:
+    """1h bars cannot be made into 15m bars, however the 1h bars came about."""
+    with pytest.raises(lb.InvalidRequest, match="finer"):
+        store.scan("MES").resample("1h").resample("15m")
+    with pytest.raises(lb.InvalidRequest, match="finer"):
+        store.scan("MES", "1h").resample("15m")
+
+
+# -- display and explain ---------------------------------------------------------------------
+def test_repr_mentions_symbol_timestep_and_steps(store: lb.BarStore) -> None:
+    query = (
+        store.scan("MES")
+        .between("2024-01-03", "2024-01-04")
+        .as_of("2024-01-03 12:00")
+        .tail(7)
+        .select("close")
+        .resample("1h")
+    )
+    text = repr(query)
+    parts = ("MES", "1m", "1h", "between", "as_of", "tail", "7", "select", "close", "resample")
+    for part in (*parts, NY):
+        assert part in text, part
+    assert "2024-01-03" in text
+    html_text = query._repr_html_()
+    for part in ("MES", "1m", "1h", "between", "as_of", "tail", "select", "resample"):
+        assert part in html_text, part
+    assert html_text.lstrip().startswith("<")
+    multi = repr(store.scan(["MES", "MNQ"]))
+    assert "MES" in multi
+    assert "MNQ" in multi
+
+
+def test_repr_html_escapes(store: lb.BarStore, mes) -> None:
+    tricky = lb.BarStore.from_frames({"A<B>&C": mes})
+    html_text = tricky.scan("A<B>&C")._repr_html_()
+    assert "A<B>" not in html_text
+    assert "A&lt;B&gt;&amp;C" in html_text
+
+
+def test_explain_shows_steps_and_polars_plan(store: lb.BarStore) -> None:
+    query = store.scan("MES").between("2024-01-03", "2024-01-04").tail(5)
+    text = query.explain()
+    assert "MES" in text
+    assert "between" in text
+    assert "tail" in text
+    assert "polars plan" in text
+    # The polars part is the LazyFrame's own plan.
+    assert query.lazy.explain() in text
+
+
+def _scan_block(plan: str) -> list[str]:
+    """The parquet scan node of a polars plan and the lines attached to it."""
+    lines = plan.splitlines()
+    for i, line in enumerate(lines):
+        if "parquet" in line.lower() and "scan" in line.lower():
+            indent = len(line) - len(line.lstrip())
+            block = [line]
+            for follow in lines[i + 1 :]:
+                if len(follow) - len(follow.lstrip()) != indent:
+                    break
+                block.append(follow)
+            return block
+    raise AssertionError(f"no parquet scan in plan:\n{plan}")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda q: q.between("2024-01-03", "2024-01-04").tail(5),
+        lambda q: q.as_of("2024-01-03 10:00").tail(5),
+        lambda q: q.between("2024-01-03", "2024-01-04").select("close"),
+    ],
+    ids=["between-tail", "as_of-tail", "between-select"],
+)
+def test_explain_shows_the_window_pushed_into_the_parquet_scan(disk: lb.BarStore, build) -> None:
+    text = build(disk.scan("MES")).explain()
+    plan = text.split("polars plan:", 1)[1]
+    block = _scan_block(plan)
+    selection = [line for line in block if "SELECTION" in line or "filter" in line.lower()]
+    assert selection, block
+    assert any('"datetime"' in line for line in selection), block
+
+
+def test_pushdown_gives_the_same_rows_as_memory(disk: lb.BarStore, store: lb.BarStore) -> None:
+    for build in (
+        lambda q: q.between("2024-01-03 10:00", "2024-01-03 11:00"),
+        lambda q: q.as_of("2024-01-03 10:00").tail(30),
+        lambda q: q.head(3),
+    ):
+        assert build(disk.scan("MES")).collect().equals(build(store.scan("MES")).collect())
+    at = dt.datetime(2024, 11, 4, 5, tzinfo=UTC)
+    assert disk.scan("DAY").as_of(at).collect().equals(store.scan("DAY").as_of(at).collect())
+
+
+def test_select_then_resample(store: lb.BarStore) -> None:
+    """DESIGN's plan order is scan -> window -> tail -> select -> resample.
+
+    A selection followed by a resample must either work (keeping the selected columns)
+    or be refused up front with InvalidRequest, never fail inside polars at collect().
+    """
+    try:
+        query = store.scan("MES").select("close").resample("1h")
+    except lb.InvalidRequest:
+        return
+    out = query.collect()
+    assert out.columns == ["datetime", "close"]
