@@ -135,9 +135,11 @@ def _boundaries(first: int, last: int, target: Timestep, local: str) -> np.ndarr
     offsets = np.arange(0, 24 * 60, target.minutes, dtype=np.int64) * 60_000_000_000
     walls = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel(), dtype="datetime64[ns]")
     instants = []
-    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none.
+    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none,
+    # except a skipped midnight: a day still starts, at its first instant.
+    skipped = "shift_forward" if target.is_day else "NaT"
     for first_occurrence in (True, False):
         flags = np.full(len(walls), first_occurrence)
-        localized = walls.tz_localize(local, ambiguous=flags, nonexistent="NaT")
+        localized = walls.tz_localize(local, ambiguous=flags, nonexistent=skipped)
         instants.append(localized.asi8[~localized.isna()])
     return np.unique(np.concatenate(instants))

@@ -146,9 +146,12 @@ class AssetCache:
         # Bars that could be visible at `now` start before it, so they are all loaded when
         # now <= hi (hi is NS_MAX once the slab reaches the end of the file).
         if now <= slab.hi:
-            stop = slab.count(now) - shift
+            visible = slab.count(now)
+            stop = visible - shift
             start = stop - length
-            if start >= 0 and stop <= slab.n:
+            # With no loaded bar visible, bars before the slab may still be: only a complete
+            # slab can then place the window.
+            if start >= 0 and stop <= slab.n and (visible or slab.complete_lo):
                 return slab, start, stop
         return self._window_edges(entry, now, length, shift)
 
@@ -162,13 +165,14 @@ class AssetCache:
             if now > slab.hi:
                 slab = self._widen(entry, slab, forward=True, now=now)
                 continue
-            stop = slab.count(now) - shift
+            visible = slab.count(now)
+            stop = visible - shift
             if stop > slab.n and not slab.complete_hi:
                 slab = self._widen(entry, slab, forward=True, now=now)
                 continue
             # The end is clipped to the bars that exist; the window keeps its length.
             stop = min(max(stop, 0), slab.n)
-            if stop < length and not slab.complete_lo:
+            if (stop < length or not visible) and not slab.complete_lo:
                 slab = self._widen(entry, slab, forward=False, now=now)
                 continue
             return slab, max(stop - length, 0), stop
@@ -213,10 +217,11 @@ class AssetCache:
         hi = NS_MAX if hi > last else self._align(hi, up=True)
         complete_lo, complete_hi = lo <= first, hi > last
         query = self._store.scan(symbol, str(native), timezone=self._local)
-        if not (complete_lo and complete_hi):
-            query = query.between(
-                timestamp(max(lo, first), "UTC"), timestamp(min(hi, last + 1), "UTC")
-            )
+        begin, stop = max(lo, first), min(hi, last + 1)
+        if begin >= stop:  # hints that miss the stored range: nothing to load yet
+            query = query.head(0)
+        elif not (complete_lo and complete_hi):
+            query = query.between(timestamp(begin, "UTC"), timestamp(stop, "UTC"))
         frame = query.collect()
         if target == native and after_hours:
             ends = bar_ends(_starts(frame), native, self._local)

@@ -54,12 +54,17 @@ class _Options(BaseModel):
 
     def bounds(self) -> tuple[int, int]:
         """The range of bar starts to load first: [start - lookback, end + 1 day)."""
-        lookback = parse_duration(self.lookback, argument="lookback")
-        lo = NS_MIN if self.start is None else self._ns(self.start, "start") - lookback
-        hi = NS_MAX if self.end is None else self._ns(self.end, "end") + _DAY_NS
-        if lo > hi:
+        start = None if self.start is None else self._ns(self.start, "start")
+        end = None if self.end is None else self._ns(self.end, "end")
+        if start is not None and end is not None and end < start:
             msg = f"end {self.end!r} is before start {self.start!r}; swap them"
             raise InvalidRequest(msg)
+        # lookback=None: the history before `start` is unknown, so all of it is loaded.
+        lookback = (
+            None if self.lookback is None else parse_duration(self.lookback, argument="lookback")
+        )
+        lo = NS_MIN if start is None or lookback is None else start - lookback
+        hi = NS_MAX if end is None else end + _DAY_NS
         return lo, hi
 
     def _ns(self, value: Any, argument: str) -> int:
@@ -151,6 +156,8 @@ class DataSource:
         after_hours
             False keeps only bars starting in [09:30, 16:00) local, before aggregating.
         """
+        if after_hours is not True and after_hours is not False:
+            after_hours = _flag(after_hours)
         try:
             entry = self._entries.get((asset, timestep, after_hours))
         except TypeError:  # an unhashable asset object (e.g. a plain dataclass)
@@ -205,9 +212,6 @@ class DataSource:
 
     def _entry(self, asset: Any, timestep: Any, after_hours: Any) -> Entry:
         symbol = check_symbol(getattr(asset, "symbol", asset))
-        if not isinstance(after_hours, bool):
-            msg = f"after_hours must be True or False, got {after_hours!r}"
-            raise InvalidRequest(msg)
         wanted = None if timestep is None else Timestep.parse(timestep)
         entry = self._cache.entry(symbol, wanted, after_hours)
         # An unhashable asset object cannot be a key: it is resolved again on every call.
@@ -229,6 +233,14 @@ def _unwrap(exc: ValidationError) -> LazyBarsError:
             return cause
     problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
     return InvalidRequest(f"invalid DataSource options: {problems}")
+
+
+def _flag(value: Any) -> bool:
+    """``after_hours`` as a bool: True, False or a numpy bool; 1, "yes" and None fail."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    msg = f"after_hours must be True or False, got {value!r}"
+    raise InvalidRequest(msg)
 
 
 def _length(length: Any) -> int:

@@ -420,9 +420,7 @@ def test_numpy_int_length_is_accepted_like_the_reference(impl, ten_minutes):
     # the reference accepts it, and so does the fast path for timeshift.
     src = impl(store_of({"X": ten_minutes}))
     src.set_datetime(ts("2024-01-03 10:05:30"))
-    assert_same_bars(
-        src.get_historical_prices("X", np.int64(3)), src.get_historical_prices("X", 3)
-    )
+    assert_same_bars(src.get_historical_prices("X", np.int64(3)), src.get_historical_prices("X", 3))
 
 
 def test_unknown_asset(impl, ten_minutes):
@@ -467,7 +465,7 @@ class PlainAsset:  # eq=True without frozen: unhashable, like many user classes
     multiplier: int = 5
 
 
-TupleAsset = namedtuple("TupleAsset", ["symbol", "exchange"])  # noqa: PYI024
+TupleAsset = namedtuple("TupleAsset", ["symbol", "exchange"])
 
 
 @pytest.mark.parametrize(
@@ -539,25 +537,39 @@ def test_unknown_timestep_spelling(impl, ten_minutes, spelling):
         src.get_historical_prices("X", 3, timestep=spelling)
 
 
-@pytest.mark.parametrize("after_hours", [1, 0, "yes", None, np.True_], ids=repr)
-def test_after_hours_validation_agrees_with_the_reference(ten_minutes, after_hours):
-    """DESIGN only says True/False; whatever else is accepted, both sources must agree,
-    and the answer must not depend on what was asked before (a cache keyed by it)."""
+def _outcome(call):
+    """A request's answer as a polars frame, or the name of the lazybars error it raised."""
+    try:
+        return call().pl
+    except lb.LazyBarsError as exc:
+        return type(exc).__name__
+
+
+def _assert_same_outcome(fast, reference) -> None:
+    assert type(fast) is type(reference), (fast, reference)
+    if isinstance(fast, pl.DataFrame):
+        polars.testing.assert_frame_equal(fast, reference, check_exact=True)
+    else:
+        assert fast == reference
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh", "after-bool-requests"])
+@pytest.mark.parametrize("after_hours", [1, 0, "yes", None, np.True_, np.False_], ids=repr)
+def test_after_hours_validation_agrees_with_the_reference(ten_minutes, after_hours, warm):
+    """DESIGN only says True/False. Whatever else is accepted, both sources must agree, and
+    the answer must not depend on what was asked before (1 == True for a cache key)."""
     store = store_of({"X": ten_minutes})
     outcomes = []
     for cls in IMPLEMENTATIONS:
         src = cls(store)
         src.set_datetime(ts("2024-01-03 10:05:30"))
-        src.get_historical_prices("X", 2, after_hours=True)
-        src.get_historical_prices("X", 2, after_hours=False)
-        try:
-            outcomes.append(src.get_historical_prices("X", 2, after_hours=after_hours).pl)
-        except lb.InvalidRequest:
-            outcomes.append("InvalidRequest")
-    fast, reference = outcomes
-    assert type(fast) is type(reference), outcomes
-    if isinstance(fast, pl.DataFrame):
-        polars.testing.assert_frame_equal(fast, reference, check_exact=True)
+        if warm:
+            src.get_historical_prices("X", 2, after_hours=True)
+            src.get_historical_prices("X", 2, after_hours=False)
+        outcomes.append(
+            _outcome(lambda src=src: src.get_historical_prices("X", 2, after_hours=after_hours))
+        )
+    _assert_same_outcome(*outcomes)
 
 
 # ----------------------------------------------------------- last price and get_bars
@@ -576,7 +588,9 @@ def test_get_last_price_is_the_close_of_the_last_visible_bar(impl, ten_minutes):
 
 
 def test_get_last_price_uses_the_finest_stored_timestep(impl):
-    store = store_of({"X": hand_bars(pd.date_range("2024-01-03 10:00", periods=90, freq="min", tz=NY))})
+    store = store_of(
+        {"X": hand_bars(pd.date_range("2024-01-03 10:00", periods=90, freq="min", tz=NY))}
+    )
     hours = hand_bars(pd.date_range("2024-01-03 10:00", periods=2, freq="h", tz=NY)) * 1000
     store.write("X", hours, timestep="hour")
     src = impl(store)
@@ -791,7 +805,14 @@ def _extend(frame: pl.DataFrame) -> None:
     frame.extend(frame)
 
 
-POLARS_MUTATIONS = [_insert_column, _set_item, _replace_column, _drop_in_place, _with_columns, _extend]
+POLARS_MUTATIONS = [
+    _insert_column,
+    _set_item,
+    _replace_column,
+    _drop_in_place,
+    _with_columns,
+    _extend,
+]
 
 
 @pytest.mark.parametrize("mutate", POLARS_MUTATIONS, ids=lambda f: f.__name__.strip("_"))
@@ -823,7 +844,11 @@ def test_df_is_built_once_and_cached(impl, ten_minutes):
 # ------------------------------------------------------- start / end / lookback hints
 HINT_CASES = {
     "narrow": {"start": "2024-02-05", "end": "2024-02-06", "lookback": "1d"},
-    "zero-lookback": {"start": ts("2024-02-14 10:00"), "end": ts("2024-02-14 11:00"), "lookback": "0s"},
+    "zero-lookback": {
+        "start": ts("2024-02-14 10:00"),
+        "end": ts("2024-02-14 11:00"),
+        "lookback": "0s",
+    },
     "timedelta-lookback": {
         "start": dt.datetime(2024, 2, 20, tzinfo=ZoneInfo(NY)),
         "end": dt.date(2024, 2, 21),
@@ -831,6 +856,8 @@ HINT_CASES = {
     },
     "start-only": {"start": "2024-02-26"},
     "end-only": {"end": "2024-01-04", "lookback": "1h"},
+    "before-the-data": {"end": "2023-12-01"},
+    "after-the-data": {"start": "2024-06-03", "end": "2024-06-04", "lookback": "2d"},
 }
 
 # (clock, length, timeshift, after_hours): inside, far after `end`, far before
@@ -901,11 +928,28 @@ def test_hints_agree_with_first_principles(hint_frame):
 
 def test_lookahead_from_before_the_loaded_range():
     """Minimal form of a request that reaches before `start - lookback` with lookahead."""
-    frame = hand_bars(pd.date_range("2024-01-03 10:00", periods=20, freq="min", tz=NY))
-    store = store_of({"X": frame})
-    hinted = lb.DataSource(store, start="2024-01-03 10:15", end="2024-01-03 10:16", lookback="0s")
-    hinted.set_datetime(ts("2024-01-03 10:05:30"))  # last visible: 10:04
+    week = [ts("2024-01-03 10:00") + k * MINUTE for k in range(10)]
+    later = [ts("2024-01-10 10:00") + k * MINUTE for k in range(10)]
+    store = store_of({"X": hand_bars(week + later)})
+    hinted = lb.DataSource(store, start="2024-01-10", end="2024-01-11", lookback="0s")
+    hinted.set_datetime(ts("2024-01-03 10:05:30"))  # last visible: 10:04 on 01-03
+    # Two bars after the last visible one: 10:06 on 01-03 (not a bar of the loaded 01-10).
     assert starts_of(hinted.get_historical_prices("X", 1, timeshift=-2)) == minutes("10:06")
+
+
+@pytest.mark.parametrize(
+    "hints",
+    [
+        {"end": "2024-01-01"},  # the whole hinted range is before the first bar
+        {"start": "2024-01-10", "lookback": "1d"},  # ... after the last bar
+    ],
+)
+def test_hints_outside_the_data(impl, ten_minutes, hints):
+    """Minimal form of a hinted range that holds no bar at all."""
+    src = impl(store_of({"X": ten_minutes}), **hints)
+    src.set_datetime(ts("2024-01-03 10:05:30"))
+    assert starts_of(src.get_historical_prices("X", 2)) == minutes("10:03", "10:04")
+    assert src.get_last_price("X") == 5.25
 
 
 @pytest.mark.parametrize(
@@ -927,17 +971,29 @@ def test_awkward_naive_hints_are_accepted_or_rejected_cleanly(impl, ten_minutes,
 
 
 @pytest.mark.parametrize(
-    "hints",
+    "options",
     [
         {"start": "2024-02-01", "end": "2024-01-01"},
-        {"start": "2024-01-05", "end": "2024-01-04"},
+        {"start": ts("2024-01-05", UTC), "end": ts("2024-01-04", UTC)},
         {"lookback": "-1d"},
         {"lookback": "soon"},
+        {"lookback": None},
         {"start": "not a date"},
+        {"timezone": "Mars/Olympus_Mons"},
     ],
+    ids=repr,
 )
-def test_bad_hints_are_rejected_by_both(ten_minutes, hints):
+def test_constructor_validation_agrees_with_the_reference(ten_minutes, options):
+    """Both sources accept, or both reject with InvalidRequest, the same options (DESIGN:
+    "PandasDataSource has the same constructor")."""
     store = store_of({"X": ten_minutes})
+    outcomes = []
     for cls in IMPLEMENTATIONS:
-        with pytest.raises(lb.InvalidRequest):
-            cls(store, **hints)
+        try:
+            src = cls(store, **options)
+        except lb.InvalidRequest:
+            outcomes.append("InvalidRequest")
+            continue
+        src.set_datetime(ts("2024-01-03 10:05:30"))
+        outcomes.append(src.get_historical_prices("X", 3).pl)
+    _assert_same_outcome(*outcomes)
