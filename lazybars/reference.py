@@ -129,7 +129,7 @@ class PandasDataSource:
         Raises
         ------
         InvalidRequest
-            Bad arguments, an unset clock, or a timestep that is not stored.
+            Bad arguments, an unset clock, or a timestep finer than the finest stored.
         UnknownAsset
             A symbol the store does not hold.
         """
@@ -289,32 +289,32 @@ class PandasDataSource:
 
 
 # ------------------------------------------------------------------ bucket boundaries
-#
-# A boundary of N-minute buckets is an instant whose local wall-clock time is a whole multiple
-# of N minutes after local midnight ("the N-minute grid" of each local day; for N not dividing
-# a day, the grid restarts at every midnight; for day buckets it is the midnights alone). A
-# wall time that occurs twice (the repeated autumn hour) gives two boundaries; a wall time that
-# does not occur (the skipped spring hour) gives none. A bar's bucket starts at the latest
-# boundary at or before the bar's start, and ends at the next boundary.
-#
-# pandas' resample cannot be told this (across DST it labels buckets on a fixed grid of
-# instants), so the boundaries are found from wall-clock times directly, bar by bar:
-#
-# 1. Read the bar's start as a wall-clock time: under the UTC offset in force at the start,
-#    and also under the one in force a day earlier (on a DST day the latest boundary may lie
-#    before the change: with 90-minute buckets, 01:10 EST follows the boundary 01:30 EDT).
-# 2. Floor each wall time to the grid of its day.
-# 3. Turn the grid wall time into its instants (none, one or two). The latest of them that is
-#    at or before the bar's start is a candidate; if there is none (a skipped wall time, or
-#    the repeated hour's second 01:00 lying after the bar), step back one grid point, repeat.
-# 4. The bucket start is the latest candidate over the offsets of step 1.
-#
-# The next boundary after a bucket start is found the same way, forwards: from the first grid
-# point after the wall time, step forward until a wall time has an instant after the start.
-
-
 def _bucket_starts(starts: np.ndarray, step: pd.Timedelta, zone: str) -> np.ndarray:
-    """The latest boundary instant at or before each instant of ``starts`` (int64 ns)."""
+    """The bucket of each bar: the latest boundary instant at or before its start (int64 ns).
+
+    The rule: a boundary of ``step`` buckets is an instant whose wall-clock time in ``zone``
+    is a whole multiple of ``step`` after local midnight (the day's "grid"; it restarts at
+    every midnight, so a step that does not divide a day ends each day with a shorter
+    bucket; day buckets have the midnights alone). A wall time that occurs twice (the
+    repeated autumn hour) is two boundaries; a wall time that does not occur (the skipped
+    spring hour) is none. A bar belongs to the bucket of the latest boundary at or before its
+    start, and a bucket ends at the next boundary (:func:`_next_boundaries`).
+
+    ``DataFrame.resample`` cannot be told this: on tz-aware data it cuts a fixed grid of
+    instants (across the autumn change its 2-hour buckets start 00:00 EDT, then 01:00 EST).
+    So the boundary is found from wall-clock times, bar by bar (vectorised over the bars):
+
+    1. Read the bar's start as a wall time, under the UTC offset in force at the start and
+       under the one in force a day earlier: on a DST day the latest boundary can lie before
+       the change (in 90-minute buckets, 01:10 EST follows the boundary 01:30 EDT, whose
+       wall time is later than 01:10).
+    2. Floor each wall time to the grid of its day.
+    3. Turn that grid wall time into its instants (none, one or two). The latest that is at
+       or before the bar's start is a candidate; if none is (a skipped wall time, or the
+       second 01:00 of a repeated hour lying after the bar), step back one grid point and
+       try again.
+    4. The bucket start is the latest candidate of step 1's readings.
+    """
     best = np.full(len(starts), _NAT)
     for walls in _wall_times(starts, zone, -_DAY):
         grid = _floor_to_grid(walls, step)
@@ -323,7 +323,12 @@ def _bucket_starts(starts: np.ndarray, step: pd.Timedelta, zone: str) -> np.ndar
 
 
 def _next_boundaries(starts: np.ndarray, step: pd.Timedelta, zone: str) -> np.ndarray:
-    """The earliest boundary instant after each instant of ``starts`` (int64 ns)."""
+    """The earliest boundary instant after each instant of ``starts`` (int64 ns).
+
+    :func:`_bucket_starts` run forwards: from the first grid point after each wall time
+    (read under the offset at the instant and a day later), step forward until a grid wall
+    time has an instant after the start; the earliest such instant wins.
+    """
     best = np.full(len(starts), _NEVER)
     for walls in _wall_times(starts, zone, _DAY):
         grid = _next_on_grid(walls, step)
@@ -354,11 +359,13 @@ def _next_on_grid(walls: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeInd
     return pd.DatetimeIndex(np.minimum(following.asi8, next_midnight.asi8).astype("M8[ns]"))
 
 
-def _instants(walls: pd.DatetimeIndex, zone: str) -> list[np.ndarray]:
+def _instants(walls: pd.DatetimeIndex, zone: str, step: pd.Timedelta) -> list[np.ndarray]:
     """Every instant (int64 ns; NaT for a skipped wall time) of each wall time in ``zone``:
-    its first and its second occurrence (the same instant unless the wall time repeats)."""
+    its first and its second occurrence (the same instant unless the wall time repeats).
+    For day buckets a skipped midnight still starts its day, at the day's first instant."""
+    skipped = "shift_forward" if step == _DAY else "NaT"
     return [
-        walls.tz_localize(zone, ambiguous=np.full(len(walls), first), nonexistent="NaT").asi8
+        walls.tz_localize(zone, ambiguous=np.full(len(walls), first), nonexistent=skipped).asi8
         for first in (True, False)
     ]
 
@@ -377,13 +384,13 @@ def _walk(
         limit = starts[todo]
         if forward:
             hits = np.full(len(todo), _NEVER)
-            for instant in _instants(walls, zone):  # NaT (a huge negative) is never "after"
+            for instant in _instants(walls, zone, step):  # NaT (a huge negative) is never "after"
                 hits = np.minimum(hits, np.where(instant > limit, instant, _NEVER))
             missing = hits == _NEVER
             walls = _next_on_grid(walls[missing], step)
         else:
             hits = np.full(len(todo), _NAT)
-            for instant in _instants(walls, zone):  # NaT stays NaT under the maximum
+            for instant in _instants(walls, zone, step):  # NaT stays NaT under the maximum
                 hits = np.maximum(hits, np.where(instant <= limit, instant, _NAT))
             missing = hits == _NAT
             walls = _floor_to_grid(walls[missing] - _NS, step)

@@ -20,7 +20,7 @@ Examples
 ...             ctx.buy("MES", 1)
 ...             self.done = True
 >>> clock = lb.sim.clock(store, ["MES"], "2024-01-03", "2024-01-04", cadence="5m")
->>> result = lb.sim.run(BuyOnce(), lb.DataSource(store), clock, cash=10_000.0)
+>>> result = lb.sim.run(BuyOnce(), lb.DataSource(store), clock, symbols=["MES"], cash=10_000.0)
 >>> [(t.side, t.quantity) for t in result.trades]
 [('buy', 1)]
 """

@@ -234,8 +234,10 @@ def hints(draw, ds: DataSet) -> dict:
         if ns is None:
             continue
         stamp = pd.Timestamp(ns, tz="UTC").tz_convert(ds.timezone)
-        # A plain date string (read in the DataSource zone) or a tz-aware instant.
-        out[key] = stamp.strftime("%Y-%m-%d") if draw(st.booleans()) else stamp
+        # A plain date string (read in the DataSource zone) or a tz-aware instant; an end
+        # date rounds up to the next midnight so that it never falls before the start.
+        day = stamp.normalize() + pd.Timedelta(days=1) if key == "end" else stamp
+        out[key] = day.strftime("%Y-%m-%d") if draw(st.booleans()) else stamp
     lookback = draw(st.sampled_from([None, "0s", "1h", "1d", "3d", "30d", dt.timedelta(hours=5)]))
     if lookback is not None:
         out["lookback"] = lookback
