@@ -5,8 +5,8 @@ previous ticks are settled first, then the strategy's ``on_bar(ctx)`` runs, then
 equity is marked at the last visible closes. A market order placed at tick ``t`` fills at
 the open of the first bar (finest stored timestep) that starts at or after ``t``. The sim
 asks the data source for that bar explicitly, with ``timeshift=-1``, the one sanctioned
-form of lookahead. The fill only reaches cash and positions on the first tick at or after
-that bar's start, so a strategy never sees a price before its time.
+form of lookahead. The fill reaches cash and positions on the first later tick at which that
+bar has begun, so a strategy never sees a price before its time.
 
 Examples
 --------
