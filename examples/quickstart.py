@@ -1,4 +1,4 @@
-"""lazybars in thirty lines: a catalog, a notebook query, and backtest-style requests.
+"""lazybars in thirty lines: a catalog, a notebook query, history requests, a backtest.
 
 Run: python examples/quickstart.py
 """
@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import lazybars as lb
+from lazybars import sim, strategies
 
 NY = ZoneInfo("America/New_York")
 
@@ -28,3 +29,8 @@ with tempfile.TemporaryDirectory() as root:
     print(bars)
     print("last close:", src.get_last_price("MES"), "momentum(30):", bars.get_momentum(30))
     print(src.get_bars(["MES", "MNQ"], 3, timestep="15m")["MNQ"].df)
+
+    # A backtest: the same strategy code runs on any data source.
+    ticks = sim.clock(store, ["MES", "MNQ"], "2024-03-12", "2024-03-13", cadence="1m")
+    result = sim.run(strategies.MomentumStrategy(symbols=("MES", "MNQ")), src, ticks)
+    print(len(result.trades), "trades;", {k: round(v, 4) for k, v in result.stats().items()})

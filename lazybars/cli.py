@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -17,10 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lazybars import synth
+from lazybars import sim, synth
 from lazybars.reference import PandasDataSource
 from lazybars.source import DataSource
 from lazybars.store import BarStore
+from lazybars.strategies import MomentumStrategy
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 console = Console()
@@ -29,7 +31,6 @@ SYMBOLS = ("MES", "MNQ", "MYM")
 ZONE = "America/New_York"
 CATALOG_START, CATALOG_END = "2024-01-02", "2025-01-02"
 REPLAY_START = "2024-10-01"
-LENGTH = 200
 
 
 def _default_data() -> Path:
@@ -52,39 +53,47 @@ def demo(
         ),
     ] = None,
     days: Annotated[int, typer.Option(min=1, max=250, help="Trading days to replay.")] = 21,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write both equity curves to this PNG (needs matplotlib).")
+    ] = None,
 ) -> None:
-    """Replay a backtest clock minute by minute through lazybars and the pandas reference,
-    check that every answer is identical, and compare their speed.
+    """Backtest MomentumStrategy minute by minute on lazybars and on the pandas reference,
+    check that both trade identically, and compare their speed.
     """
     store = _catalog(data or _default_data())
-    clocks = _clocks(store, days)
-    start, end = clocks[0], clocks[-1]
+    ticks = _ticks(store, days)
+    start, end = ticks[0], ticks[-1]
     backends = {
         "lazybars": DataSource(store, timezone=ZONE, start=start, end=end, lookback="7d"),
         "pandas reference": PandasDataSource(store, timezone=ZONE, start=start, end=end),
     }
-    seconds = dict.fromkeys(backends, 0.0)
-    mismatches = 0
-    columns = (
-        TextColumn("replaying {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}", total=len(clocks))
-        for clock in clocks:
-            answers = []
-            for name, source in backends.items():
-                t0 = time.perf_counter()
-                answers.append(_ask(source, clock))
-                seconds[name] += time.perf_counter() - t0
-            mismatches += not _same(*answers)
-            progress.advance(task)
-    calls = len(clocks) * len(SYMBOLS) * 2
-    _report(seconds, calls, len(clocks), mismatches)
-    if mismatches:
+    results, seconds = {}, {}
+    with Progress(*_PROGRESS, console=console) as progress:
+        for name, source in backends.items():
+            task = progress.add_task(f"{name:<16}", total=len(ticks))
+            t0 = time.perf_counter()
+            results[name] = sim.run(
+                MomentumStrategy(symbols=SYMBOLS),
+                source,
+                ticks,
+                progress=partial(progress.advance, task),
+            )
+            seconds[name] = time.perf_counter() - t0
+    identical = _identical(*results.values())
+    _report(results, seconds, ticks, identical)
+    if plot is not None:
+        _plot(results, plot)
+    if not identical:
         raise typer.Exit(code=1)
+
+
+_PROGRESS = (
+    TextColumn("backtest on {task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    TextColumn("ticks"),
+    TimeRemainingColumn(),
+)
 
 
 def _catalog(root: Path) -> BarStore:
@@ -99,54 +108,79 @@ def _catalog(root: Path) -> BarStore:
     return store
 
 
-def _clocks(store: BarStore, days: int) -> list[pd.Timestamp]:
+def _ticks(store: BarStore, days: int) -> list[pd.Timestamp]:
     """Every minute close of the first ``days`` trading days from REPLAY_START."""
-    ends = (
-        store.scan(SYMBOLS[0], timezone=ZONE)
-        .between(REPLAY_START, CATALOG_END)
-        .lazy.select((pl.col("datetime") + pl.duration(minutes=1)).alias("end"))
-        .collect()["end"]
+    ticks = sim.clock(store, SYMBOLS, REPLAY_START, CATALOG_END, cadence="1m", timezone=ZONE)
+    dates = sorted({t.date() for t in ticks})[:days]
+    return [t for t in ticks if t.date() <= dates[-1]]
+
+
+def _identical(fast: sim.Result, reference: sim.Result) -> bool:
+    return (
+        fast.trades == reference.trades
+        and fast.rejections == reference.rejections
+        and fast.equity.equals(reference.equity)
     )
-    dates = ends.dt.date().unique(maintain_order=True).head(days)
-    ends = ends.filter(ends.dt.date().is_in(dates.implode()))
-    return [pd.Timestamp(t) for t in ends.dt.convert_time_zone(ZONE).to_list()]
 
 
-def _ask(source: DataSource | PandasDataSource, clock: pd.Timestamp) -> list[object]:
-    source.set_datetime(clock)
-    answers: list[object] = []
-    for symbol in SYMBOLS:
-        answers.append(source.get_historical_prices(symbol, LENGTH).df)
-        answers.append(source.get_last_price(symbol))
-    return answers
-
-
-def _same(fast: list[object], reference: list[object]) -> bool:
-    for a, b in zip(fast, reference, strict=True):
-        if isinstance(a, pd.DataFrame):
-            if not (a.equals(b) and a.index.equals(b.index) and a.dtypes.equals(b.dtypes)):
-                return False
-        elif a != b:
-            return False
-    return True
-
-
-def _report(seconds: dict[str, float], calls: int, ticks: int, mismatches: int) -> None:
-    table = Table(title=f"{ticks:,} clock ticks x {len(SYMBOLS)} symbols", title_justify="left")
-    for name in ("backend", "history calls", "total s", "us per call", "speedup"):
+def _report(
+    results: dict[str, sim.Result],
+    seconds: dict[str, float],
+    ticks: list[pd.Timestamp],
+    identical: bool,
+) -> None:
+    title = (
+        f"MomentumStrategy, {len(SYMBOLS)} symbols, {len(ticks):,} minutes "
+        f"({ticks[0]:%Y-%m-%d} .. {ticks[-1]:%Y-%m-%d})"
+    )
+    table = Table(title=title, title_justify="left")
+    columns = (
+        "backend",
+        "wall s",
+        "speedup",
+        "history calls",
+        "trades",
+        "final equity",
+    )
+    for name in columns:
         table.add_column(name, justify="left" if name == "backend" else "right")
     slowest = max(seconds.values())
-    for name, spent in seconds.items():
+    for name, result in results.items():
+        spent = seconds[name]
         table.add_row(
             name,
-            f"{calls:,}",
             f"{spent:.2f}",
-            f"{spent / calls * 1e6:,.1f}",
             f"{slowest / spent:,.1f}x",
+            f"{result.history_calls:,}",
+            f"{len(result.trades):,}",
+            f"{result.equity.iloc[-1]:,.2f}",
         )
     console.print(table)
-    verdict = "yes" if not mismatches else f"NO ({mismatches:,} ticks differ)"
-    console.print(f"identical: {verdict}")
+    console.print(f"identical trades: {'yes' if identical else 'NO'}")
+
+
+def _plot(results: dict[str, sim.Result], path: Path) -> None:
+    try:
+        import matplotlib  # noqa: PLC0415 - optional dependency, imported only when asked
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        console.print(
+            "--plot needs matplotlib: pip install 'lazybars[plot]' (no plot written)",
+            style="yellow",
+            markup=False,
+        )
+        return
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for (name, result), style in zip(results.items(), ("-", "--"), strict=False):
+        ax.plot(result.equity.index, result.equity.to_numpy(), style, label=name)
+    ax.set_title("MomentumStrategy equity")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    console.print(f"equity curves written to {path}")
 
 
 def main() -> None:

@@ -1,29 +1,59 @@
-"""`lazybars demo`: writes a catalog, replays both backends, reports identical answers."""
+"""`lazybars demo`: writes a catalog, backtests on both backends, reports identical trades."""
 
 from __future__ import annotations
 
+import builtins
+import importlib.util
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import lazybars as lb
 from lazybars.cli import SYMBOLS, app
 
 
-def test_demo_replays_both_backends_identically(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--days", "1"])
+def _demo(tmp_path: Path, *extra: str) -> str:
+    result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--days", "1", *extra])
     assert result.exit_code == 0, result.output
-    assert "identical: yes" in result.output
-    assert "pandas reference" in result.output
+    return result.output
+
+
+def test_demo_backtests_both_backends_identically(tmp_path: Path) -> None:
+    output = _demo(tmp_path)
+    assert "identical trades: yes" in output
+    assert "pandas reference" in output
+    assert "MomentumStrategy" in output
     store = lb.BarStore(tmp_path)
     assert store.symbols() == sorted(SYMBOLS)
     # A second run reuses the catalog instead of rewriting it.
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
-    again = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--days", "1"])
-    assert again.exit_code == 0, again.output
+    _demo(tmp_path)
     assert before == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
 
 
 def test_demo_rejects_bad_options(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--days", "0"])
     assert result.exit_code != 0
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    output = _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+    assert "pip install 'lazybars[plot]'" in output
+    assert not (tmp_path / "eq.png").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+    assert (tmp_path / "eq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -66,7 +66,12 @@ def test_coarser_clocks_are_bucket_closes(store: lb.BarStore, bars: pd.DataFrame
     daily = sim.clock(store, ["MES"], "2024-01-03", "2024-01-06", cadence="day")
     assert daily == [pd.Timestamp(d, tz=ZONE) for d in ("2024-01-04", "2024-01-05", "2024-01-06")]
     with pytest.raises(lb.InvalidRequest, match="finer"):
-        sim.clock(lb.BarStore.from_frames({"D": lb.synth.daily_bars("D")}, "day"), ["D"], "2023-02-01", "2023-03-01")
+        sim.clock(
+            lb.BarStore.from_frames({"D": lb.synth.daily_bars("D")}, "day"),
+            ["D"],
+            "2023-02-01",
+            "2023-03-01",
+        )
 
 
 def test_market_order_fills_at_next_open_and_settles_next_tick(
@@ -121,11 +126,15 @@ def test_equity_is_cash_plus_positions_at_last_visible_close(
         assert value == pytest.approx(cash + held * close, abs=1e-9)
     values = result.equity.to_numpy()
     assert result.total_return == values[-1] / values[0] - 1
-    assert result.max_drawdown == pytest.approx(max(1 - v / max(values[: i + 1]) for i, v in enumerate(values)))
+    assert result.max_drawdown == pytest.approx(
+        max(1 - v / max(values[: i + 1]) for i, v in enumerate(values))
+    )
     assert result.stats()["trades"] == 2
 
 
-def test_strategy_never_sees_a_price_after_the_clock(store: lb.BarStore, bars: pd.DataFrame) -> None:
+def test_strategy_never_sees_a_price_after_the_clock(
+    store: lb.BarStore, bars: pd.DataFrame
+) -> None:
     strategy = Scripted(lambda ctx, i: None)
     sim.run(strategy, lb.DataSource(store), _ticks(store))
     for tick, _cash, last in strategy.seen:
@@ -144,7 +153,9 @@ def test_strategy_never_sees_a_price_after_the_clock(store: lb.BarStore, bars: p
         ("MES", float("nan"), lb.InvalidRequest),
     ],
 )
-def test_invalid_orders_raise(store: lb.BarStore, symbol: str, quantity: object, error: type) -> None:
+def test_invalid_orders_raise(
+    store: lb.BarStore, symbol: str, quantity: object, error: type
+) -> None:
     def order(ctx: sim.Context, i: int) -> None:
         ctx.buy(symbol, quantity)
 
@@ -179,7 +190,9 @@ def test_rejections_are_recorded_not_filled(store: lb.BarStore) -> None:
     assert [t.side for t in result.trades] == ["buy"]
 
 
-def test_an_order_at_the_end_of_the_data_is_rejected(store: lb.BarStore, frame: pl.DataFrame) -> None:
+def test_an_order_at_the_end_of_the_data_is_rejected(
+    store: lb.BarStore, frame: pl.DataFrame
+) -> None:
     last_close = frame["datetime"][-1] + pd.Timedelta(minutes=1)
     ticks = [pd.Timestamp(last_close).tz_convert(ZONE)]
 
@@ -193,7 +206,10 @@ def test_an_order_at_the_end_of_the_data_is_rejected(store: lb.BarStore, frame: 
 
 def test_both_backends_run_the_same_script_identically(store: lb.BarStore) -> None:
     rng = np.random.default_rng(7)
-    plan = {int(i): int(q) for i, q in zip(rng.choice(380, 40, replace=False), rng.integers(-3, 4, 40))}
+    plan = {
+        int(i): int(q)
+        for i, q in zip(rng.choice(380, 40, replace=False), rng.integers(-3, 4, 40), strict=True)
+    }
 
     def script(ctx: sim.Context, i: int) -> None:
         q = plan.get(i, 0)
