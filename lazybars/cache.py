@@ -12,11 +12,18 @@ that every bucket of a derived slab is whole.
 
 A load is bounded by the DataSource's start/end/lookback; those are hints. When a request
 reaches past the loaded range the slab is reloaded wider, so answers never depend on them.
+
+Memory is bounded by ``max_bytes``: frames, aggregated frames and pandas mirrors all count,
+and when they exceed the budget the least recently used slabs are evicted (an evicted
+entry reloads on its next request, with the same answers). A slab still referenced by a
+caller's ``Bars`` lives on until that ``Bars`` goes, outside the budget.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +36,7 @@ from lazybars.bars import frame_to_pandas
 from lazybars.store import BarStore
 from lazybars.timestep import Timestep
 
-__all__ = ["AssetCache", "Entry", "Slab"]
+__all__ = ["AssetCache", "CacheInfo", "Entry", "Slab"]
 
 _DAY_NS = 86_400_000_000_000
 
@@ -45,6 +52,7 @@ class Slab:
         "_cursor",
         "_index",
         "_lock",
+        "_on_mirror",
         "_pandas",
         "closes",
         "complete_hi",
@@ -54,6 +62,8 @@ class Slab:
         "hi",
         "lo",
         "n",
+        "nbytes",
+        "pandas_bytes",
     )
 
     def __init__(
@@ -64,9 +74,13 @@ class Slab:
         hi: int,
         complete_lo: bool,
         complete_hi: bool,
+        on_mirror: Callable[[Slab], None] | None = None,
     ) -> None:
         self.frame = frame.rechunk()
         self.ends = ends
+        self.nbytes = int(self.frame.estimated_size()) + ends.nbytes
+        self.pandas_bytes = 0
+        self._on_mirror = on_mirror
         # Item access on a memoryview returns Python scalars in ~30 ns, no numpy boxing.
         self._index = memoryview(ends)
         self.closes = memoryview(self.frame["close"].to_numpy())
@@ -98,8 +112,49 @@ class Slab:
         if self._pandas is None:
             with self._lock:
                 if self._pandas is None:
-                    self._pandas = frame_to_pandas(self.frame)
+                    mirror = frame_to_pandas(self.frame)
+                    self.pandas_bytes = int(mirror.memory_usage(index=True).sum())
+                    self._pandas = mirror
+            if self._on_mirror is not None:
+                self._on_mirror(self)
         return self._pandas
+
+
+# An evicted entry's slab: it covers nothing (hi is the smallest instant), so every request
+# leaves the fast path, and the slow path reloads.
+_EVICTED = Slab(
+    pl.DataFrame({"close": []}, schema={"close": pl.Float64}),
+    np.empty(0, np.int64),
+    NS_MIN,
+    NS_MIN,
+    False,
+    False,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """A snapshot of a DataSource's cache.
+
+    ``hits`` are requests answered from a loaded slab; ``misses`` are requests that had to
+    load (first use, reload after eviction, or widening past the loaded range). Bytes are
+    counted separately for native frames, aggregated (or regular-hours) frames and pandas
+    mirrors; ``max_bytes`` is the budget (None: unbounded).
+    """
+
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    native_bytes: int
+    aggregated_bytes: int
+    pandas_bytes: int
+    max_bytes: int | None
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the cache holds: frames, aggregated frames and pandas mirrors."""
+        return self.native_bytes + self.aggregated_bytes + self.pandas_bytes
 
 
 @dataclass(slots=True)
@@ -112,18 +167,32 @@ class Entry:
     after_hours: bool
     label: str
     slab: Slab
+    used: int = 0  # the sequence number of the last request it served (for LRU)
+
+    @property
+    def derived(self) -> bool:
+        """True for aggregated or regular-hours frames (computed from the native bars)."""
+        return self.timestep != self.native or not self.after_hours
 
 
 class AssetCache:
     """Slabs per asset for one DataSource: loads, derives and widens them."""
 
-    def __init__(self, store: BarStore, local: str, lo: int, hi: int) -> None:
+    def __init__(
+        self, store: BarStore, local: str, lo: int, hi: int, max_bytes: int | None
+    ) -> None:
         self._store = store
         self._local = local
         self._lo = lo
         self._hi = hi
+        self._max_bytes = max_bytes
         self._entries: dict[tuple[str, Timestep, bool], Entry] = {}
         self._lock = threading.RLock()
+        # next() on an itertools.count is atomic under the GIL: request numbers stay exact
+        # with many threads, and they double as LRU recency.
+        self._requests = itertools.count(1)
+        self._misses = 0
+        self._evictions = 0
 
     def entry(self, symbol: str, timestep: Timestep | None, after_hours: bool) -> Entry:
         """The entry serving ``symbol`` at ``timestep`` (None: finest stored), loading it."""
@@ -133,15 +202,33 @@ class AssetCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                slab = self._build(symbol, native, target, after_hours, self._lo, self._hi)
-                entry = Entry(symbol, target, native, after_hours, str(target), slab)
+                entry = Entry(symbol, target, native, after_hours, str(target), _EVICTED)
                 self._entries[key] = entry
             return entry
+
+    def info(self) -> CacheInfo:
+        """Counters and bytes, consistent with each other (taken under the cache's lock)."""
+        with self._lock:
+            # Every request stamps its entry with its sequence number: the largest stamp
+            # is the number of requests so far.
+            requests = max((e.used for e in self._entries.values()), default=0)
+            live = [e for e in self._entries.values() if e.slab is not _EVICTED]
+            return CacheInfo(
+                hits=requests - self._misses,
+                misses=self._misses,
+                evictions=self._evictions,
+                entries=len(live),
+                native_bytes=sum(e.slab.nbytes for e in live if not e.derived),
+                aggregated_bytes=sum(e.slab.nbytes for e in live if e.derived),
+                pandas_bytes=sum(e.slab.pandas_bytes for e in live),
+                max_bytes=self._max_bytes,
+            )
 
     def window(self, entry: Entry, now: int, length: int, shift: int) -> tuple[Slab, int, int]:
         """Rows ``[start, stop)`` of the slab: the ``length`` bars ending ``shift`` bars
         before the last bar visible at ``now`` (a bar is visible iff its end <= now).
         """
+        entry.used = next(self._requests)
         slab = entry.slab
         # Bars that could be visible at `now` start before it, so they are all loaded when
         # now <= hi (hi is NS_MAX once the slab reaches the end of the file).
@@ -160,44 +247,59 @@ class AssetCache:
     ) -> tuple[Slab, int, int]:
         # A window touching either end of the slab: widen the load until the answer is
         # inside it or the slab holds everything stored on that side, then clip.
-        slab = entry.slab
+        slab, loaded = entry.slab, False
         while True:
-            if now > slab.hi:
-                slab = self._widen(entry, slab, forward=True, now=now)
+            if slab is _EVICTED or now > slab.hi:
+                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
                 continue
             visible = slab.count(now)
             stop = visible - shift
             if stop > slab.n and not slab.complete_hi:
-                slab = self._widen(entry, slab, forward=True, now=now)
+                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
                 continue
             # The end is clipped to the bars that exist; the window keeps its length.
             stop = min(max(stop, 0), slab.n)
             if (stop < length or not visible) and not slab.complete_lo:
-                slab = self._widen(entry, slab, forward=False, now=now)
+                slab, loaded = self._widen(entry, slab, forward=False, now=now), True
                 continue
+            if loaded:
+                self._count_miss()
             return slab, max(stop - length, 0), stop
 
     def last_close(self, entry: Entry, now: int) -> float | None:
         """The close of the last bar visible at ``now``, or None."""
+        entry.used = next(self._requests)
         slab = entry.slab
-        while True:
-            if now > slab.hi:
-                slab = self._widen(entry, slab, forward=True, now=now)
-                continue
+        if now <= slab.hi:
             k = slab.count(now)
             if k:
                 return slab.closes[k - 1]
-            if slab.complete_lo:
-                return None
-            slab = self._widen(entry, slab, forward=False, now=now)
+        loaded = False
+        while True:
+            if slab is _EVICTED or now > slab.hi:
+                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
+                continue
+            k = slab.count(now)
+            if k or slab.complete_lo:
+                if loaded:
+                    self._count_miss()
+                return slab.closes[k - 1] if k else None
+            slab, loaded = self._widen(entry, slab, forward=False, now=now), True
+
+    def _count_miss(self) -> None:
+        with self._lock:
+            self._misses += 1
 
     def _widen(self, entry: Entry, seen: Slab, *, forward: bool, now: int) -> Slab:
+        """Load ``entry`` again, wider (or, when evicted or new, with the hints)."""
         with self._lock:
             slab = entry.slab
-            if slab is not seen:  # another thread widened it meanwhile
+            if slab is not seen:  # another thread loaded it meanwhile
                 return slab
             lo, hi = slab.lo, slab.hi
-            if forward:
+            if slab is _EVICTED:
+                lo, hi = self._lo, self._hi
+            elif forward:
                 # A clock past the DataSource's `end` is rare: load to the end of the file.
                 hi = NS_MAX
             else:
@@ -207,7 +309,29 @@ class AssetCache:
                 entry.symbol, entry.native, entry.timestep, entry.after_hours, lo, hi
             )
             entry.slab = slab
+            self._enforce_budget(keep=entry)
             return slab
+
+    def _mirror_built(self, slab: Slab) -> None:
+        with self._lock:
+            keep = next((e for e in self._entries.values() if e.slab is slab), None)
+            if keep is not None:
+                self._enforce_budget(keep=keep)
+
+    def _enforce_budget(self, keep: Entry) -> None:
+        """Evict least recently used slabs (never ``keep``) until the budget holds."""
+        if self._max_bytes is None:
+            return
+        live = [e for e in self._entries.values() if e.slab is not _EVICTED]
+        total = sum(e.slab.nbytes + e.slab.pandas_bytes for e in live)
+        for victim in sorted(live, key=lambda e: e.used):
+            if total <= self._max_bytes:
+                break
+            if victim is keep:
+                continue
+            total -= victim.slab.nbytes + victim.slab.pandas_bytes
+            victim.slab = _EVICTED
+            self._evictions += 1
 
     def _build(
         self, symbol: str, native: Timestep, target: Timestep, after_hours: bool, lo: int, hi: int
@@ -237,7 +361,7 @@ class AssetCache:
             # that of every bar in it) has passed, so a served bucket is always complete.
             ends = buckets[BUCKET_END].dt.epoch("ns").to_numpy()
             frame = buckets.drop(BUCKET_END)
-        return Slab(frame, ends, lo, hi, complete_lo, complete_hi)
+        return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
 
     def _align(self, ns: int, *, up: bool = False) -> int:
         """The local midnight at or before ``ns`` (at or after it when ``up``)."""

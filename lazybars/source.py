@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lazybars._time import (
     NS_MAX,
@@ -26,15 +26,18 @@ from lazybars._time import (
     timestamp,
 )
 from lazybars.bars import Bars
-from lazybars.cache import AssetCache, Entry
+from lazybars.cache import AssetCache, CacheInfo, Entry
 from lazybars.errors import InvalidRequest, LazyBarsError
 from lazybars.ingest import validate_zone
 from lazybars.store import BarStore, check_symbol
 from lazybars.timestep import Timestep
 
-__all__ = ["DataSource"]
+__all__ = ["DEFAULT_MAX_CACHE_BYTES", "DataSource"]
 
 _DAY_NS = 86_400_000_000_000
+# 1 GiB: a month of minute bars of 100 symbols with their pandas mirrors is ~150 MB, so the
+# default only bites for years of history on many symbols; set it to fit your machine.
+DEFAULT_MAX_CACHE_BYTES = 1 << 30
 
 
 class _Options(BaseModel):
@@ -46,6 +49,7 @@ class _Options(BaseModel):
     start: Any = None
     end: Any = None
     lookback: Any = "30d"
+    max_cache_bytes: int | None = Field(default=DEFAULT_MAX_CACHE_BYTES, ge=1, strict=True)
 
     @field_validator("timezone", mode="before")
     @classmethod
@@ -83,7 +87,12 @@ class DataSource:
     start, end, lookback
         The backtest's span and how much history before ``start`` it needs; they bound
         what is loaded per asset (naive values are read in ``timezone``). They are hints:
-        a request outside them still gets the right bars.
+        a request outside them still gets the right bars. ``lookback=None`` loads all the
+        history before ``start``.
+    max_cache_bytes
+        The cache's memory budget (default 1 GiB; None: unbounded). Frames, aggregated
+        frames and pandas mirrors count; least recently used ones are evicted beyond it,
+        and reloaded when asked for again. See :meth:`cache_info`.
 
     Examples
     --------
@@ -107,17 +116,25 @@ class DataSource:
         start: Any = None,
         end: Any = None,
         lookback: Any = "30d",
+        *,
+        max_cache_bytes: int | None = DEFAULT_MAX_CACHE_BYTES,
     ) -> None:
         if not isinstance(store, BarStore):
             msg = f"store must be a lazybars.BarStore, got {type(store).__name__}"
             raise InvalidRequest(msg)
         try:
-            options = _Options(timezone=timezone, start=start, end=end, lookback=lookback)
+            options = _Options(
+                timezone=timezone,
+                start=start,
+                end=end,
+                lookback=lookback,
+                max_cache_bytes=max_cache_bytes,
+            )
         except ValidationError as exc:
             raise _unwrap(exc) from None
         lo, hi = options.bounds()
         self._zone = options.timezone
-        self._cache = AssetCache(store, options.timezone, lo, hi)
+        self._cache = AssetCache(store, options.timezone, lo, hi, options.max_cache_bytes)
         # (asset, timestep argument, after_hours) -> Entry: one dict lookup per request.
         self._entries: dict[tuple[Any, Any, Any], Entry] = {}
         self._last: dict[Any, Entry] = {}  # asset -> finest-timestep entry
@@ -206,6 +223,12 @@ class DataSource:
             bars = self.get_historical_prices(asset, length, timestep, timeshift)
             out[bars.symbol] = bars
         return out
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses, evictions, entries and bytes (native frames, aggregated frames and
+        pandas mirrors counted separately) of the per-asset cache.
+        """
+        return self._cache.info()
 
     def __repr__(self) -> str:
         return f"<lazybars.DataSource {self._zone}, clock {self.get_datetime()}>"

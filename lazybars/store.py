@@ -207,22 +207,31 @@ class BarStore:
         if self._root is None:
             return set(self._frames)
         keys = set()
-        for folder in self._root.iterdir():
-            timestep = _timestep_folder(folder)
-            if timestep is None:
-                continue
+        for timestep, folder in self._folders():
             for file in folder.iterdir():
                 name = file.name
                 if name.endswith(_SUFFIX) and not name.startswith("."):
                     keys.add((name[: -len(_SUFFIX)], timestep))
         return keys
 
+    def _folders(self) -> list[tuple[Timestep, Path]]:
+        """The catalog's timestep folders (a missing catalog is an error, not emptiness)."""
+        assert self._root is not None
+        try:
+            entries = list(self._root.iterdir())
+        except FileNotFoundError:
+            msg = f"catalog directory {self._root} is missing; create it with BarStore(root)"
+            raise SchemaError(msg) from None
+        found = ((_timestep_folder(f), f) for f in entries)
+        return [(ts, f) for ts, f in found if ts is not None]
+
     def _timesteps(self, symbol: str) -> list[Timestep]:
         check_symbol(symbol)
         if self._root is None:
             found = sorted(ts for s, ts in self._frames if s == symbol)
         else:
-            found = sorted(ts for s, ts in self._keys() if s == symbol)
+            # One stat per timestep folder, not a listing of the whole catalog.
+            found = sorted(ts for ts, _ in self._folders() if self._path(symbol, ts).is_file())
         if not found:
             known = self.symbols()
             msg = (
