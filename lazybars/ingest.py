@@ -77,7 +77,9 @@ def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.D
     return _sorted_unique(out, stacklevel)
 
 
-def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+def write_parquet_atomic(
+    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write ``frame`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The bytes go to a hidden temporary file in the same directory (same file system, so the
@@ -88,7 +90,9 @@ def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            frame.write_parquet(fh, row_group_size=ROW_GROUP_ROWS, statistics=True)
+            frame.write_parquet(
+                fh, row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=metadata
+            )
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
 from lazybars.ingest import PRICE_COLUMNS, normalize, validate_zone, write_parquet_atomic
@@ -29,6 +29,8 @@ from lazybars.timestep import Timestep
 __all__ = ["BarStore", "check_symbol"]
 
 _SUFFIX = ".parquet"
+_MANIFEST_KEY = "lazybars"
+_FORMAT = 1
 _FORBIDDEN = ("/", "\\", "\x00")
 _MAX_SYMBOL = 128
 
@@ -121,7 +123,8 @@ class BarStore:
         if self._root is None:
             self._frames[key] = bars
         else:
-            write_parquet_atomic(bars, self._path(*key))
+            manifest = _Manifest.of(bars).model_dump_json()
+            write_parquet_atomic(bars, self._path(*key), {_MANIFEST_KEY: manifest})
 
     def symbols(self, timestep: str | None = None) -> list[str]:
         """The stored symbols (at ``timestep`` only, when given), sorted."""
@@ -246,7 +249,10 @@ class BarStore:
             return self._frames[(symbol, timestep)].lazy()
         path = self._path(symbol, timestep)
         _check_file(path)
-        return pl.scan_parquet(path)
+        # A file:// URI takes polars' byte-range reader: only the row groups that the window
+        # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
+        # then show as if the backtest held years of history.
+        return pl.scan_parquet(path.as_uri(), glob=False)
 
 
 def _timestep_folder(folder: Path) -> Timestep | None:
@@ -259,39 +265,62 @@ def _timestep_folder(folder: Path) -> Timestep | None:
     return timestep if str(timestep) == folder.name else None
 
 
-def _check_file(path: Path) -> pq.FileMetaData:
-    """The file's parquet metadata, after checking that it holds bars lazybars wrote."""
-    try:
-        meta = pq.read_metadata(path)
-    except FileNotFoundError:
+class _Manifest(BaseModel):
+    """What a catalog file says about itself, in its parquet key-value metadata.
+
+    Read once per load: the bounds answer without touching the data (and without pyarrow,
+    whose first use reserves a large memory pool).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int = Field(ge=1, le=_FORMAT)
+    rows: int = Field(ge=1)
+    first: int
+    last: int
+
+    @classmethod
+    def of(cls, bars: pl.DataFrame) -> _Manifest:
+        when = bars["datetime"].dt.epoch("ns")
+        return cls(format=_FORMAT, rows=bars.height, first=int(when[0]), last=int(when[-1]))
+
+
+def _check_file(path: Path) -> pl.Schema:
+    """The file's schema, after checking that it holds bars lazybars can read."""
+    if not path.is_file():
         msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
-        raise SchemaError(msg) from None
-    except (OSError, ValueError) as exc:
+        raise SchemaError(msg)
+    try:
+        schema = pl.read_parquet_schema(path.as_uri())
+    except (OSError, pl.exceptions.PolarsError) as exc:
         msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
         raise SchemaError(msg) from None
-    names = meta.schema.names
+    names = schema.names()
     missing = [c for c in ("datetime", *PRICE_COLUMNS) if c not in names]
-    if missing or names[0] != "datetime":
+    if missing or names[0] != "datetime" or not isinstance(schema["datetime"], pl.Datetime):
         msg = (
             f"catalog file {path} is not a lazybars bar file (columns {names}, missing "
             f"{missing}); rewrite it with store.write()"
         )
         raise SchemaError(msg)
-    return meta
+    return schema
 
 
 def _parquet_bounds(path: Path) -> tuple[int, int]:
-    # Row-group statistics answer without reading the column (raw int64 ns: no rounding).
-    meta = _check_file(path)
-    lows, highs = [], []
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(0).statistics
-        if stats is None or not stats.has_min_max:
-            when = pl.read_parquet(path, columns=["datetime"])["datetime"].dt.epoch("ns")
-            return int(when.min()), int(when.max())
-        lows.append(stats.min_raw)
-        highs.append(stats.max_raw)
-    if not lows:
+    _check_file(path)
+    raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
+    if raw is not None:
+        try:
+            manifest = _Manifest.model_validate_json(raw)
+        except ValidationError as exc:
+            msg = (
+                f"catalog file {path} has a damaged manifest ({exc}); rewrite it with store.write()"
+            )
+            raise SchemaError(msg) from None
+        return manifest.first, manifest.last
+    # A file written by other tools: read the time column once.
+    when = pl.read_parquet(path, columns=["datetime"])["datetime"].dt.epoch("ns")
+    if when.is_empty():
         msg = f"catalog file {path} holds no bars; rewrite it with store.write()"
         raise SchemaError(msg)
-    return int(min(lows)), int(max(highs))
+    return int(when.min()), int(when.max())
