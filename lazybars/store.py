@@ -248,11 +248,12 @@ class BarStore:
         if self._root is None:
             return self._frames[(symbol, timestep)].lazy()
         path = self._path(symbol, timestep)
-        _check_file(path)
+        schema = _check_file(path)
         # A file:// URI takes polars' byte-range reader: only the row groups that the window
         # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
         # then show as if the backtest held years of history.
-        return pl.scan_parquet(path.as_uri(), glob=False)
+        # The schema just read is passed on, so planning does no further file I/O.
+        return pl.scan_parquet(path.as_uri(), glob=False, schema=schema)
 
 
 def _timestep_folder(folder: Path) -> Timestep | None:
@@ -307,8 +308,14 @@ def _check_file(path: Path) -> pl.Schema:
 
 
 def _parquet_bounds(path: Path) -> tuple[int, int]:
-    _check_file(path)
-    raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
+    try:
+        raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
+    except FileNotFoundError:
+        msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
+        raise SchemaError(msg) from None
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
+        raise SchemaError(msg) from None
     if raw is not None:
         try:
             manifest = _Manifest.model_validate_json(raw)

@@ -53,7 +53,7 @@ def test_loading_a_month_of_a_multi_year_file_reads_only_that_month(catalog: lb.
         rows = catalog.scan(symbol).between("2023-06-01", "2023-07-02").collect().height
         needed += rows * (6 * 8 + 8)
     assert info.native_bytes <= 1.05 * needed
-    assert int(MONTH_LIMIT.split()[0]) * 2**20 <= 1.5 * needed
+    assert int(MONTH_LIMIT.split(maxsplit=1)[0]) * 2**20 <= 1.5 * needed
 
 
 def test_the_window_is_pushed_into_the_parquet_scan(catalog: lb.BarStore) -> None:

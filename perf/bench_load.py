@@ -1,0 +1,137 @@
+"""Cold start: from creating a DataSource to its first answer.
+
+    python -m perf.bench_load            # five years of minute bars, 50 symbols (~2 min)
+    python -m perf.bench_load --quick
+
+Two scenarios on a directory catalog (written once to a cache folder): one symbol with five
+years of 24h minute bars and a one-month backtest window; and ``get_bars`` over 50 symbols
+with five years of regular-hours minute bars each, for the same month. The floor is a bare
+``pl.scan_parquet(file).filter(window).collect()`` of the same rows per symbol; the
+baseline is the pandas reference. Each figure is the median of several cold starts (a new
+DataSource each time; the files stay in the OS page cache). Exit code 1 on a missed target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+
+import lazybars as lb
+from perf._harness import Check, print_checks, print_table
+
+ZONE = "America/New_York"
+START, END = "2023-06-01", "2023-07-01"
+LOOKBACK = "7d"  # enough history for the first request's 200 bars
+CLOCK = pd.Timestamp("2023-06-01 10:00", tz=ZONE)
+# The rows a DataSource loads for that window: whole local days from start - lookback to
+# the day after end. The floor scans exactly these.
+LOADED = (pd.Timestamp("2023-05-25", tz=ZONE), pd.Timestamp("2023-07-02", tz=ZONE))
+
+
+def _catalog(root: Path, symbols: list[str], years: int, session: str) -> lb.BarStore:
+    store = lb.BarStore(root)
+    missing = [s for s in symbols if s not in store.symbols()]
+    first, last = f"{2024 - years}-01-02", "2024-01-02"
+    for start in range(0, len(missing), 10):  # a few at a time: bounded memory
+        chunk = missing[start : start + 10]
+        for symbol, frame in lb.synth.catalog(chunk, first, last, session=session).items():
+            store.write(symbol, frame)
+    return store
+
+
+def _median_seconds(run: Callable[[], object], rounds: int) -> float:
+    run()  # the first run pays for imports and the page cache
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def _floor(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
+    lo, hi = LOADED
+    files = [store._path(s, lb.Timestep.parse("1m")) for s in symbols]
+
+    def run() -> object:
+        return [
+            pl.scan_parquet(f)
+            .filter(pl.col("datetime").is_between(lo, hi, closed="left"))
+            .collect()
+            for f in files
+        ]
+
+    return run
+
+
+def _ours(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
+    def run() -> object:
+        src = lb.DataSource(store, timezone=ZONE, start=START, end=END, lookback=LOOKBACK)
+        src.set_datetime(CLOCK)
+        return src.get_bars(symbols, 200)
+
+    return run
+
+
+def _reference(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
+    def run() -> object:
+        ref = lb.reference.PandasDataSource(
+            store, timezone=ZONE, start=START, end=END, lookback=LOOKBACK
+        )
+        ref.set_datetime(CLOCK)
+        return ref.get_bars(symbols, 200)
+
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one year, 10 symbols")
+    parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "load")
+    args = parser.parse_args()
+    years = 1 if args.quick else 5
+    many = [f"S{i:02d}" for i in range(10 if args.quick else 50)]
+    scenarios = {
+        f"1 symbol, {years} years of 24h minutes": (
+            _catalog(args.data / f"one-{years}y", ["MES"], years, "24h"),
+            ["MES"],
+        ),
+        f"get_bars over {len(many)} symbols, {years} years of regular-hours minutes each": (
+            _catalog(args.data / f"many-{len(many)}-{years}y", many, years, "regular"),
+            many,
+        ),
+    }
+    rows, checks = [], []
+    for name, (store, symbols) in scenarios.items():
+        floor = _median_seconds(_floor(store, symbols), 5)
+        ours = _median_seconds(_ours(store, symbols), 5)
+        reference = _median_seconds(_reference(store, symbols), 1)
+        rows.append(
+            (
+                name,
+                ours * 1e3,
+                floor * 1e3,
+                f"{ours / floor:.2f}x",
+                reference * 1e3,
+                f"{reference / ours:.0f}x",
+            )
+        )
+        checks.append(Check(f"{name}: lazybars / bare scan", ours / floor, 1.3))
+        checks.append(Check(f"{name}: reference / lazybars", reference / ours, 10, at_least=True))
+    print_table(
+        f"Time to first answer (one-month window {START} .. {END})",
+        ["scenario", "lazybars ms", "bare scan ms", "x floor", "reference ms", "reference x"],
+        rows,
+    )
+    return 0 if print_checks(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Peak memory of a one-month backtest: lazybars against the pandas reference.
+
+    python -m perf.memory                          # both backends, side by side
+    python -m perf.memory --backend lazybars       # one backend, e.g. under memray:
+    memray run -o lazybars.bin -m perf.memory --backend lazybars
+
+The catalog (written once to ~/.cache/lazybars/memory, or --data) holds 10 symbols with
+four years of regular-session minute bars each. The backtest replays October 2023 at a
+15-minute cadence with a 30-day lookback, asking every symbol for 200 bars (reading
+``.df``) and its last price at every tick. Each backend runs in its own process under
+memray's tracker, and the peak of its heap is reported. A second scenario runs 50 symbols
+under a 64 MiB cache budget and checks every answer against an unbounded run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import memray
+import pandas as pd
+
+import lazybars as lb
+from perf._harness import Check, print_checks, print_table
+
+ZONE = "America/New_York"
+SYMBOLS = [f"S{i}" for i in range(10)]
+START, END = "2023-10-02", "2023-10-31"
+MiB = 2**20
+
+
+def _catalog(root: Path, symbols: list[str], first: str, last: str) -> lb.BarStore:
+    store = lb.BarStore(root)
+    missing = [s for s in symbols if s not in store.symbols()]
+    for i in range(0, len(missing), 10):
+        frames = lb.synth.catalog(missing[i : i + 10], first, last, session="regular")
+        for symbol, frame in frames.items():
+            store.write(symbol, frame)
+    return store
+
+
+def backtest(store: lb.BarStore, backend: str) -> int:
+    """Replay the month; returns the number of history calls."""
+    if backend == "lazybars":
+        source = lb.DataSource(store, timezone=ZONE, start=START, end=END, lookback="30d")
+    else:
+        source = lb.reference.PandasDataSource(store, timezone=ZONE, start=START, end=END)
+    ticks = lb.sim.clock(store, SYMBOLS[:1], START, END, cadence="15m", timezone=ZONE)
+    calls = 0
+    for tick in ticks:
+        source.set_datetime(tick)
+        for symbol in SYMBOLS:
+            assert len(source.get_historical_prices(symbol, 200).df) == 200
+            source.get_last_price(symbol)
+            calls += 2
+    return calls
+
+
+def _peak_of(backend: str, data: Path) -> int:
+    """Run one backend in a fresh process under memray; return its peak heap bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        capture = Path(tmp) / f"{backend}.bin"
+        code = (
+            "import memray, sys; from pathlib import Path; from perf import memory; "
+            f"store = memory.lb.BarStore(Path({str(data)!r})); "
+            f"tracker = memray.Tracker({str(capture)!r}); tracker.__enter__(); "
+            f"memory.backtest(store, {backend!r}); tracker.__exit__(None, None, None)"
+        )
+        # See the README: pyarrow's default pool reserves ~1 GiB that memray would count.
+        env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system"}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)
+        return memray.FileReader(capture).metadata.peak_memory
+
+
+def _budget_scenario(root: Path) -> tuple[int, int, bool]:
+    """50 symbols under a 64 MiB budget: (largest cache seen, unbounded cache, same?)."""
+    symbols = [f"B{i:02d}" for i in range(50)]
+    store = _catalog(root, symbols, "2023-01-03", "2024-01-02")
+    budget = 64 * MiB
+    bounded = lb.DataSource(store, timezone=ZONE, max_cache_bytes=budget)
+    unbounded = lb.DataSource(store, timezone=ZONE, max_cache_bytes=None)
+    largest, same = 0, True
+    for tick in pd.date_range("2023-10-02 10:00", periods=6, freq="1h", tz=ZONE):
+        for source in (bounded, unbounded):
+            source.set_datetime(tick)
+        for timestep in ("1m", "15m"):
+            got = bounded.get_bars(symbols, 100, timestep)
+            want = unbounded.get_bars(symbols, 100, timestep)
+            same &= all(got[s].df.equals(want[s].df) for s in symbols)
+            largest = max(largest, bounded.cache_info().total_bytes)
+    return largest, unbounded.cache_info().total_bytes, same
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["lazybars", "reference"])
+    parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "memory")
+    args = parser.parse_args()
+    store = _catalog(args.data / "ten", SYMBOLS, "2020-01-02", "2024-01-02")
+    if args.backend:
+        print(f"{args.backend}: {backtest(store, args.backend):,} history calls")
+        return 0
+    peaks = {b: _peak_of(b, args.data / "ten") for b in ("lazybars", "reference")}
+    on_disk = sum(f.stat().st_size for f in (args.data / "ten").rglob("*.parquet"))
+    rows = [(b, f"{p / MiB:,.1f}", f"{p / peaks['lazybars']:.1f}x") for b, p in peaks.items()]
+    print_table(
+        f"Peak heap (memray) of a one-month backtest, 10 symbols x 4 years on disk "
+        f"({on_disk / MiB:,.0f} MiB of parquet)",
+        ["backend", "peak MiB", "x lazybars"],
+        rows,
+    )
+    largest, unbounded, same = _budget_scenario(args.data / "fifty")
+    print_table(
+        "50 symbols, 1 year each, under a 64 MiB cache budget",
+        ["run", "largest cache MiB", "answers identical to unbounded"],
+        [
+            ("max_cache_bytes=64 MiB", f"{largest / MiB:,.1f}", "yes" if same else "NO"),
+            ("unbounded", f"{unbounded / MiB:,.1f}", "-"),
+        ],
+    )
+    checks = [
+        Check("lazybars peak / reference peak", peaks["lazybars"] / peaks["reference"], 1 / 3),
+        Check("largest bounded cache, MiB", largest / MiB, 64),
+        Check("identical answers under the budget (1 = yes)", float(same), 1, at_least=True),
+    ]
+    return 0 if print_checks(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
