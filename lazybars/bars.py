@@ -31,12 +31,15 @@ def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
         index = index.tz_convert(when.dtype.time_zone)
     else:
         index = index.tz_localize(None)
-    columns = {
-        name: (s.to_numpy() if s.dtype.is_numeric() else s.to_list())
-        for name, s in frame.to_dict().items()
-        if name != "datetime"
-    }
+    columns = {name: _numpy(s) for name, s in frame.to_dict().items() if name != "datetime"}
     return pd.DataFrame(columns, index=index.rename("datetime"), copy=True)
+
+
+def _numpy(s: pl.Series) -> object:
+    if not s.dtype.is_numeric():
+        return s.to_list()
+    # Like pyarrow's conversion: a numeric column with missing values becomes float64.
+    return s.cast(pl.Float64).to_numpy() if s.has_nulls() else s.to_numpy()
 
 
 class _Mirror(Protocol):
@@ -65,6 +68,9 @@ class Bars:
         What the bars are.
     timezone
         The local zone for :meth:`aggregate` (day boundaries); default: the data's zone.
+    schema
+        For pandas ``data``: the polars dtypes to restore in ``.pl`` (pandas widens
+        integer columns with missing values to float).
 
     Examples
     --------
@@ -79,7 +85,17 @@ class Bars:
     'datetime'
     """
 
-    __slots__ = ("_df", "_local", "_mirror", "_pl", "_start", "_stop", "symbol", "timestep")
+    __slots__ = (
+        "_df",
+        "_local",
+        "_mirror",
+        "_pl",
+        "_schema",
+        "_start",
+        "_stop",
+        "symbol",
+        "timestep",
+    )
 
     def __init__(
         self,
@@ -88,6 +104,7 @@ class Bars:
         symbol: str,
         timestep: str,
         timezone: str | None = None,
+        schema: pl.Schema | None = None,
     ) -> None:
         if isinstance(data, pl.DataFrame):
             self._pl, self._df = data, None
@@ -97,6 +114,7 @@ class Bars:
             msg = f"Bars needs a polars or pandas DataFrame, got {type(data).__name__}"
             raise InvalidRequest(msg)
         self._mirror = None
+        self._schema = schema
         self._start = self._stop = 0
         self._local = timezone
         self.symbol = symbol
@@ -111,6 +129,7 @@ class Bars:
         bars._pl = mirror.frame.slice(start, stop - start)
         bars._df = None
         bars._mirror = mirror
+        bars._schema = None
         bars._start = start
         bars._stop = stop
         bars._local = local
@@ -122,7 +141,8 @@ class Bars:
     def pl(self) -> pl.DataFrame:
         """The bars as a polars DataFrame."""
         if self._pl is None:
-            self._pl = pl.from_pandas(self._df.reset_index())
+            frame = pl.from_pandas(self._df.reset_index())
+            self._pl = frame if self._schema is None else frame.cast(dict(self._schema))
         return self._pl
 
     @property

@@ -252,17 +252,20 @@ class AssetCache:
         slab, loaded = entry.slab, False
         while True:
             if slab is _EVICTED or now > slab.hi:
-                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
+                slab, built = self._widen(entry, slab, forward=True, now=now)
+                loaded = loaded or built
                 continue
             visible = slab.count(now)
             stop = visible - shift
             if stop > slab.n and not slab.complete_hi:
-                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
+                slab, built = self._widen(entry, slab, forward=True, now=now)
+                loaded = loaded or built
                 continue
             # The end is clipped to the bars that exist; the window keeps its length.
             stop = min(max(stop, 0), slab.n)
             if (stop < length or not visible) and not slab.complete_lo:
-                slab, loaded = self._widen(entry, slab, forward=False, now=now), True
+                slab, built = self._widen(entry, slab, forward=False, now=now)
+                loaded = loaded or built
                 continue
             if loaded:
                 self._count_miss()
@@ -279,25 +282,28 @@ class AssetCache:
         loaded = False
         while True:
             if slab is _EVICTED or now > slab.hi:
-                slab, loaded = self._widen(entry, slab, forward=True, now=now), True
+                slab, built = self._widen(entry, slab, forward=True, now=now)
+                loaded = loaded or built
                 continue
             k = slab.count(now)
             if k or slab.complete_lo:
                 if loaded:
                     self._count_miss()
                 return slab.closes[k - 1] if k else None
-            slab, loaded = self._widen(entry, slab, forward=False, now=now), True
+            slab, built = self._widen(entry, slab, forward=False, now=now)
+            loaded = loaded or built
 
     def _count_miss(self) -> None:
         with self._lock:
             self._misses += 1
 
-    def _widen(self, entry: Entry, seen: Slab, *, forward: bool, now: int) -> Slab:
-        """Load ``entry`` again, wider (or, when evicted or new, with the hints)."""
+    def _widen(self, entry: Entry, seen: Slab, *, forward: bool, now: int) -> tuple[Slab, bool]:
+        """Load ``entry`` again, wider (or, when evicted or new, with the hints); the flag
+        says whether this call loaded (False: another thread had already done it)."""
         with self._lock:
             slab = entry.slab
-            if slab is not seen:  # another thread loaded it meanwhile
-                return slab
+            if slab is not seen:
+                return slab, False
             lo, hi = slab.lo, slab.hi
             if slab is _EVICTED:
                 lo, hi = self._lo, self._hi
@@ -312,7 +318,7 @@ class AssetCache:
             )
             entry.slab = slab
             self._enforce_budget(keep=entry)
-            return slab
+            return slab, True
 
     def _mirror_built(self, slab: Slab) -> None:
         with self._lock:

@@ -187,7 +187,14 @@ def _parse_times(col: pl.Series, name: str, tz: str | None) -> pl.Series:
         rows = col.is_null().arg_true().head(_SHOWN).to_list()
         msg = f"time column {name!r} has missing values at rows {rows}; drop or fill those rows"
         raise SchemaError(msg)
-    col = col.cast(pl.Datetime("ns", col.dtype.time_zone))
+    try:
+        col = col.cast(pl.Datetime("ns", col.dtype.time_zone))
+    except pl.exceptions.PolarsError:
+        msg = (
+            f"time column {name!r} has times outside 1677-2262, which nanosecond timestamps "
+            "cannot hold; drop those rows"
+        )
+        raise SchemaError(msg) from None
     if col.dtype.time_zone is not None:
         return col if tz is None else col.dt.convert_time_zone(tz)
     if tz is None:

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from lazybars._time import parse_duration
 from lazybars.bars import Bars
@@ -80,6 +81,7 @@ class PandasDataSource:
         self._lookback = _check_lookback(lookback)
         self._now: pd.Timestamp | None = None
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
+        self._schemas: dict[tuple[str, str], pl.Schema] = {}
 
     # ----------------------------------------------------------------- clock
     def set_datetime(self, dt: _dt.datetime) -> None:
@@ -160,7 +162,10 @@ class PandasDataSource:
         stop = min(max(last_visible + 1 - shift_bars, 0), len(frame))
         begin = max(0, stop - length)
         window = frame.iloc[begin:stop]
-        return Bars(window, symbol=symbol, timestep=str(target), timezone=self._tz)
+        # pandas widens integer columns with missing values to float; the stored polars
+        # dtypes are restored for `.pl` (aggregated bars have only float columns).
+        schema = self._schemas[(symbol, str(source))] if target == source else None
+        return Bars(window, symbol=symbol, timestep=str(target), timezone=self._tz, schema=schema)
 
     def get_last_price(self, asset: Any) -> float | None:
         """The close of the last visible bar at the finest stored timestep, or None."""
@@ -280,6 +285,7 @@ class PandasDataSource:
         key = (symbol, str(step))
         if key not in self._frames:
             loaded = self._store.scan(symbol, str(step)).collect()
+            self._schemas[key] = loaded.schema
             frame = loaded.to_pandas().set_index("datetime")
             if frame.index.tz is None:
                 msg = f"{symbol!r} {key[1]} bars have naive times; rewrite them with tz="
@@ -445,7 +451,9 @@ def _check_timeshift(timeshift: Any) -> tuple[int, pd.Timedelta]:
     """Split ``timeshift`` into (bars to step back, time to step back)."""
     if timeshift is None:
         return 0, pd.Timedelta(0)
-    if isinstance(timeshift, (int, np.integer)) and not isinstance(timeshift, bool):
+    if isinstance(timeshift, (int, np.integer)) and not isinstance(
+        timeshift, (bool, np.timedelta64)
+    ):
         return int(timeshift), pd.Timedelta(0)
     if isinstance(timeshift, _dt.timedelta) and timeshift is not pd.NaT:
         return 0, pd.Timedelta(timeshift)

@@ -278,10 +278,11 @@ def _shifted(now: int, timeshift: Any) -> tuple[int, int]:
     """(clock, bar shift) for a timeshift that is not a plain int."""
     if isinstance(timeshift, timedelta):
         return now - timedelta_ns(timeshift), 0
-    if isinstance(timeshift, np.integer):
+    # np.timedelta64 subclasses np.integer: it must not pass as a bar count.
+    if isinstance(timeshift, np.integer) and not isinstance(timeshift, np.timedelta64):
         return now, int(timeshift)
     msg = (
         f"timeshift must be None, an int (bars) or a timedelta, got "
-        f"{type(timeshift).__name__} {timeshift!r}"
+        f"{type(timeshift).__name__} {timeshift!r}; e.g. pd.Timedelta(value) for numpy's"
     )
     raise InvalidRequest(msg)

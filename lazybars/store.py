@@ -33,12 +33,14 @@ _MANIFEST_KEY = "lazybars"
 _FORMAT = 1
 _FORBIDDEN = ("/", "\\", "\x00")
 _MAX_SYMBOL = 128
+_MAX_SYMBOL_BYTES = 200
 
 
 def check_symbol(symbol: Any) -> str:
     """Return ``symbol`` if it is a safe symbol name, else raise ``InvalidRequest``.
 
-    A symbol is any non-empty string of at most 128 characters without ``/``, ``\\``,
+    A symbol is any non-empty string of at most 128 characters (200 bytes in UTF-8) without
+    ``/``, ``\\``,
     control characters or a leading ``.``; so ``BRK.B``, ``ES=F`` or ``6E`` work, and a
     pair such as EUR/USD is stored as ``EURUSD`` or ``EUR-USD``.
     """
@@ -48,6 +50,8 @@ def check_symbol(symbol: Any) -> str:
     bad = (
         not symbol
         or len(symbol) > _MAX_SYMBOL
+        # File names are limited to 255 bytes; leave room for the suffix and temp names.
+        or len(symbol.encode("utf-8", "surrogatepass")) > _MAX_SYMBOL_BYTES
         or symbol.startswith(".")
         or symbol != symbol.strip()
         or any(ch in symbol for ch in _FORBIDDEN)
@@ -55,7 +59,8 @@ def check_symbol(symbol: Any) -> str:
     )
     if bad:
         msg = (
-            f"invalid symbol {symbol!r}: use 1-{_MAX_SYMBOL} printable characters without "
+            f"invalid symbol {symbol!r}: use 1-{_MAX_SYMBOL} printable characters "
+            f"({_MAX_SYMBOL_BYTES} bytes in UTF-8) without "
             "'/', '\\', surrounding spaces or a leading '.', e.g. 'EURUSD' for EUR/USD"
         )
         raise InvalidRequest(msg)
@@ -81,7 +86,11 @@ class BarStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root: Path | None = Path(root)
-        self._root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            msg = f"catalog root {root} exists and is not a directory; pass a directory path"
+            raise InvalidRequest(msg) from None
         self._frames: dict[tuple[str, Timestep], pl.DataFrame] = {}
 
     @classmethod
@@ -298,16 +307,21 @@ def _check_file(path: Path) -> pl.Schema:
         raise SchemaError(msg) from None
     names = schema.names()
     missing = [c for c in ("datetime", *PRICE_COLUMNS) if c not in names]
-    if missing or names[0] != "datetime" or not isinstance(schema["datetime"], pl.Datetime):
+    when = schema.get("datetime")
+    aware = isinstance(when, pl.Datetime) and when.time_zone is not None
+    numeric = all(schema[c].is_numeric() for c in PRICE_COLUMNS if c in schema)
+    if missing or names[0] != "datetime" or not aware or not numeric:
         msg = (
-            f"catalog file {path} is not a lazybars bar file (columns {names}, missing "
-            f"{missing}); rewrite it with store.write()"
+            f"catalog file {path} is not a lazybars bar file (schema {dict(schema)}; bars need "
+            "a tz-aware 'datetime' first and numeric open, high, low, close); rewrite it "
+            "with store.write()"
         )
         raise SchemaError(msg)
     return schema
 
 
 def _parquet_bounds(path: Path) -> tuple[int, int]:
+    _check_file(path)
     try:
         raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
     except FileNotFoundError:
