@@ -6,8 +6,9 @@
 2
 """
 
-from lazybars import reference, synth
+from lazybars import reference, sim, strategies, synth
 from lazybars.bars import Bars
+from lazybars.cache import CacheInfo
 from lazybars.errors import (
     InvalidRequest,
     LazyBarsError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BarStore",
     "Bars",
+    "CacheInfo",
     "DataSource",
     "InvalidRequest",
     "LazyBarsError",
@@ -36,5 +38,7 @@ __all__ = [
     "UnknownAsset",
     "UnsortedBarsWarning",
     "reference",
+    "sim",
+    "strategies",
     "synth",
 ]
