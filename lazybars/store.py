@@ -14,7 +14,9 @@ old bars or the new ones, never a mix; hidden files are never listed as symbols.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -297,9 +299,19 @@ class _Manifest(BaseModel):
 
 def _check_file(path: Path) -> pl.Schema:
     """The file's schema, after checking that it holds bars lazybars can read."""
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
         raise SchemaError(msg)
+    # A write replaces the file (new inode and mtime), so the key tells versions apart.
+    return _validated_schema(path, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _validated_schema(path: Path, inode: int, mtime_ns: int, size: int) -> pl.Schema:
     try:
         schema = pl.read_parquet_schema(path.as_uri())
     except (OSError, pl.exceptions.PolarsError) as exc:
