@@ -76,16 +76,16 @@ class Slab:
         complete_hi: bool,
         on_mirror: Callable[[Slab], None] | None = None,
     ) -> None:
-        # Not rechunked: a scan yields a chunk per row group, and zero-copy slices work
-        # across chunks; copying the whole frame would cost more than it saves.
-        self.frame = frame
+        # One contiguous chunk (a scan or a group-by yields several): a copy once per load
+        # keeps every later slice and its pandas mirror on the cheapest path.
+        self.frame = frame.rechunk()
         self.ends = ends
-        self.nbytes = int(frame.estimated_size()) + ends.nbytes
+        self.nbytes = int(self.frame.estimated_size()) + ends.nbytes
         self.pandas_bytes = 0
         self._on_mirror = on_mirror
         # Item access on a memoryview returns Python scalars in ~30 ns, no numpy boxing.
         self._index = memoryview(ends)
-        self.closes = memoryview(np.ascontiguousarray(frame["close"].to_numpy()))
+        self.closes = memoryview(self.frame["close"].to_numpy())
         self._cursor = 0
         self.n = frame.height
         self.lo = lo

@@ -5,7 +5,7 @@
 
 Two scenarios on a directory catalog (written once to a cache folder): one symbol with five
 years of 24h minute bars and a one-month backtest window; and ``get_bars`` over 50 symbols
-with five years of regular-hours minute bars each, for the same month. The floor is a bare
+with five years of 24h minute bars each, for the same month. The floor is a bare
 ``pl.scan_parquet(file).filter(window).collect()`` of the same rows per symbol; the
 baseline is the pandas reference. Each figure is the median of several cold starts (a new
 DataSource each time; the files stay in the OS page cache). Exit code 1 on a missed target.
@@ -103,8 +103,8 @@ def main() -> int:
             _catalog(args.data / f"one-{years}y", ["MES"], years, "24h"),
             ["MES"],
         ),
-        f"get_bars over {len(many)} symbols, {years} years of regular-hours minutes each": (
-            _catalog(args.data / f"many-{len(many)}-{years}y", many, years, "regular"),
+        f"get_bars over {len(many)} symbols, {years} years of 24h minutes each": (
+            _catalog(args.data / f"many24-{len(many)}-{years}y", many, years, "24h"),
             many,
         ),
     }
