@@ -25,6 +25,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -249,27 +250,18 @@ class AssetCache:
     ) -> tuple[Slab, int, int]:
         # A window touching either end of the slab: widen the load until the answer is
         # inside it or the slab holds everything stored on that side, then clip.
-        slab, loaded = entry.slab, False
-        while True:
-            if slab is _EVICTED or now > slab.hi:
-                slab, built = self._widen(entry, slab, forward=True, now=now)
-                loaded = loaded or built
-                continue
+        def place(slab: Slab) -> tuple[bool | None, tuple[Slab, int, int] | None]:
             visible = slab.count(now)
             stop = visible - shift
             if stop > slab.n and not slab.complete_hi:
-                slab, built = self._widen(entry, slab, forward=True, now=now)
-                loaded = loaded or built
-                continue
+                return True, None
             # The end is clipped to the bars that exist; the window keeps its length.
             stop = min(max(stop, 0), slab.n)
             if (stop < length or not visible) and not slab.complete_lo:
-                slab, built = self._widen(entry, slab, forward=False, now=now)
-                loaded = loaded or built
-                continue
-            if loaded:
-                self._count_miss()
-            return slab, max(stop - length, 0), stop
+                return False, None
+            return None, (slab, max(stop - length, 0), stop)
+
+        return self._widen_until(entry, now, place)
 
     def last_close(self, entry: Entry, now: int) -> float | None:
         """The close of the last bar visible at ``now``, or None."""
@@ -279,18 +271,30 @@ class AssetCache:
             k = slab.count(now)
             if k:
                 return slab.closes[k - 1]
-        loaded = False
-        while True:
-            if slab is _EVICTED or now > slab.hi:
-                slab, built = self._widen(entry, slab, forward=True, now=now)
-                loaded = loaded or built
-                continue
+
+        def last(slab: Slab) -> tuple[bool | None, float | None]:
             k = slab.count(now)
             if k or slab.complete_lo:
-                if loaded:
-                    self._count_miss()
-                return slab.closes[k - 1] if k else None
-            slab, built = self._widen(entry, slab, forward=False, now=now)
+                return None, slab.closes[k - 1] if k else None
+            return False, None
+
+        return self._widen_until(entry, now, last)
+
+    def _widen_until(self, entry: Entry, now: int, answer: Callable[[Slab], tuple]) -> Any:
+        """Reload ``entry`` until ``answer(slab)`` gives ``(None, result)`` rather than a
+        direction to widen in (True: forward, False: backward); count one miss if it loaded.
+        """
+        slab, loaded = entry.slab, False
+        while True:
+            if slab is _EVICTED or now > slab.hi:
+                forward = True
+            else:
+                forward, result = answer(slab)
+                if forward is None:
+                    if loaded:
+                        self._count_miss()
+                    return result
+            slab, built = self._widen(entry, slab, forward=forward, now=now)
             loaded = loaded or built
 
     def _count_miss(self) -> None:
