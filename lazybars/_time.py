@@ -101,11 +101,10 @@ def timestamp(ns: int, zone: str) -> pd.Timestamp:
 def ns_literal(ns: int, zone: str | None) -> pl.Expr:
     """A polars literal of dtype ``Datetime("ns", zone)`` for the instant ``ns``.
 
-    Built from an integer so it compares with a column in any zone and folds to a constant
-    that predicate pushdown can use against parquet statistics.
+    Built from the integer (no Python datetime, which would drop the nanoseconds): a plain
+    constant of the column's own dtype, which predicate pushdown takes to the parquet scan.
     """
-    lit = pl.lit(ns, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC"))
-    return lit.dt.convert_time_zone(zone) if zone else lit.dt.replace_time_zone(None)
+    return pl.lit(ns, dtype=pl.Datetime("ns", zone))
 
 
 def next_local_midnight(column: pl.Expr, zone: str) -> pl.Expr:
