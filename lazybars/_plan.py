@@ -57,13 +57,15 @@ class _Between(_SameTimestep):
     end: int
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
-        return lf.filter(
-            (ns_literal(self.start, ctx.zone) <= _DATETIME)
-            & (ns_literal(self.end, ctx.zone) > _DATETIME)
-        )
+        return window(lf, self.start, self.end, ctx.zone)
 
     def describe(self, local: str) -> tuple[str, str]:
         return "between", f"[{timestamp(self.start, local)}, {timestamp(self.end, local)})"
+
+
+def window(lf: pl.LazyFrame, start: int, end: int, zone: str | None) -> pl.LazyFrame:
+    """Bars starting in ``[start, end)`` (int64 ns), as a predicate the scan can push down."""
+    return lf.filter((ns_literal(start, zone) <= _DATETIME) & (ns_literal(end, zone) > _DATETIME))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ import pandas as pd
 import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, regular_hours
+from lazybars._plan import window
 from lazybars._time import NS_MAX, NS_MIN, timestamp
 from lazybars.bars import frame_to_pandas
 from lazybars.store import BarStore
@@ -77,16 +78,16 @@ class Slab:
         complete_hi: bool,
         on_mirror: Callable[[Slab], None] | None = None,
     ) -> None:
-        # One contiguous chunk (a scan or a group-by yields several): a copy once per load
-        # keeps every later slice and its pandas mirror on the cheapest path.
-        self.frame = frame.rechunk()
+        # Not rechunked: a scan yields a chunk per row group, and slices work across chunks
+        # at no measurable cost per request, while a copy would add to every cold start.
+        self.frame = frame
         self.ends = ends
-        self.nbytes = int(self.frame.estimated_size()) + ends.nbytes
+        self.nbytes = int(frame.estimated_size()) + ends.nbytes
         self.pandas_bytes = 0
         self._on_mirror = on_mirror
         # Item access on a memoryview returns Python scalars in ~30 ns, no numpy boxing.
         self._index = memoryview(ends)
-        self.closes = memoryview(self.frame["close"].to_numpy())
+        self.closes = memoryview(np.ascontiguousarray(frame["close"].to_numpy()))
         self._cursor = 0
         self.n = frame.height
         self.lo = lo
@@ -352,13 +353,15 @@ class AssetCache:
         lo = NS_MIN if lo <= first else self._align(lo)
         hi = NS_MAX if hi > last else self._align(hi, up=True)
         complete_lo, complete_hi = lo <= first, hi > last
-        query = self._store.scan(symbol, str(native), timezone=self._local)
+        # The plan's own window step on the store's scan: no Query object, as the symbol
+        # and timestep are already resolved (this is the cold-start path).
+        lf = self._store._read(symbol, native)
         begin, stop = max(lo, first), min(hi, last + 1)
         if begin >= stop:  # hints that miss the stored range: nothing to load yet
-            query = query.head(0)
+            lf = lf.head(0)
         elif not (complete_lo and complete_hi):
-            query = query.between(timestamp(begin, "UTC"), timestamp(stop, "UTC"))
-        frame = query.collect()
+            lf = window(lf, begin, stop, lf.collect_schema()["datetime"].time_zone)
+        frame = lf.collect()
         if target == native and after_hours:
             ends = bar_ends(_starts(frame), native, self._local)
         elif target == native:

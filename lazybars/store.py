@@ -174,7 +174,7 @@ class BarStore:
             )
             raise InvalidRequest(msg)
         base = stored.pop()
-        source = QuerySource(self._key, names, base, timezone, self._lazy)
+        source = QuerySource(self._key, names, base, timezone, self._read)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
@@ -255,7 +255,8 @@ class BarStore:
             raise UnknownAsset(msg)
         return found
 
-    def _lazy(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+    def _read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        """The stored bars of ``symbol`` at exactly ``timestep``, as a polars scan."""
         if self._root is None:
             return self._frames[(symbol, timestep)].lazy()
         path = self._path(symbol, timestep)

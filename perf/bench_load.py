@@ -7,8 +7,9 @@ Two scenarios on a directory catalog (written once to a cache folder): one symbo
 years of 24h minute bars and a one-month backtest window; and ``get_bars`` over 50 symbols
 with five years of 24h minute bars each, for the same month. The floor is a bare
 ``pl.scan_parquet(file).filter(window).collect()`` of the same rows per symbol; the
-baseline is the pandas reference. Each figure is the median of several cold starts (a new
-DataSource each time; the files stay in the OS page cache). Exit code 1 on a missed target.
+baseline is the pandas reference. Each figure is the median of 11 cold starts (a new
+DataSource each time; the files stay in the OS page cache), lazybars and the floor measured
+in alternation. Exit code 1 on a missed target.
 """
 
 from __future__ import annotations
@@ -46,14 +47,18 @@ def _catalog(root: Path, symbols: list[str], years: int, session: str) -> lb.Bar
     return store
 
 
-def _median_seconds(run: Callable[[], object], rounds: int) -> float:
-    run()  # the first run pays for imports and the page cache
-    samples = []
+def _median_seconds(*runs: Callable[[], object], rounds: int) -> list[float]:
+    """Median seconds of each run, measured in alternation so that both see the same
+    machine (page cache, other load) round by round."""
+    for run in runs:
+        run()  # the first run pays for imports and the page cache
+    samples: list[list[float]] = [[] for _ in runs]
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        for run, times in zip(runs, samples, strict=True):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+    return [statistics.median(times) for times in samples]
 
 
 def _floor(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
@@ -110,9 +115,8 @@ def main() -> int:
     }
     rows, checks = [], []
     for name, (store, symbols) in scenarios.items():
-        floor = _median_seconds(_floor(store, symbols), 5)
-        ours = _median_seconds(_ours(store, symbols), 5)
-        reference = _median_seconds(_reference(store, symbols), 1)
+        ours, floor = _median_seconds(_ours(store, symbols), _floor(store, symbols), rounds=11)
+        (reference,) = _median_seconds(_reference(store, symbols), rounds=1)
         rows.append(
             (
                 name,
