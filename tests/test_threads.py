@@ -44,15 +44,16 @@ Request = tuple[
 
 
 class CountingStore(lb.BarStore):
-    """An in-memory BarStore that counts scans: every load of a cache entry scans once."""
+    """An in-memory BarStore that counts loads: every load of a cache entry asks the store
+    for the stored range (``bounds``) once, just before it scans."""
 
     count_lock: threading.Lock
     scans: int
 
-    def scan(self, *args: Any, **kwargs: Any) -> lb.Query:
+    def bounds(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
         with self.count_lock:
             self.scans += 1
-        return super().scan(*args, **kwargs)
+        return super().bounds(*args, **kwargs)
 
 
 def counted_copy(store: lb.BarStore) -> CountingStore:
