@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from lazybars._time import DAY_NS
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
-_DAY_NS = 86_400_000_000_000
 # The column carrying each bucket's end through a lazy plan; dropped before bars are returned.
 BUCKET_END = "__lazybars_bucket_end"
 _AGGREGATIONS = {
@@ -129,8 +129,8 @@ def _bounds_struct(s: pl.Series, target: Timestep, source: Timestep, local: str)
 
 def _boundaries(first: int, last: int, target: Timestep, local: str) -> np.ndarray:
     """Every boundary instant (sorted int64 ns) from before ``first`` to after ``last``."""
-    lo = pd.Timestamp(first - _DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
-    hi = pd.Timestamp(last + 2 * _DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
+    lo = pd.Timestamp(first - DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
+    hi = pd.Timestamp(last + 2 * DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
     days = pd.date_range(lo, hi, freq="D", unit="ns").asi8
     offsets = np.arange(0, 24 * 60, target.minutes, dtype=np.int64) * 60_000_000_000
     walls = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel(), dtype="datetime64[ns]")

@@ -19,6 +19,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 NS_MIN = -(2**63)
 NS_MAX = 2**63 - 1
+DAY_NS = 86_400_000_000_000  # a nominal day; calendar days come from the zone rules
 
 
 def aware_ns(dt: Any, *, argument: str) -> int:
@@ -69,8 +70,8 @@ _UNIT_NS = {
     **dict.fromkeys(("s", "sec", "second", "seconds"), 1_000_000_000),
     **dict.fromkeys(("m", "min", "minute", "minutes"), 60_000_000_000),
     **dict.fromkeys(("h", "hour", "hours"), 3_600_000_000_000),
-    **dict.fromkeys(("d", "day", "days"), 86_400_000_000_000),
-    **dict.fromkeys(("w", "week", "weeks"), 7 * 86_400_000_000_000),
+    **dict.fromkeys(("d", "day", "days"), DAY_NS),
+    **dict.fromkeys(("w", "week", "weeks"), 7 * DAY_NS),
 }
 
 

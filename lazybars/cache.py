@@ -33,14 +33,12 @@ import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, regular_hours
 from lazybars._plan import window
-from lazybars._time import NS_MAX, NS_MIN, timestamp
+from lazybars._time import DAY_NS, NS_MAX, NS_MIN, timestamp
 from lazybars.bars import frame_to_pandas
 from lazybars.store import BarStore
 from lazybars.timestep import Timestep
 
 __all__ = ["AssetCache", "CacheInfo", "Entry", "Slab"]
-
-_DAY_NS = 86_400_000_000_000
 
 
 class Slab:
@@ -317,7 +315,7 @@ class AssetCache:
                 hi = NS_MAX
             else:
                 # Each step at least doubles the reach behind the clock: O(log) reloads.
-                lo = min(now, lo) - max(2 * abs(now - lo), 7 * _DAY_NS)
+                lo = min(now, lo) - max(2 * abs(now - lo), 7 * DAY_NS)
             slab = self._build(
                 entry.symbol, entry.native, entry.timestep, entry.after_hours, lo, hi
             )
@@ -362,10 +360,9 @@ class AssetCache:
         elif not (complete_lo and complete_hi):
             lf = window(lf, begin, stop, lf.collect_schema()["datetime"].time_zone)
         frame = lf.collect()
-        if target == native and after_hours:
-            ends = bar_ends(_starts(frame), native, self._local)
-        elif target == native:
-            frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
+        if target == native:
+            if not after_hours:
+                frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
             ends = bar_ends(_starts(frame), native, self._local)
         else:
             lf = aggregate_lazy(

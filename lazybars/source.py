@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lazybars._time import (
+    DAY_NS,
     NS_MAX,
     NS_MIN,
     aware_ns,
@@ -34,7 +35,6 @@ from lazybars.timestep import Timestep
 
 __all__ = ["DEFAULT_MAX_CACHE_BYTES", "DataSource"]
 
-_DAY_NS = 86_400_000_000_000
 # 1 GiB: a month of minute bars of 100 symbols with their pandas mirrors is ~150 MB, so the
 # default only bites for years of history on many symbols; set it to fit your machine.
 DEFAULT_MAX_CACHE_BYTES = 1 << 30
@@ -68,7 +68,7 @@ class _Options(BaseModel):
             None if self.lookback is None else parse_duration(self.lookback, argument="lookback")
         )
         lo = NS_MIN if start is None or lookback is None else start - lookback
-        hi = NS_MAX if end is None else end + _DAY_NS
+        hi = NS_MAX if end is None else end + DAY_NS
         return lo, hi
 
     def _ns(self, value: Any, argument: str) -> int:
