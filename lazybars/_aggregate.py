@@ -26,6 +26,7 @@ from lazybars.timestep import Timestep
 
 # The column carrying each bucket's end through a lazy plan; dropped before bars are returned.
 BUCKET_END = "__lazybars_bucket_end"
+_BUCKET = "__lazybars_bucket"
 _AGGREGATIONS = {
     "open": pl.col("open").first(),
     "high": pl.col("high").max(),
@@ -33,6 +34,7 @@ _AGGREGATIONS = {
     "close": pl.col("close").last(),
     "volume": pl.col("volume").sum(),
 }
+_DAY = Timestep(24 * 60)
 _REGULAR_OPEN = 9 * 60 + 30
 _REGULAR_CLOSE = 16 * 60
 
@@ -52,19 +54,40 @@ def coarser(source: Timestep, timestep: str | Timestep, method: str) -> Timestep
 def bucket_bounds(
     starts: np.ndarray, target: Timestep, local: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For sorted bar starts (int64 ns), the start and next boundary of each one's bucket."""
+    """For bar starts (int64 ns, in any order), the start and next boundary of each one's
+    bucket."""
     if starts.size == 0:
         return starts.copy(), starts.copy()
-    boundaries = _boundaries(int(starts[0]), int(starts[-1]), target, local)
+    boundaries = _boundaries(int(starts.min()), int(starts.max()), target, local)
     slot = np.searchsorted(boundaries, starts, side="right") - 1
     return boundaries[slot], boundaries[slot + 1]
 
 
 def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
-    """Each bar's end (int64 ns): start + timestep, or the next local midnight for day bars."""
+    """Each bar's end (int64 ns): start + timestep, or the next local midnight for day bars.
+
+    This is the one definition of a bar's end on the fast path: the cache's bar ends, a
+    query's ``as_of`` and the buckets' ends all come from it.
+    """
     if not timestep.is_day:
         return starts + timestep.nanos
     return bucket_bounds(starts, timestep, local)[1]
+
+
+def local_day(ns: int, local: str) -> tuple[int, int]:
+    """The first instant of the local date holding ``ns``, and that of the next date."""
+    start, end = bucket_bounds(np.array([ns], dtype=np.int64), _DAY, local)
+    return int(start[0]), int(end[0])
+
+
+def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
+    """:func:`bar_ends` of a datetime column, as an Int64 expression (ns since the epoch)."""
+    if not timestep.is_day:
+        return column.dt.epoch("ns") + timestep.nanos
+    return column.map_batches(
+        lambda s: pl.Series(bar_ends(s.dt.epoch("ns").to_numpy(), timestep, local)),
+        return_dtype=pl.Int64,
+    )
 
 
 def regular_hours(column: pl.Expr, local: str) -> pl.Expr:
@@ -83,7 +106,8 @@ def aggregate_lazy(
     after_hours: bool,
     by_symbol: bool = False,
 ) -> pl.LazyFrame:
-    """Aggregate sorted bars to ``target`` buckets, with their end in ``BUCKET_END``.
+    """Aggregate sorted bars to ``target`` buckets, with their end in ``BUCKET_END``; both
+    are in the ``local`` zone.
 
     open is the first open, high the max, low the min, close the last close, volume the sum
     (whichever of them the frame has); other columns are dropped, having no agreed
@@ -91,54 +115,54 @@ def aggregate_lazy(
     """
     if not after_hours:
         lf = lf.filter(regular_hours(pl.col("datetime"), local))
-    # Stored bars always carry a zone (ingest refuses naive times without one).
     schema = lf.collect_schema()
-    zone = schema["datetime"].time_zone
     columns = [name for name in _AGGREGATIONS if name in schema]
+    front = ["datetime", "symbol"] if by_symbol else ["datetime"]
     bounds = pl.col("datetime").map_batches(
         lambda s: _bounds_struct(s, target, source, local),
         # One call over the whole column: boundaries are enumerated once per load.
-        return_dtype=pl.Struct({"bucket": pl.Int64, "end": pl.Int64}),
+        return_dtype=pl.Struct({_BUCKET: pl.Int64, BUCKET_END: pl.Int64}),
     )
-    keys = ["symbol", "bucket"] if by_symbol else ["bucket"]
+    # Extra columns go first: they are not aggregated, and a caller's column could share a
+    # name with the bucket columns.
     out = (
-        lf.with_columns(bounds.alias("_b"))
-        .unnest("_b")
-        .group_by(keys, maintain_order=True)
-        .agg(*(_AGGREGATIONS[name] for name in columns), pl.col("end").max())
+        lf.select(*front, *columns)
+        .with_columns(bounds.alias(_BUCKET))
+        .unnest(_BUCKET)
+        .group_by([*front[1:], _BUCKET], maintain_order=True)
+        .agg(*(_AGGREGATIONS[name] for name in columns), pl.col(BUCKET_END).max())
         .with_columns(
-            pl.col("bucket", "end").cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
+            pl.col(_BUCKET, BUCKET_END).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(local)
         )
-        .rename({"bucket": "datetime", "end": BUCKET_END})
+        .rename({_BUCKET: "datetime"})
     )
-    front = ["datetime", "symbol"] if by_symbol else ["datetime"]
     return out.select(*front, *columns, BUCKET_END)
 
 
 def _bounds_struct(s: pl.Series, target: Timestep, source: Timestep, local: str) -> pl.Series:
     starts = s.dt.epoch("ns").to_numpy()
-    order = np.argsort(starts, kind="stable")
-    bucket = np.empty_like(starts)
-    boundary_end = np.empty_like(starts)
-    bucket[order], boundary_end[order] = bucket_bounds(starts[order], target, local)
+    bucket, boundary_end = bucket_bounds(starts, target, local)
     # A source bar may outlast its bucket (1h bars into 90m buckets, or a 25h day bar):
     # the bucket only completes when every bar in it has ended.
     end = np.maximum(boundary_end, bar_ends(starts, source, local))
-    return pl.DataFrame({"bucket": bucket, "end": end}).to_struct("_b")
+    return pl.DataFrame({_BUCKET: bucket, BUCKET_END: end}).to_struct(_BUCKET)
 
 
 def _boundaries(first: int, last: int, target: Timestep, local: str) -> np.ndarray:
     """Every boundary instant (sorted int64 ns) from before ``first`` to after ``last``."""
-    lo = pd.Timestamp(first - DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
-    hi = pd.Timestamp(last + 2 * DAY_NS, tz="UTC").tz_convert(local).normalize().tz_localize(None)
+    # Dates are taken from naive wall times: normalising an aware time would have to name
+    # an instant for a midnight that may be skipped or repeated.
+    lo = pd.Timestamp(first - DAY_NS, tz="UTC").tz_convert(local).tz_localize(None).normalize()
+    hi = pd.Timestamp(last + 2 * DAY_NS, tz="UTC").tz_convert(local).tz_localize(None).normalize()
     days = pd.date_range(lo, hi, freq="D", unit="ns").asi8
     offsets = np.arange(0, 24 * 60, target.minutes, dtype=np.int64) * 60_000_000_000
     walls = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel(), dtype="datetime64[ns]")
     instants = []
-    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none,
-    # except a skipped midnight: a day still starts, at its first instant.
+    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none.
+    # Days are different: a day starts at the first instant of its date, so a repeated
+    # midnight is one boundary (its first occurrence) and a skipped one still starts a day.
     skipped = "shift_forward" if target.is_day else "NaT"
-    for first_occurrence in (True, False):
+    for first_occurrence in (True,) if target.is_day else (True, False):
         flags = np.full(len(walls), first_occurrence)
         localized = walls.tz_localize(local, ambiguous=flags, nonexistent=skipped)
         instants.append(localized.asi8[~localized.isna()])

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
-from lazybars._time import local_ns, next_local_midnight, ns_literal, timestamp
+from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends_expr, coarser
+from lazybars._time import local_ns, ns_literal, timestamp
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
@@ -30,6 +30,7 @@ class Context:
     timestep: Timestep  # the bars' timestep before this step
     grouped: bool  # several symbols, long format
     aggregated: bool  # a resample ran before: the frame carries BUCKET_END
+    clock: int | None  # the earliest as_of so far: it also bounds later resamples
 
 
 class Step(Protocol):
@@ -76,8 +77,7 @@ class _AsOf(_SameTimestep):
         if ctx.aggregated:
             return lf.filter(pl.col(BUCKET_END) <= ns_literal(self.at, ctx.zone))
         if ctx.timestep.is_day:
-            ends = next_local_midnight(_DATETIME, ctx.local)
-            return lf.filter(ends <= ns_literal(self.at, ctx.local))
+            return lf.filter(bar_ends_expr(_DATETIME, ctx.timestep, ctx.local) <= self.at)
         # Written against the start so that the predicate reaches the parquet statistics.
         last_start = ns_literal(self.at - ctx.timestep.nanos, ctx.zone)
         return lf.filter(_DATETIME <= last_start)
@@ -133,7 +133,7 @@ class _Resample:
     aggregates = True
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
-        return aggregate_lazy(
+        out = aggregate_lazy(
             lf,
             self.timestep,
             local=ctx.local,
@@ -141,6 +141,11 @@ class _Resample:
             after_hours=self.after_hours,
             by_symbol=ctx.grouped,
         )
+        # An earlier as_of kept the bars ended by its clock; the bucket still forming at
+        # that clock must go too, or the answer would depend on where as_of stands.
+        if ctx.clock is not None:
+            out = out.filter(pl.col(BUCKET_END) <= ns_literal(ctx.clock, ctx.local))
+        return out
 
     def describe(self, local: str) -> tuple[str, str]:
         hours = "" if self.after_hours else ", regular hours only"

@@ -15,11 +15,22 @@ import polars as pl
 
 from lazybars.errors import InvalidRequest
 
+try:  # pandas 2 reports wall times skipped or repeated by a DST change with pytz's errors
+    from pytz.exceptions import InvalidTimeError
+
+    _NO_SUCH_TIME: tuple[type[Exception], ...] = (ValueError, InvalidTimeError)
+except ImportError:  # pandas 3 raises ValueError and needs no pytz
+    _NO_SUCH_TIME = (ValueError,)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 NS_MIN = -(2**63)
 NS_MAX = 2**63 - 1
 DAY_NS = 86_400_000_000_000  # a nominal day; calendar days come from the zone rules
+# The instants a request may name: those pandas and polars can hold (1677-09-21 to
+# 2262-04-11), with a day's margin at each end so that day boundaries around them exist too.
+_FIRST_NS = int(pd.Timestamp.min.value) + DAY_NS
+_LAST_NS = int(pd.Timestamp.max.value) - DAY_NS
 
 
 def aware_ns(dt: Any, *, argument: str) -> int:
@@ -27,35 +38,54 @@ def aware_ns(dt: Any, *, argument: str) -> int:
     if isinstance(dt, pd.Timestamp):
         if dt.tzinfo is None:
             raise InvalidRequest(_naive_message(argument, dt))
-        return int(dt.value)
+        return in_range(int(dt.value), argument=argument)
     if isinstance(dt, datetime):
         if dt.tzinfo is None or dt.utcoffset() is None:
             raise InvalidRequest(_naive_message(argument, dt))
-        return (dt - _EPOCH) // _US * 1000
+        return in_range((dt - _EPOCH) // _US * 1000, argument=argument)
     msg = f"{argument} must be a tz-aware datetime, got {type(dt).__name__} {dt!r}"
     raise InvalidRequest(msg)
 
 
 def local_ns(value: Any, zone: str, *, argument: str) -> int:
     """Nanoseconds of a datetime, date or ISO string; naive values are read in ``zone``."""
-    if isinstance(value, date | str | pd.Timestamp):
+    if not isinstance(value, date | str | pd.Timestamp):
+        msg = f"{argument} must be a datetime, date or ISO string, got {type(value).__name__}"
+        raise InvalidRequest(msg)
+    try:
+        # The range check comes first: pandas would read a far-off time in its zone's local
+        # mean time and fail for unrelated reasons.
+        ts = pd.Timestamp(value).as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime:
+        raise InvalidRequest(_range_message(argument, repr(value))) from None
+    except (ValueError, TypeError) as exc:
+        msg = f"{argument}={value!r} is not a date or time ({exc}); use e.g. '2024-01-02 09:30'"
+        raise InvalidRequest(msg) from None
+    if ts.tzinfo is None:
         try:
-            ts = pd.Timestamp(value)
-        except (ValueError, TypeError) as exc:
-            msg = f"{argument}={value!r} is not a date or time ({exc}); use e.g. '2024-01-02 09:30'"
+            ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+        except _NO_SUCH_TIME:
+            msg = (
+                f"{argument}={value!r} is ambiguous or does not exist in {zone} (a DST "
+                "change); pass a tz-aware datetime"
+            )
             raise InvalidRequest(msg) from None
-        if ts.tzinfo is None:
-            try:
-                ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
-            except ValueError:
-                msg = (
-                    f"{argument}={value!r} is ambiguous or does not exist in {zone} (a DST "
-                    "change); pass a tz-aware datetime"
-                )
-                raise InvalidRequest(msg) from None
-        return int(ts.as_unit("ns").value)
-    msg = f"{argument} must be a datetime, date or ISO string, got {type(value).__name__}"
-    raise InvalidRequest(msg)
+    return in_range(int(ts.value), argument=argument)
+
+
+def in_range(ns: int, *, argument: str) -> int:
+    """``ns`` if it is an instant lazybars can handle (int64 nanoseconds, 1677-2262)."""
+    if _FIRST_NS <= ns <= _LAST_NS:
+        return ns
+    raise InvalidRequest(_range_message(argument, _shown(ns)))
+
+
+def _shown(ns: int) -> object:
+    """``ns`` as a UTC Timestamp for messages, or as a number when it has none."""
+    try:
+        return pd.Timestamp(ns, tz="UTC")
+    except (OverflowError, ValueError):
+        return f"{ns} ns since 1970"
 
 
 def timedelta_ns(td: timedelta) -> int:
@@ -108,10 +138,11 @@ def ns_literal(ns: int, zone: str | None) -> pl.Expr:
     return pl.lit(ns, dtype=pl.Datetime("ns", zone))
 
 
-def next_local_midnight(column: pl.Expr, zone: str) -> pl.Expr:
-    """The first local midnight in ``zone`` strictly after each instant of ``column``."""
-    local = column.dt.convert_time_zone(zone)
-    return local.dt.truncate("1d").dt.offset_by("1d")
+def _range_message(argument: str, value: object) -> str:
+    return (
+        f"{argument} ({value}) is outside the instants lazybars handles (int64 nanoseconds: "
+        "1677-09-22 to 2262-04-10); use a time inside that range"
+    )
 
 
 def _naive_message(argument: str, dt: Any) -> str:

@@ -6,9 +6,15 @@ frame), the int64 end instant of every bar (sorted, so "visible at dt" is one bi
 search), and lazily the frame's pandas mirror. A request is then a binary search and a
 zero-copy slice; polars' engine runs once per load, never per request.
 
-Coarser timesteps and regular-hours views are derived slabs: computed from the native slab
-on first use, with their own ends. The loaded range starts and ends at local midnights so
-that every bucket of a derived slab is whole.
+Coarser timesteps and regular-hours views are derived slabs: computed on first use from the
+native slab already in the cache (loaded, or widened, first if it does not cover the range),
+so an asset's file is scanned once whatever timesteps are asked for. The loaded range starts
+and ends at local midnights so that every bucket of a derived slab is whole. Every frame is
+converted to the local zone once, when it is built (metadata only), never per request.
+
+Loads of different entries run in parallel: each entry has its own lock, held while it
+builds, and the cache-wide lock only guards the entry table, the counters and the budget.
+A derived build takes its native entry's lock inside its own; never the other way round.
 
 A load is bounded by the DataSource's start/end/lookback; those are hints. When a request
 reaches past the loaded range the slab is reloaded wider, so answers never depend on them.
@@ -24,16 +30,16 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, regular_hours
+from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, local_day, regular_hours
 from lazybars._plan import window
-from lazybars._time import DAY_NS, NS_MAX, NS_MIN, timestamp
+from lazybars._time import DAY_NS, NS_MAX, NS_MIN
 from lazybars.bars import frame_to_pandas
 from lazybars.store import BarStore
 from lazybars.timestep import Timestep
@@ -170,6 +176,8 @@ class Entry:
     label: str
     slab: Slab
     used: int = 0  # the sequence number of the last request it served (for LRU)
+    # Held while this entry builds a slab, so that one load serves every waiting thread.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def derived(self) -> bool:
@@ -189,7 +197,8 @@ class AssetCache:
         self._hi = hi
         self._max_bytes = max_bytes
         self._entries: dict[tuple[str, Timestep, bool], Entry] = {}
-        self._lock = threading.RLock()
+        # Guards the entry table, the counters and the budget; never held while loading.
+        self._lock = threading.Lock()
         # next() on an itertools.count is atomic under the GIL: request numbers stay exact
         # with many threads, and they double as LRU recency.
         self._requests = itertools.count(1)
@@ -199,7 +208,9 @@ class AssetCache:
     def entry(self, symbol: str, timestep: Timestep | None, after_hours: bool) -> Entry:
         """The entry serving ``symbol`` at ``timestep`` (None: finest stored), loading it."""
         native = self._store.resolve(symbol, timestep)
-        target = native if timestep is None else timestep
+        return self._entry(symbol, native if timestep is None else timestep, native, after_hours)
+
+    def _entry(self, symbol: str, target: Timestep, native: Timestep, after_hours: bool) -> Entry:
         key = (symbol, target, after_hours)
         with self._lock:
             entry = self._entries.get(key)
@@ -303,7 +314,7 @@ class AssetCache:
     def _widen(self, entry: Entry, seen: Slab, *, forward: bool, now: int) -> tuple[Slab, bool]:
         """Load ``entry`` again, wider (or, when evicted or new, with the hints); the flag
         says whether this call loaded (False: another thread had already done it)."""
-        with self._lock:
+        with entry.lock:
             slab = entry.slab
             if slab is not seen:
                 return slab, False
@@ -316,12 +327,14 @@ class AssetCache:
             else:
                 # Each step at least doubles the reach behind the clock: O(log) reloads.
                 lo = min(now, lo) - max(2 * abs(now - lo), 7 * DAY_NS)
-            slab = self._build(
-                entry.symbol, entry.native, entry.timestep, entry.after_hours, lo, hi
-            )
+            slab = self._build(entry, lo, hi)
+            self._install(entry, slab)
+            return slab, True
+
+    def _install(self, entry: Entry, slab: Slab) -> None:
+        with self._lock:
             entry.slab = slab
             self._enforce_budget(keep=entry)
-            return slab, True
 
     def _mirror_built(self, slab: Slab) -> None:
         with self._lock:
@@ -344,44 +357,78 @@ class AssetCache:
             victim.slab = _EVICTED
             self._evictions += 1
 
-    def _build(
-        self, symbol: str, native: Timestep, target: Timestep, after_hours: bool, lo: int, hi: int
-    ) -> Slab:
-        first, last = self._store.bounds(symbol, native)
-        lo = NS_MIN if lo <= first else self._align(lo)
-        hi = NS_MAX if hi > last else self._align(hi, up=True)
+    def _build(self, entry: Entry, lo: int, hi: int) -> Slab:
+        """A slab of ``entry`` holding every bar starting in ``[lo, hi)``, widened to local
+        midnights (or to the whole file on a side that reaches past it)."""
+        first, last = self._store.bounds(entry.symbol, entry.native)
+        lo = NS_MIN if lo <= first else local_day(lo, self._local)[0]
+        if hi > last:
+            hi = NS_MAX
+        else:
+            day_start, day_end = local_day(hi, self._local)
+            hi = hi if hi == day_start else day_end
         complete_lo, complete_hi = lo <= first, hi > last
+        if entry.derived:
+            frame = self._native_rows(entry, lo, hi)
+            if entry.timestep == entry.native:  # regular hours at the stored timestep
+                frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
+                ends = bar_ends(_starts(frame), entry.native, self._local)
+            else:
+                buckets = aggregate_lazy(
+                    frame.lazy(),
+                    entry.timestep,
+                    local=self._local,
+                    source=entry.native,
+                    after_hours=entry.after_hours,
+                ).collect()
+                # Buckets are built ahead of time, yet each is served only once its end (and
+                # that of every bar in it) has passed, so a served bucket is always complete.
+                ends = buckets[BUCKET_END].dt.epoch("ns").to_numpy()
+                frame = buckets.drop(BUCKET_END)
+        else:
+            frame = self._scan(entry, lo, hi, first, last)
+            ends = bar_ends(_starts(frame), entry.native, self._local)
+        return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
+
+    def _scan(self, entry: Entry, lo: int, hi: int, first: int, last: int) -> pl.DataFrame:
+        """The stored bars starting in ``[lo, hi)``, read once, in the local zone."""
         # The plan's own window step on the store's scan: no Query object, as the symbol
         # and timestep are already resolved (this is the cold-start path).
-        lf = self._store._read(symbol, native)
+        lf = self._store._read(entry.symbol, entry.native)
         begin, stop = max(lo, first), min(hi, last + 1)
         if begin >= stop:  # hints that miss the stored range: nothing to load yet
             lf = lf.head(0)
-        elif not (complete_lo and complete_hi):
+        elif lo > NS_MIN or hi < NS_MAX:
             lf = window(lf, begin, stop, lf.collect_schema()["datetime"].time_zone)
+        # One zone out: a change of the column's zone is metadata, done once per load, and
+        # after collect() so that it keeps the chunks the scan made (one per row group):
+        # the engine would cut the frame into many more, and slicing cost grows with them.
         frame = lf.collect()
-        if target == native:
-            if not after_hours:
-                frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
-            ends = bar_ends(_starts(frame), native, self._local)
-        else:
-            lf = aggregate_lazy(
-                frame.lazy(), target, local=self._local, source=native, after_hours=after_hours
-            )
-            buckets = lf.collect()
-            # Buckets are built ahead of time, yet each is served only once its end (and
-            # that of every bar in it) has passed, so a served bucket is always complete.
-            ends = buckets[BUCKET_END].dt.epoch("ns").to_numpy()
-            frame = buckets.drop(BUCKET_END)
-        return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
+        return frame.with_columns(pl.col("datetime").dt.convert_time_zone(self._local))
 
-    def _align(self, ns: int, *, up: bool = False) -> int:
-        """The local midnight at or before ``ns`` (at or after it when ``up``)."""
-        day = timestamp(ns, self._local).normalize()
-        if up and day.value != ns:
-            day = (day + pd.DateOffset(days=1)).normalize()
-        return int(day.value)
+    def _native_rows(self, entry: Entry, lo: int, hi: int) -> pl.DataFrame:
+        """The native bars starting in ``[lo, hi)``, sliced from the native entry's slab,
+        which is loaded (or widened) first when it does not hold them all."""
+        native = self._entry(entry.symbol, entry.native, entry.native, True)
+        native.used = entry.used  # deriving uses it: it is as recent as this request
+        slab = native.slab
+        if not _covers(slab, lo, hi):
+            with native.lock:
+                slab = native.slab
+                if not _covers(slab, lo, hi):
+                    if slab is not _EVICTED:
+                        lo, hi = min(lo, slab.lo), max(hi, slab.hi)
+                    slab = self._build(native, lo, hi)
+                    self._install(native, slab)
+        starts = _starts(slab.frame)
+        begin, stop = np.searchsorted(starts, (lo, hi))
+        return slab.frame.slice(int(begin), int(stop - begin))
 
 
 def _starts(frame: pl.DataFrame) -> np.ndarray:
     return frame["datetime"].dt.epoch("ns").to_numpy()
+
+
+def _covers(slab: Slab, lo: int, hi: int) -> bool:
+    """Whether ``slab`` holds every stored bar starting in ``[lo, hi)``."""
+    return (slab.lo <= lo or slab.complete_lo) and (hi <= slab.hi or slab.complete_hi)

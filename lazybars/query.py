@@ -178,24 +178,48 @@ def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
 
 
 def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
-    if len(source.symbols) == 1:
+    grouped = len(source.symbols) > 1
+    if not grouped:
         lf = source.read(source.symbols[0], source.timestep)
     else:
+        # Long format in the query's zone (the symbols may be stored in different zones),
+        # rows ordered by time, then by the order the symbols were given in.
         parts = [
             source.read(symbol, source.timestep).with_columns(
                 pl.col("datetime").dt.convert_time_zone(source.zone), symbol=pl.lit(symbol)
             )
             for symbol in source.symbols
         ]
-        lf = pl.concat(parts, how="diagonal_relaxed")
+        lf = _ordered(pl.concat(parts, how="diagonal_relaxed"), source.symbols)
         rest = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
         lf = lf.select("datetime", "symbol", *rest)
     zone = lf.collect_schema()["datetime"].time_zone
-    timestep, aggregated = source.timestep, False
+    timestep, aggregated, clock = source.timestep, False, None
     for step in steps:
-        ctx = Context(zone, source.zone, timestep, len(source.symbols) > 1, aggregated)
-        lf = step.apply(lf, ctx)
+        lf = step.apply(lf, Context(zone, source.zone, timestep, grouped, aggregated, clock))
         timestep = step.timestep_after(timestep)
-        aggregated = aggregated or step.aggregates
+        if step.aggregates:
+            aggregated, zone = True, source.zone
+            if grouped:  # group_by keeps first appearances; restore (datetime, symbol order)
+                lf = _ordered(lf, source.symbols)
+        clock = _earliest(clock, getattr(step, "at", None))
     # Aggregated bars carry their bucket end for as_of; it is plumbing, not a bar column.
-    return lf.drop(BUCKET_END) if aggregated else lf
+    if aggregated:
+        lf = lf.drop(BUCKET_END)
+    # One zone out: stored bars are read in their own zone so that window predicates reach
+    # the parquet scan, and shown in the query's zone only at the end (metadata, no copy).
+    if zone != source.zone:
+        lf = lf.with_columns(pl.col("datetime").dt.convert_time_zone(source.zone))
+    return lf
+
+
+def _ordered(lf: pl.LazyFrame, symbols: tuple[str, ...]) -> pl.LazyFrame:
+    """Rows by time, then by the order the symbols were given in."""
+    rank = pl.col("symbol").replace_strict(symbols, range(len(symbols)), return_dtype=pl.UInt32)
+    return lf.sort(pl.col("datetime"), rank)
+
+
+def _earliest(clock: int | None, at: int | None) -> int | None:
+    if at is None:
+        return clock
+    return at if clock is None else min(clock, at)

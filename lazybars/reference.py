@@ -95,7 +95,7 @@ class PandasDataSource:
                 "e.g. dt.replace(tzinfo=ZoneInfo('America/New_York'))"
             )
             raise InvalidRequest(msg)
-        self._now = pd.Timestamp(dt).tz_convert(self._tz)
+        self._now = _in_range(dt, "set_datetime(dt)").tz_convert(self._tz)
 
     def get_datetime(self) -> pd.Timestamp | None:
         """The clock as a tz-aware ``pd.Timestamp`` in ``timezone``; None before it is set."""
@@ -141,7 +141,12 @@ class PandasDataSource:
         if not isinstance(after_hours, (bool, np.bool_)):
             msg = f"after_hours must be True or False, got {after_hours!r}"
             raise InvalidRequest(msg)
-        now = self._clock() - shift_time
+        clock = self._clock()
+        try:
+            now = clock - shift_time
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            now = None  # past pandas' range: rejected just below
+        now = _in_range(now, f"the clock {clock} minus timeshift {timeshift}")
         source, target = self._timesteps(symbol, timestep)
         frame = self._frame(symbol, source)
 
@@ -161,7 +166,8 @@ class PandasDataSource:
         last_visible = int(positions[-1]) if len(positions) else -1
         stop = min(max(last_visible + 1 - shift_bars, 0), len(frame))
         begin = max(0, stop - length)
-        window = frame.iloc[begin:stop]
+        # A copy: on pandas 2 a caller's writes to a view would reach the cached frame.
+        window = frame.iloc[begin:stop].copy()
         # pandas widens integer columns with missing values to float; the stored polars
         # dtypes are restored for `.pl` (aggregated bars have only float columns).
         schema = self._schemas[(symbol, str(source))] if target == source else None
@@ -284,7 +290,8 @@ class PandasDataSource:
         """The full stored frame, loaded into pandas once per (symbol, timestep)."""
         key = (symbol, str(step))
         if key not in self._frames:
-            loaded = self._store.scan(symbol, str(step)).collect()
+            # Stored bars are shown in the local zone, whatever zone they were written in.
+            loaded = self._store.scan(symbol, str(step), timezone=self._tz).collect()
             self._schemas[key] = loaded.schema
             frame = loaded.to_pandas().set_index("datetime")
             if frame.index.tz is None:
@@ -368,11 +375,16 @@ def _next_on_grid(walls: pd.DatetimeIndex, step: pd.Timedelta) -> pd.DatetimeInd
 def _instants(walls: pd.DatetimeIndex, zone: str, step: pd.Timedelta) -> list[np.ndarray]:
     """Every instant (int64 ns; NaT for a skipped wall time) of each wall time in ``zone``:
     its first and its second occurrence (the same instant unless the wall time repeats).
-    For day buckets a skipped midnight still starts its day, at the day's first instant."""
-    skipped = "shift_forward" if step == _DAY else "NaT"
+    Day buckets follow dates instead: a day starts at the first instant of its date, so a
+    skipped midnight still starts its day (at the day's first instant) and a repeated one
+    starts it only once (at its first occurrence)."""
+    if step == _DAY:
+        occurrences, skipped = (True,), "shift_forward"
+    else:
+        occurrences, skipped = (True, False), "NaT"
     return [
         walls.tz_localize(zone, ambiguous=np.full(len(walls), first), nonexistent=skipped).asi8
-        for first in (True, False)
+        for first in occurrences
     ]
 
 
@@ -404,6 +416,24 @@ def _walk(
         todo = todo[missing]
     msg = f"no bucket boundary found near {starts[todo][:3]} in {zone}"  # pragma: no cover
     raise AssertionError(msg)  # pragma: no cover
+
+
+# Clocks must leave room for a day's end on either side of pandas' nanosecond range.
+_EARLIEST = pd.Timestamp.min.tz_localize("UTC") + _DAY
+_LATEST = pd.Timestamp.max.tz_localize("UTC") - _DAY
+
+
+def _in_range(when: Any, what: str) -> pd.Timestamp:
+    """``when`` as a Timestamp if it lies inside 1677-2262 (less a day at each end)."""
+    try:
+        stamp = pd.Timestamp(when)
+        inside = stamp is not pd.NaT and _EARLIEST <= stamp <= _LATEST
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        inside = False
+    if not inside:
+        msg = f"{what} ({when}) is outside 1677-09-22 .. 2262-04-10; use a time inside that range"
+        raise InvalidRequest(msg)
+    return stamp
 
 
 def _check_timezone(timezone: Any) -> str:

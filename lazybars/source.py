@@ -7,7 +7,6 @@ cache by binary search and zero-copy slice; the first request for an asset loads
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from lazybars._time import (
     NS_MAX,
     NS_MIN,
     aware_ns,
+    in_range,
     local_ns,
     parse_duration,
     timedelta_ns,
@@ -135,9 +135,9 @@ class DataSource:
         lo, hi = options.bounds()
         self._zone = options.timezone
         self._cache = AssetCache(store, options.timezone, lo, hi, options.max_cache_bytes)
-        # (asset, timestep argument, after_hours) -> Entry: one dict lookup per request.
-        self._entries: dict[tuple[Any, Any, Any], Entry] = {}
-        self._last: dict[Any, Entry] = {}  # asset -> finest-timestep entry
+        # (symbol, timestep argument, after_hours) -> Entry: one dict lookup per request.
+        self._entries: dict[tuple[str, Any, bool], Entry] = {}
+        self._last: dict[str, Entry] = {}  # symbol -> finest-timestep entry
         self._now: int | None = None
 
     def set_datetime(self, dt: datetime) -> None:
@@ -175,12 +175,14 @@ class DataSource:
         """
         if after_hours is not True and after_hours is not False:
             after_hours = _flag(after_hours)
+        # Keyed by symbol, not by the asset object: strategies build a new Asset per call.
+        symbol = asset if type(asset) is str else getattr(asset, "symbol", asset)
         try:
-            entry = self._entries.get((asset, timestep, after_hours))
-        except TypeError:  # an unhashable asset object (e.g. a plain dataclass)
+            entry = self._entries.get((symbol, timestep, after_hours))
+        except TypeError:  # an unhashable symbol or timestep: _entry says what is wrong
             entry = None
         if entry is None:
-            entry = self._entry(asset, timestep, after_hours)
+            entry = self._entry(symbol, timestep, after_hours)
         if type(length) is not int or length < 1:
             length = _length(length)
         now = self._now
@@ -197,12 +199,13 @@ class DataSource:
 
     def get_last_price(self, asset: Any) -> float | None:
         """The close of the last visible bar at the finest stored timestep, or None."""
+        symbol = asset if type(asset) is str else getattr(asset, "symbol", asset)
         try:
-            entry = self._last.get(asset)
-        except TypeError:  # an unhashable asset object (e.g. a plain dataclass)
+            entry = self._last.get(symbol)
+        except TypeError:  # an unhashable symbol: _entry says what is wrong
             entry = None
         if entry is None:
-            entry = self._entry(asset, None, True)
+            entry = self._entry(symbol, None, True)
         now = self._now
         if now is None:
             raise InvalidRequest(_NO_CLOCK)
@@ -233,15 +236,15 @@ class DataSource:
     def __repr__(self) -> str:
         return f"<lazybars.DataSource {self._zone}, clock {self.get_datetime()}>"
 
-    def _entry(self, asset: Any, timestep: Any, after_hours: Any) -> Entry:
-        symbol = check_symbol(getattr(asset, "symbol", asset))
+    def _entry(self, symbol: Any, timestep: Any, after_hours: bool) -> Entry:
+        check_symbol(symbol)
         wanted = None if timestep is None else Timestep.parse(timestep)
         entry = self._cache.entry(symbol, wanted, after_hours)
-        # An unhashable asset object cannot be a key: it is resolved again on every call.
-        with contextlib.suppress(TypeError):
-            self._entries[(asset, timestep, after_hours)] = entry
-            if timestep is None and after_hours:
-                self._last[asset] = entry
+        # Every spelling of a timestep ("5m", "5 minutes", Timestep) gets its own key; the
+        # spellings a strategy uses are few, so the dict stays small.
+        self._entries[(symbol, timestep, after_hours)] = entry
+        if timestep is None and after_hours:
+            self._last[symbol] = entry
         return entry
 
 
@@ -277,7 +280,7 @@ def _length(length: Any) -> int:
 def _shifted(now: int, timeshift: Any) -> tuple[int, int]:
     """(clock, bar shift) for a timeshift that is not a plain int."""
     if isinstance(timeshift, timedelta):
-        return now - timedelta_ns(timeshift), 0
+        return in_range(now - timedelta_ns(timeshift), argument="clock - timeshift"), 0
     # np.timedelta64 subclasses np.integer: it must not pass as a bar count.
     if isinstance(timeshift, np.integer) and not isinstance(timeshift, np.timedelta64):
         return now, int(timeshift)

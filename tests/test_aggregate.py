@@ -77,7 +77,8 @@ def hand_bars(starts, extras: bool = False) -> pd.DataFrame:
 
 def expected(bars: pd.DataFrame, buckets: dict[pd.Timestamp, list[int]]) -> pd.DataFrame:
     """The buckets written out by hand as {label: rows of ``bars`` in it}, reduced by the rule:
-    open first, high max, low min, close last, volume sum (rows are in time order)."""
+    open first, high max, low min, close last, volume sum (rows are in time order), labelled
+    in the DataSource's zone (New York here) whatever zone the bars were written in."""
     rows = []
     for rows_in in buckets.values():
         part = bars.iloc[rows_in]
@@ -90,7 +91,7 @@ def expected(bars: pd.DataFrame, buckets: dict[pd.Timestamp, list[int]]) -> pd.D
                 part["volume"].sum(),
             ]
         )
-    index = same_zone(list(buckets)).tz_convert(bars.index.tz)
+    index = same_zone(list(buckets)).tz_convert(NY)
     return pd.DataFrame(rows, index=index, columns=OHLCV, dtype="float64")
 
 
@@ -329,7 +330,7 @@ def test_session_filter_reads_the_datasource_zone(impl):
     bars = hand_bars(starts)
     src = source_of(impl, {"X": bars})
     got = history(src, ts("2024-01-04"), "30m", after_hours=False)
-    # 14:30 London is 09:30 New York; the bucket is labelled in the data's zone.
+    # 14:30 London is 09:30 New York; the bucket is labelled in the DataSource's zone.
     assert_frame(got, expected(bars, {ts("2024-01-03 14:30", LONDON): [1]}))
 
 
@@ -496,7 +497,29 @@ def _case(name: str) -> Case:
         return Case(
             synth.daily_bars("ZN", "2024-02-20", "2024-04-10"), "day", targets=("day", None)
         )
+    if name == "havana-repeated-midnight":  # 2024-11-03: 01:00 CDT back to 00:00 CST
+        frame = around_the_clock("2024-11-02 04:00", "2024-11-05 05:00")
+        return Case(frame, "minute", timezone="America/Havana", targets=DST_MIDNIGHT_TARGETS)
+    if name == "santiago-skipped-midnight":  # 2024-09-08: 00:00 -04 jumps to 01:00 -03
+        frame = around_the_clock("2024-09-06 04:00", "2024-09-10 03:00")
+        return Case(frame, "minute", timezone="America/Santiago", targets=DST_MIDNIGHT_TARGETS)
+    if name == "beirut-hourly":  # 03-31 skips midnight; 10-27 repeats 23:00 the night before
+        frame = around_the_clock("2024-03-29", "2024-04-02", step="1h")
+        frame = pl.concat([frame, around_the_clock("2024-10-25", "2024-10-29", step="1h")])
+        return Case(frame, "hour", timezone="Asia/Beirut", targets=("90m", "4h", "day", None))
     raise AssertionError(name)
+
+
+DST_MIDNIGHT_TARGETS = ("5m", "1h", "90m", "4h", "day", "7m")
+
+
+def around_the_clock(first: str, last: str, step: str = "1min") -> pl.DataFrame:
+    """Bars every ``step`` between two UTC instants (weekends too), with a few gaps."""
+    starts = pd.date_range(first, last, freq=step, tz=UTC, inclusive="left", name="datetime")
+    rng = np.random.default_rng(len(starts))
+    starts = starts[rng.random(len(starts)) > 0.05]
+    bars = hand_bars(list(starts))
+    return pl.from_pandas(bars.reset_index())
 
 
 CASES = (
@@ -511,6 +534,9 @@ CASES = (
     "hourly",
     "hourly-spring-london",
     "daily",
+    "havana-repeated-midnight",
+    "santiago-skipped-midnight",
+    "beirut-hourly",
 )
 
 
@@ -719,3 +745,23 @@ def test_lookahead_from_a_clock_before_the_loaded_range(impl):
         ts("2024-01-02 10:00"),
     ]
     assert labels(history(src, clock, None, 1, timeshift=-1)) == [ts("2024-01-02 10:00")]
+
+
+def test_extra_columns_named_like_internal_ones_do_not_collide():
+    """Found by fuzzing: an extra column called ``end`` broke aggregation."""
+    frame = lb.synth.minute_bars("X", "2024-01-02", "2024-01-04")
+    clashing = frame.with_columns(
+        end=pl.lit(1, pl.Int8), bucket=pl.lit(2.0), __lazybars_bucket_end=pl.lit(3.0)
+    )
+    plain = lb.DataSource(lb.BarStore.from_frames({"X": frame}))
+    tricky = lb.DataSource(lb.BarStore.from_frames({"X": clashing}))
+    for src in (plain, tricky):
+        src.set_datetime(ts("2024-01-03 12:00"))
+    for timestep in ("5m", "1h", "day"):
+        got = tricky.get_historical_prices("X", 50, timestep=timestep)
+        want = plain.get_historical_prices("X", 50, timestep=timestep)
+        polars.testing.assert_frame_equal(got.pl, want.pl)
+    store = lb.BarStore.from_frames({"X": clashing, "Y": clashing.with_columns(_rank=pl.lit(9))})
+    multi = store.scan(["Y", "X"]).resample("1h").collect()
+    assert multi.columns == ["datetime", "symbol", "open", "high", "low", "close", "volume"]
+    assert multi["symbol"].to_list()[:2] == ["Y", "X"]

@@ -219,6 +219,29 @@ def test_aggregate_columns(bars: lb.Bars, timestep: str) -> None:
     assert out.df.index.name == "datetime"
 
 
+@pytest.mark.parametrize(
+    ("timestep", "rule"), [("5m", "5min"), ("15 minutes", "15min"), ("4h", "4h"), ("day", "D")]
+)
+def test_aggregate_values_equal_pandas_resample(bars: lb.Bars, frame, timestep, rule) -> None:
+    # January has no DST change, so pandas' fixed-grid resample is the rule here.
+    df = frame.to_pandas().set_index("datetime")[OHLCV[1:]]
+    want = df.resample(rule, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    want = want.dropna(subset=["open"])
+    want.index = want.index.as_unit("ns")
+    got = bars.aggregate(timestep)
+    pd.testing.assert_frame_equal(got.df, want, check_freq=False, check_exact=True)
+
+
+def test_aggregate_of_utc_bars_uses_the_bars_zone_or_the_given_one(frame) -> None:
+    utc = frame.with_columns(pl.col("datetime").dt.convert_time_zone("UTC"))
+    plain = lb.Bars(utc, symbol="MES", timestep="1m").aggregate("day")
+    assert plain.df.index[0] == pd.Timestamp("2024-01-02", tz="UTC")  # UTC days
+    local = lb.Bars(utc, symbol="MES", timestep="1m", timezone=NY).aggregate("day")
+    assert list(local.df.index) == [pd.Timestamp(d, tz=NY) for d in ("2024-01-02", "2024-01-03")]
+
+
 def test_aggregate_rejects_finer_and_unknown(frame: pl.DataFrame) -> None:
     hourly = lb.Bars(
         lb.synth.hourly_bars("MES", "2024-01-02", "2024-01-04"), symbol="MES", timestep="1h"

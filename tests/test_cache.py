@@ -4,6 +4,8 @@ conversion, widens past its hints, and builds the pandas mirror once."""
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pandas as pd
@@ -115,3 +117,54 @@ def test_an_old_bars_object_survives_a_reload(store):
     # .df is read only now, after the reload: it must still be the rows of .pl.
     assert before.df.index[-1] == pd.Timestamp("2024-04-10 09:59", tz=ZONE)
     pd.testing.assert_frame_equal(before.df, lb.bars.frame_to_pandas(before.pl))
+
+
+class _CountingStore(lb.BarStore):
+    """A directory catalog that counts parquet scans and can hold scans at a barrier."""
+
+    scans = 0
+    barrier: threading.Barrier | None = None
+
+    def _read(self, *args, **kwargs):
+        type(self).scans += 1
+        if self.barrier is not None:
+            self.barrier.wait(timeout=10)
+        return super()._read(*args, **kwargs)
+
+
+def test_derived_timesteps_come_from_the_loaded_native_slab(frame, tmp_path):
+    store = _CountingStore(tmp_path)
+    store.write("MES", frame)
+    _CountingStore.scans = 0
+    src = lb.DataSource(store, timezone=ZONE, start="2024-04-01", end="2024-04-10")
+    src.set_datetime(pd.Timestamp("2024-04-05 12:00", tz=ZONE))
+    requests = [(None, True), ("5m", True), ("1h", True), ("day", True), (None, False)]
+    requests += [("5m", False), ("1h", False), ("day", False)]
+    for timestep, after_hours in requests:
+        assert len(src.get_historical_prices("MES", 10, timestep, after_hours=after_hours)) == 10
+    assert _CountingStore.scans == 1  # one scan of the file serves every timestep
+    # Derived first, on a fresh source: the native slab is loaded once, and then reused.
+    _CountingStore.scans = 0
+    fresh = lb.DataSource(store, timezone=ZONE, start="2024-04-01", end="2024-04-10")
+    fresh.set_datetime(pd.Timestamp("2024-04-05 12:00", tz=ZONE))
+    for timestep, after_hours in reversed(requests):
+        got = fresh.get_historical_prices("MES", 10, timestep, after_hours=after_hours)
+        want = src.get_historical_prices("MES", 10, timestep, after_hours=after_hours)
+        pl.testing.assert_frame_equal(got.pl, want.pl)
+    assert _CountingStore.scans == 1
+
+
+def test_cold_loads_of_different_assets_run_in_parallel(frame, tmp_path):
+    store = _CountingStore(tmp_path)
+    store.write("A", frame)
+    store.write("B", frame)
+    src = lb.DataSource(store, timezone=ZONE)
+    src.set_datetime(pd.Timestamp("2024-04-05 12:00", tz=ZONE))
+    # Each load waits at the barrier until the other load has started: with one lock for
+    # the whole cache the second load could never start, and the barrier would time out.
+    store.barrier = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda s: src.get_historical_prices(s, 5), ["A", "B"]))
+    assert [len(a) for a in answers] == [5, 5]
+    info = src.cache_info()
+    assert (info.misses, info.entries) == (2, 2)

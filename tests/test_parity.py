@@ -27,6 +27,8 @@ from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
 KIRITIMATI = "Pacific/Kiritimati"  # UTC+14: its Sunday-evening session covers NY's 01:xx
+HAVANA, SANTIAGO = "America/Havana", "America/Santiago"
+ASUNCION, BEIRUT = "America/Asuncion", "Asia/Beirut"
 SECOND = 1_000_000_000
 DAY = 86_400 * SECOND
 
@@ -53,13 +55,41 @@ class DataSet:
         return self.anchors[-1]
 
 
+def first_instants(dates: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
+    """The first instant of each naive local date in ``tz``."""
+    first = np.ones(len(dates), dtype=bool)
+    return dates.tz_localize(tz, ambiguous=first, nonexistent="shift_forward").rename("datetime")
+
+
+def every_minute_bars(start: str, end: str, tz: str, seed: int) -> pl.DataFrame:
+    """Minute bars around the clock, every day, from local ``start`` to ``end``, stored in
+    UTC, with a few random gaps."""
+    lo, hi = first_instants(pd.DatetimeIndex([start, end]), tz)
+    minutes = pd.date_range(lo, hi, freq="min", inclusive="left").tz_convert("UTC")
+    rng = np.random.default_rng(seed)
+    minutes = minutes[rng.random(len(minutes)) > 0.03]
+    close = 100 + np.cumsum(rng.normal(0, 0.1, len(minutes))).round(2)
+    return pl.DataFrame(
+        {
+            "datetime": pl.Series(minutes.rename("datetime")),
+            "open": close + 0.05,
+            "high": close + 0.25,
+            "low": close - 0.25,
+            "close": close,
+            "volume": rng.integers(1, 100, len(minutes)).astype(float),
+        }
+    )
+
+
 def _to_ny(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("datetime").dt.convert_time_zone(NY))
 
 
 def every_day_bars(start: str, end: str, tz: str, seed: int) -> pl.DataFrame:
-    """Day bars on every calendar day (weekends and DST Sundays too), labelled at midnight."""
-    days = pd.date_range(start, end, freq="D", tz=tz, inclusive="left", name="datetime")
+    """Day bars on every calendar day (weekends and DST Sundays too), labelled by the first
+    instant of their date (a skipped midnight's day starts at 01:00; a repeated one's at
+    its first occurrence)."""
+    days = first_instants(pd.date_range(start, end, freq="D", inclusive="left"), tz)
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
     opens = np.concatenate([[100.0], close[:-1]])
@@ -117,10 +147,34 @@ def _frames() -> dict[str, tuple[pl.DataFrame, str, str]]:
             "day",
             "Asia/Tokyo",
         ),
+        # Zones whose DST changes happen at midnight: a repeated midnight (Havana 11-03) or a
+        # skipped one (Havana 03-10, Santiago 09-08, Asuncion 10-06, Beirut 03-31).
+        "HAVDAY": (every_day_bars("2024-02-20", "2024-11-20", HAVANA, seed=3), "day", HAVANA),
+        "HAV": (every_minute_bars("2024-11-02", "2024-11-05", HAVANA, seed=4), "minute", HAVANA),
+        "SCL": (
+            every_minute_bars("2024-09-06", "2024-09-10", SANTIAGO, seed=5),
+            "minute",
+            SANTIAGO,
+        ),
+        "ASUDAY": (every_day_bars("2024-09-01", "2024-11-01", ASUNCION, seed=6), "day", NY),
+        "BEYDAY": (every_day_bars("2024-03-01", "2024-11-01", BEIRUT, seed=8), "day", BEIRUT),
     }
 
 
-NAMES = ["REG", "FALL", "HOUR", "DAY", "DAYUTC", "LDN", "LDNDAY"]
+NAMES = [
+    "REG",
+    "FALL",
+    "HOUR",
+    "DAY",
+    "DAYUTC",
+    "LDN",
+    "LDNDAY",
+    "HAVDAY",
+    "HAV",
+    "SCL",
+    "ASUDAY",
+    "BEYDAY",
+]
 ON_DISK = {"REG", "DAYUTC"}
 
 
@@ -131,7 +185,7 @@ def _anchors(frame: pl.DataFrame, timestep: str, tz: str) -> tuple[tuple[int, ..
         local = frame["datetime"].to_pandas().dt.tz_convert(tz)
         first = local.iloc[0].tz_localize(None).normalize()
         last = local.iloc[-1].tz_localize(None).normalize() + pd.Timedelta(days=2)
-        midnights = pd.date_range(first, last, freq="D").tz_localize(tz).asi8
+        midnights = first_instants(pd.date_range(first, last, freq="D"), tz).asi8
         step = pd.Timedelta(days=1)
         ends = midnights
     else:
@@ -170,7 +224,7 @@ def datasets(tmp_path_factory) -> Catalog:
 
 
 # ------------------------------------------------------------------------- strategies
-ZONES = ["UTC", NY, "Asia/Tokyo", "Europe/London"]
+ZONES = ["UTC", NY, "Asia/Tokyo", "Europe/London", HAVANA, SANTIAGO]
 
 
 def clocks(ds: DataSet) -> st.SearchStrategy:
@@ -236,7 +290,8 @@ def hints(draw, ds: DataSet) -> dict:
         stamp = pd.Timestamp(ns, tz="UTC").tz_convert(ds.timezone)
         # A plain date string (read in the DataSource zone) or a tz-aware instant; an end
         # date rounds up to the next midnight so that it never falls before the start.
-        day = stamp.normalize() + pd.Timedelta(days=1) if key == "end" else stamp
+        wall = stamp.tz_localize(None)
+        day = wall.normalize() + pd.Timedelta(days=1) if key == "end" else wall
         out[key] = day.strftime("%Y-%m-%d") if draw(st.booleans()) else stamp
     lookback = draw(st.sampled_from([None, "0s", "1h", "1d", "3d", "30d", dt.timedelta(hours=5)]))
     if lookback is not None:

@@ -228,7 +228,8 @@ def test_naive_window_is_read_in_the_query_zone(store: lb.BarStore, mes) -> None
     hi = dt.datetime(2024, 1, 3, 9, 35, tzinfo=NYZ)
     expected = [t for t in starts(mes) if lo <= t < hi]
     assert starts(got.collect()) == expected
-    assert got.collect().schema["datetime"] == pl.Datetime("ns", NY)  # the data keeps its zone
+    # One zone out: the bars are shown in the query's zone, not the zone they were stored in.
+    assert got.collect().schema["datetime"] == pl.Datetime("ns", "UTC")
 
 
 def test_between_edge_cases(store: lb.BarStore) -> None:
@@ -583,3 +584,99 @@ def test_select_then_resample(store: lb.BarStore) -> None:
         return
     out = query.collect()
     assert out.columns == ["datetime", "close"]
+
+
+# -- one zone out ------------------------------------------------------------------------------
+@pytest.mark.parametrize("zone", [NY, "UTC", "Asia/Tokyo"])
+def test_results_are_in_the_query_zone_whatever_zone_was_stored(store: lb.BarStore, zone) -> None:
+    # MNQ was written in UTC, MES in New York.
+    for symbol in ("MNQ", "MES", "DAY"):
+        query = store.scan(symbol, timezone=zone)
+        for q in (query, query.between("2024-01-03", "2024-01-04"), query.resample("day")):
+            assert q.collect().schema["datetime"] == pl.Datetime("ns", zone)
+            assert str(q.to_pandas().index.tz) == zone
+            assert q.bars().pl.schema["datetime"] == pl.Datetime("ns", zone)
+
+
+def test_day_buckets_of_utc_data_start_at_local_midnight(store: lb.BarStore, mnq) -> None:
+    days = store.scan("MNQ").resample("day").collect()["datetime"].to_list()
+    assert days == [dt.datetime(2024, 1, d, tzinfo=NYZ) for d in (2, 3, 4)]
+
+
+# -- plan order does not leak ------------------------------------------------------------------
+@pytest.mark.parametrize("clock", ["2024-01-03 10:31", "2024-01-03 10:00", "2024-01-04 15:59:30"])
+@pytest.mark.parametrize("timestep", ["5m", "1h", "day"])
+def test_as_of_means_the_same_wherever_it_stands(store: lb.BarStore, clock, timestep) -> None:
+    at = pd.Timestamp(clock, tz=NY)
+    scan = store.scan("MES")
+    plans = {
+        "as_of last": scan.resample(timestep).as_of(at),
+        "as_of first": scan.as_of(at).resample(timestep),
+        "as_of between": scan.between("2024-01-02", "2024-01-05").as_of(at).resample(timestep),
+        "as_of twice": scan.as_of(at).resample(timestep).as_of(at),
+    }
+    got = {name: plan.collect() for name, plan in plans.items()}
+    # The rule itself: buckets of the final timestep whose end (and whose bars' ends) <= at.
+    native = scan.collect()
+    bounds = pd.date_range(
+        "2024-01-02",
+        "2024-01-06",
+        freq="5min" if timestep == "5m" else "1h" if timestep == "1h" else "D",
+        tz=NY,
+    )
+    ends = {b: b + (bounds[1] - bounds[0]) for b in bounds}
+    wanted = [
+        b
+        for b in bounds
+        if ends[b] <= at
+        and native.filter((pl.col("datetime") >= b) & (pl.col("datetime") < ends[b])).height
+    ]
+    for name, frame in got.items():
+        assert frame["datetime"].to_list() == wanted, name
+
+
+# -- several symbols, resampled ---------------------------------------------------------------
+def test_multi_symbol_resample_of_day_bars_equals_each_symbol_alone(tmp_path: Path) -> None:
+    store = lb.BarStore.from_frames({}, timestep="day")
+    for symbol, seed in (("B", 1), ("A", 2)):
+        frame = lb.synth.daily_bars(symbol, "2024-01-02", "2024-03-01", seed=seed)
+        store.write(symbol, frame.tail(30 if symbol == "B" else 40), timestep="day")
+    for target in ("day",):
+        multi = store.scan(["B", "A"]).resample(target).collect()
+        # Rows ordered by datetime, then by the order the symbols were given in.
+        rank = {"B": 0, "A": 1}
+        keys = list(
+            zip(multi["datetime"].to_list(), [rank[s] for s in multi["symbol"]], strict=True)
+        )
+        assert keys == sorted(keys)
+        for symbol in ("A", "B"):
+            alone = store.scan(symbol).resample(target).collect()
+            part = multi.filter(pl.col("symbol") == symbol).drop("symbol")
+            assert part.equals(alone), symbol
+            assert alone.height == (40 if symbol == "A" else 30)
+
+
+def test_multi_symbol_rows_are_ordered_by_time_then_symbol_order(store: lb.BarStore) -> None:
+    out = store.scan(["MNQ", "MES"]).collect()
+    rank = {"MNQ": 0, "MES": 1}
+    keys = list(zip(out["datetime"].to_list(), [rank[s] for s in out["symbol"]], strict=True))
+    assert keys == sorted(keys)
+    assert set(out["symbol"]) == {"MES", "MNQ"}
+
+
+# -- resample values ----------------------------------------------------------------------------
+def _pandas_buckets(frame: pl.DataFrame, rule: str) -> pd.DataFrame:
+    """OHLCV buckets by pandas' own resample: exact on days without a DST change."""
+    df = frame.to_pandas().set_index("datetime")[["open", "high", "low", "close", "volume"]]
+    out = df.resample(rule, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    return out.dropna(subset=["open"])
+
+
+@pytest.mark.parametrize(("timestep", "rule"), [("5m", "5min"), ("1h", "1h"), ("90m", "90min")])
+def test_resample_values_equal_pandas_resample(store: lb.BarStore, mes, timestep, rule) -> None:
+    got = store.scan("MES").resample(timestep).to_pandas()
+    want = _pandas_buckets(mes, rule)
+    want.index = want.index.as_unit("ns")
+    pd.testing.assert_frame_equal(got, want, check_freq=False, check_exact=True)

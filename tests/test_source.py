@@ -8,7 +8,10 @@ only worth something if it follows the rules too. Only stored timesteps are exer
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import signal
+import weakref
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +79,14 @@ def visible_starts(src, symbol: str, clock, length: int = 10_000, **kwargs):
 def expected_window(
     frame: pl.DataFrame, clock: pd.Timestamp, length: int, step: pd.Timedelta, shift: int = 0
 ) -> pl.DataFrame:
-    """From first principles: the bars with start + step <= clock, shifted, last ``length``."""
+    """From first principles: the bars with start + step <= clock, shifted, last ``length``,
+    shown in the zone of ``clock`` (the DataSource's zone in these tests)."""
     starts = frame["datetime"].dt.epoch("ns").to_numpy()
     visible = int(np.count_nonzero(starts + step.value <= clock.value))
     stop = min(max(visible - shift, 0), frame.height)
     begin = max(stop - length, 0)
-    return frame.slice(begin, stop - begin)
+    window = frame.slice(begin, stop - begin)
+    return window.with_columns(pl.col("datetime").dt.convert_time_zone(str(clock.tz)))
 
 
 def in_regular_session(frame: pl.DataFrame, zone: str) -> pl.DataFrame:
@@ -685,19 +690,217 @@ def test_extra_columns_and_frame_layout(impl):
     assert bars.get_last_price() == want["close"][-1] == src.get_last_price("X")
 
 
-def test_datetime_keeps_a_zone_when_data_and_datasource_zones_differ(impl):
-    # DESIGN only says "the source time zone"; whichever zone is used, the instants must be
-    # those of the stored bars and the index must be tz-aware.
-    frame = lb.synth.minute_bars("X", end="2024-01-05", tz="Europe/London", gaps=0)
-    src = impl(store_of({"X": frame}), timezone="Asia/Tokyo")
-    clock = pd.Timestamp("2024-01-03 12:00", tz="Europe/London")
+@pytest.mark.parametrize(
+    ("data_zone", "local_zone"), [(UTC, NY), ("Europe/London", "Asia/Tokyo"), (NY, UTC)]
+)
+@pytest.mark.parametrize("timestep", [None, "5m", "day"])
+def test_one_zone_out_whatever_zone_the_bars_were_written_in(impl, data_zone, local_zone, timestep):
+    frame = lb.synth.minute_bars("X", end="2024-01-05", session="24h", gaps=0).with_columns(
+        pl.col("datetime").dt.convert_time_zone(data_zone)
+    )
+    src = impl(store_of({"X": frame}), timezone=local_zone)
+    clock = pd.Timestamp("2024-01-04 12:00", tz=NY)
     src.set_datetime(clock)
-    bars = src.get_historical_prices("X", 5)
-    want = expected_window(frame, clock, 5, MINUTE)
-    assert bars.df.index.tz is not None
-    assert bars.pl.schema["datetime"].time_zone is not None
-    assert list(bars.df.index) == list(want["datetime"].to_pandas())
-    assert bars.df["close"].tolist() == want["close"].to_list()
+    assert str(src.get_datetime().tz) == local_zone
+    bars = src.get_historical_prices("X", 5, timestep=timestep)
+    assert bars.pl.schema["datetime"] == pl.Datetime("ns", local_zone)
+    assert str(bars.df.index.tz) == local_zone
+    if timestep is None:
+        want = expected_window(frame, clock, 5, MINUTE)["datetime"].to_list()
+        assert bars.pl["datetime"].to_list() == want  # the same instants
+    else:  # buckets start on local boundaries, which read as round local wall times
+        minute = 0 if timestep == "day" else 5
+        assert all(
+            t.minute % minute == 0 if minute else t.hour == t.minute == 0 for t in bars.df.index
+        )
+
+
+def test_day_buckets_of_utc_data_are_labelled_at_local_midnight(impl):
+    frame = lb.synth.minute_bars("X", end="2024-01-08", session="24h", gaps=0, tz=UTC)
+    src = impl(store_of({"X": frame}))
+    src.set_datetime(ts("2024-01-05 10:00"))
+    days = src.get_historical_prices("X", 3, timestep="day")
+    assert list(days.df.index) == [ts("2024-01-02"), ts("2024-01-03"), ts("2024-01-04")]
+
+
+def test_bars_filter_reads_naive_bounds_in_the_datasource_zone(impl):
+    frame = lb.synth.minute_bars("X", end="2024-01-05", session="24h", gaps=0, tz=UTC)
+    src = impl(store_of({"X": frame}))
+    src.set_datetime(ts("2024-01-03 12:00"))
+    bars = src.get_historical_prices("X", 600)
+    morning = bars.filter("2024-01-03 09:30", "2024-01-03 10:00")
+    assert list(morning.df.index) == list(
+        pd.date_range(ts("2024-01-03 09:30"), periods=31, freq="min")
+    )
+
+
+# ------------------------------------------------------------ assets are their symbols
+@dataclass(eq=True)  # eq without frozen: instances are unhashable, like many asset classes
+class PlainAsset:
+    symbol: str
+
+
+class IdentityAsset:  # hashable by identity: every new object would be a new dict key
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+
+
+@pytest.mark.parametrize("make", [PlainAsset, IdentityAsset])
+def test_a_new_asset_object_per_call_keeps_no_state(impl, ten_minutes, make):
+    src = impl(store_of({"X": ten_minutes}))
+    src.set_datetime(ts("2024-01-03 10:06"))
+    want = src.get_historical_prices("X", 3)
+    price = src.get_last_price("X")
+    before = len(getattr(src, "_entries", {}))
+    for _ in range(500):
+        asset = make("X")
+        gone = weakref.ref(asset)
+        assert_same_bars(src.get_historical_prices(asset, 3), want)
+        assert src.get_last_price(asset) == price
+        del asset
+        assert gone() is None  # nothing holds on to the asset object
+    assert len(getattr(src, "_entries", {})) == before
+
+
+# ----------------------------------------------------------------- out-of-range instants
+@contextlib.contextmanager
+def within_seconds(seconds: float):
+    """Fail instead of hanging: the code under test must return (or raise) in time."""
+
+    def expire(*_):
+        msg = f"did not finish within {seconds} s"
+        raise TimeoutError(msg)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [
+        dt.datetime(2300, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1600, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+        pd.Timestamp.max.tz_localize(UTC),
+        pd.Timestamp.min.tz_localize(UTC),
+    ],
+    ids=["2300", "1600", "9999", "Timestamp.max", "Timestamp.min"],
+)
+def test_clocks_outside_the_int64_range_are_rejected_at_once(impl, ten_minutes, clock):
+    src = impl(store_of({"X": ten_minutes}))
+    with within_seconds(5), pytest.raises(lb.InvalidRequest, match="outside"):
+        src.set_datetime(clock)
+        src.get_last_price("X")
+
+
+def test_clocks_at_the_edges_of_the_range_answer(impl, ten_minutes):
+    src = impl(store_of({"X": ten_minutes}))
+    with within_seconds(10):
+        src.set_datetime(dt.datetime(2262, 1, 1, tzinfo=dt.UTC))
+        assert src.get_last_price("X") == ten_minutes["close"].iloc[-1]
+        assert len(src.get_historical_prices("X", 3)) == 3
+        src.set_datetime(dt.datetime(1678, 1, 1, tzinfo=dt.UTC))
+        assert src.get_last_price("X") is None
+        assert src.get_historical_prices("X", 3).empty
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [-dt.timedelta(days=200_000), dt.timedelta(days=200_000), pd.Timedelta.min],
+    ids=["-200000d", "200000d", "Timedelta.min"],
+)
+def test_timeshifts_that_leave_the_range_are_rejected_at_once(impl, ten_minutes, shift):
+    src = impl(store_of({"X": ten_minutes}))
+    src.set_datetime(ts("2024-01-03 10:06"))
+    with within_seconds(5), pytest.raises(lb.InvalidRequest, match="outside"):
+        src.get_historical_prices("X", 3, timeshift=shift)
+
+
+def test_huge_bar_timeshifts_answer_at_once(impl, ten_minutes):
+    src = impl(store_of({"X": ten_minutes}))
+    src.set_datetime(ts("2024-01-03 10:06"))
+    with within_seconds(5):
+        assert src.get_historical_prices("X", 3, timeshift=10**30).empty
+        assert len(src.get_historical_prices("X", 3, timeshift=-(10**30))) == 3
+
+
+@pytest.mark.parametrize(
+    "hints",
+    [{"start": "2300-01-01"}, {"end": "1600-01-01"}, {"start": dt.datetime(2300, 1, 1)}],
+    ids=["start 2300", "end 1600", "naive start 2300"],
+)
+def test_hints_outside_the_int64_range_are_rejected(ten_minutes, hints):
+    with pytest.raises(lb.InvalidRequest, match="outside"):
+        lb.DataSource(store_of({"X": ten_minutes}), **hints)
+
+
+# ---------------------------------------------------------------- DST at local midnight
+HAVANA, SANTIAGO = "America/Havana", "America/Santiago"
+
+
+def every_minute(zone: str, first: str, last: str) -> pd.DataFrame:
+    """A bar every minute (24h, weekends too) from local ``first`` to ``last``."""
+    starts = pd.date_range(ts(first, zone), ts(last, zone), freq="min", inclusive="left")
+    return hand_bars(starts)
+
+
+def test_a_repeated_midnight_is_not_a_second_day_boundary(impl):
+    # Havana, 2024-11-03: 01:00 CDT goes back to 00:00 CST, so midnight happens twice, at
+    # 04:00 and 05:00 UTC. The day 11-03 starts at the first; it ends at 11-04 00:00 CST.
+    first_midnight = ts("2024-11-03 04:00", UTC).tz_convert(HAVANA)
+    days = [ts("2024-11-01", HAVANA), ts("2024-11-02", HAVANA), first_midnight]
+    days.append(ts("2024-11-04", HAVANA))
+    src = impl(store_of({"D": hand_bars(days)}, timestep="day"), timezone=HAVANA)
+    second_midnight = ts("2024-11-03 05:00", UTC)
+    # At 00:30 after the second midnight the 11-03 bar is still forming: not visible.
+    assert visible_starts(src, "D", second_midnight + pd.Timedelta(minutes=30))[-1] == days[1]
+    assert_becomes_visible_at(src, "D", days[1], first_midnight)
+    assert_becomes_visible_at(src, "D", days[2], ts("2024-11-04", HAVANA))
+
+
+def test_day_buckets_over_a_repeated_midnight(impl):
+    bars = every_minute(HAVANA, "2024-11-02", "2024-11-05")
+    src = impl(store_of({"X": bars}), timezone=HAVANA)
+    src.set_datetime(ts("2024-11-05", HAVANA))
+    days = src.get_historical_prices("X", 10, timestep="day")
+    first_midnight = ts("2024-11-03 04:00", UTC).tz_convert(HAVANA)
+    want = [ts("2024-11-02", HAVANA), first_midnight, ts("2024-11-04", HAVANA)]
+    assert list(days.df.index) == want
+    # The 11-03 bucket holds every bar of that date, both midnights' hours: 25 hours.
+    local = bars.index.tz_convert(HAVANA)
+    on_the_third = bars[(local >= first_midnight) & (local < ts("2024-11-04", HAVANA))]
+    assert len(on_the_third) == 25 * 60
+    assert days.df["volume"].iloc[1] == on_the_third["volume"].sum()
+    assert days.df["open"].iloc[1] == on_the_third["open"].iloc[0]
+    assert days.df["close"].iloc[1] == on_the_third["close"].iloc[-1]
+    src.set_datetime(ts("2024-11-03 05:30", UTC))  # 00:30 after the second midnight
+    assert days.df.index[1] not in list(src.get_historical_prices("X", 10, timestep="day").df.index)
+
+
+@pytest.mark.parametrize("timestep", [None, "1h", "day"])
+def test_hints_on_a_day_without_midnight(impl, timestep):
+    # Santiago skipped from 2024-09-08 00:00 (-04) to 01:00 (-03).
+    bars = every_minute(SANTIAGO, "2024-09-05", "2024-09-11")
+    src = impl(
+        store_of({"X": bars}),
+        timezone=SANTIAGO,
+        start="2024-09-08 12:00",
+        end="2024-09-10",
+        lookback="1h",  # the first load starts on 09-08, a day without midnight
+    )
+    clock = ts("2024-09-09 00:00", SANTIAGO)
+    src.set_datetime(clock)
+    got = src.get_historical_prices("X", 30, timestep=timestep)
+    plain = lb.reference.PandasDataSource(store_of({"X": bars}), timezone=SANTIAGO)
+    plain.set_datetime(clock)
+    assert_same_bars(got, plain.get_historical_prices("X", 30, timestep=timestep))
+    if timestep == "day":
+        assert got.df.index[-1] == ts("2024-09-08 01:00", SANTIAGO)  # the day's first instant
 
 
 # ---------------------------------------------------------------------- isolation
