@@ -104,8 +104,8 @@ def _panels(frame: pl.DataFrame, symbols: Sequence[str]) -> list[tuple[str, pl.D
         raise InvalidRequest(msg)
     if frame.is_empty():
         msg = (
-            f"nothing to draw: no bars of {', '.join(symbols)} in this window; "
-            "widen it (between, as_of, tail)"
+            f"nothing to draw: there are no bars of {', '.join(symbols)} here; "
+            "ask for a wider window (between, tail) or a later clock (as_of)"
         )
         raise InvalidRequest(msg)
     if "symbol" not in frame.columns:

@@ -64,7 +64,8 @@ def _bodies(ax: object) -> np.ndarray:
 def _when(x: float, zone: str | None) -> datetime:
     from matplotlib import dates as mdates
 
-    return mdates.num2date(x, tz=zone)
+    when = mdates.num2date(x, tz=zone)
+    return when if zone else when.replace(tzinfo=None)  # naive bars: wall-clock times
 
 
 def _assert_candles_match(ax: object, frame: pl.DataFrame) -> None:
@@ -169,6 +170,19 @@ def test_time_axis_is_labelled_in_the_bars_own_zone() -> None:
 
 
 @needs_matplotlib
+def test_naive_bars_are_drawn_at_their_wall_clock_times(store: lb.BarStore) -> None:
+    frame = store.scan("MES").between("2024-03-12 09:30", "2024-03-12 10:00").to_pandas()
+    bars = lb.Bars(frame.tz_localize(None), symbol="MES", timestep="1m")
+    fig = bars.plot()
+    _render(fig)
+    bottom = fig.axes[-1]
+    assert bottom.get_xlabel() == "time"
+    label = bottom.xaxis.get_major_formatter().format_data_short(bottom.get_xlim()[0])
+    assert label.startswith("2024-03-12 09:30"), label
+    _assert_candles_match(fig.axes[0], bars.pl)
+
+
+@needs_matplotlib
 def test_multi_symbol_query_draws_small_multiples(store: lb.BarStore) -> None:
     symbols = ["MES", "MNQ"]
     q = store.scan(symbols).resample("day")
@@ -216,7 +230,7 @@ def test_a_close_only_query_draws_a_close_line(store: lb.BarStore) -> None:
 
 @needs_matplotlib
 def test_nothing_to_draw_raises_invalid_request(store: lb.BarStore) -> None:
-    with pytest.raises(lb.InvalidRequest, match="no bars of MES"):
+    with pytest.raises(lb.InvalidRequest, match="no bars of MES here; ask for a wider window"):
         store.scan("MES").between("2030-01-01", "2030-02-01").plot()
     with pytest.raises(lb.InvalidRequest, match="no 'close' column"):
         store.scan("MES").head(5).select("volume").plot()
