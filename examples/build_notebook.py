@@ -14,7 +14,8 @@ SOURCE = """
 
 A `Query` is an immutable lazy plan over stored bars. Each method returns a new plan;
 nothing runs until you call `collect()`, `to_pandas()` or `bars()`. This notebook makes its
-own data with `lazybars.synth`, so it runs anywhere.
+own data with `lazybars.synth`, so it runs anywhere. Charts (`.plot()`) need the plot extra:
+`pip install 'lazybars[plot]'`.
 # %%
 import lazybars as lb
 
@@ -43,6 +44,16 @@ print(hourly.explain())
 # %%
 hourly.to_pandas().head()
 # %% md
+## See it
+
+`plot()` runs the plan and draws it: candlesticks with volume beneath, on a time axis in the
+bars' own zone, titled with the timestep (and the one it was aggregated from). A query that
+kept only `close` is drawn as a line.
+# %%
+week.resample("1h").plot()
+# %%
+hourly.select("close").plot()
+# %% md
 ## As of a moment, without lookahead
 
 `as_of(dt)` keeps the bars completed by `dt`: a bar is visible once its end has passed.
@@ -50,6 +61,9 @@ An aggregated bucket is visible only once it is complete.
 # %%
 q = store.scan("MES").resample("15m").as_of("2024-03-12 10:07").tail(3)
 q.to_pandas()
+# %%
+# The last 40 completed 15-minute bars at 10:07: the 10:00 bucket is still forming.
+store.scan("MES").resample("15m").as_of("2024-03-12 10:07").tail(40).plot()
 # %% md
 ## Several symbols, long format
 
@@ -62,6 +76,15 @@ both.collect()
 # Compare the two assets side by side in pandas.
 both.to_pandas().pivot_table(index="datetime", columns="symbol", values="close")
 # %% md
+A multi-symbol chart draws small multiples, one price and volume panel per symbol on a
+shared time axis; `overlay=True` draws every close on one panel, as the change since its
+first bar, so that assets at different price levels compare.
+# %%
+month = store.scan(["MES", "MNQ"]).resample("day")
+month.plot()
+# %%
+month.plot(overlay=True)
+# %% md
 ## Bars
 
 `bars()` returns `lb.Bars`: polars inside (`.pl`), pandas on first access (`.df`), and a
@@ -73,6 +96,8 @@ bars
 bars.get_last_price(), round(bars.get_momentum(30), 6), bars.get_total_volume()
 # %%
 bars.aggregate("15m").df
+# %%
+bars.plot()
 """
 
 

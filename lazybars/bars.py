@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import polars as pl
@@ -12,6 +12,9 @@ from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
 from lazybars._time import local_ns
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Bars", "frame_to_pandas"]
 
@@ -217,6 +220,33 @@ class Bars:
         local = self._local or self._zone()
         lf = aggregate_lazy(self.pl.lazy(), target, local=local, source=source, after_hours=True)
         return self._derive(lf.drop(BUCKET_END).collect(), str(target))
+
+    def plot(self, *, volume: bool = True) -> Figure:
+        """A chart of these bars: candlesticks, with volume beneath.
+
+        Needs the plot extra (``pip install 'lazybars[plot]'``, matplotlib), else raises
+        :class:`lazybars.MissingExtra`. The x axis is time in the bars' own zone, each bar
+        drawn over its interval; the title names the symbol and timestep. Bars without
+        open, high and low (``select("close")``) are drawn as a close line. The matplotlib
+        Figure is returned, not kept by pyplot: a notebook shows it as the cell's value,
+        ``fig.savefig(path)`` writes it.
+
+        Parameters
+        ----------
+        volume
+            Draw the volume panel beneath the prices (when the bars have volume).
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES", gaps=0)})
+        >>> fig = store.scan("MES").head(120).bars().aggregate("15m").plot()
+        >>> fig.get_suptitle(), len(fig.axes)  # prices, and volume beneath
+        ('MES: 15m bars', 2)
+        """
+        from lazybars._plot import bars_figure  # noqa: PLC0415 - matplotlib only when drawing
+
+        return bars_figure(self.pl, symbol=self.symbol, timestep=self.timestep, volume=volume)
 
     def _column(self, name: str) -> pl.Series:
         frame = self.pl

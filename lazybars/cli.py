@@ -24,7 +24,9 @@ from lazybars.source import DataSource
 from lazybars.store import BarStore
 from lazybars.strategies import MomentumStrategy
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+# Markdown: docstrings are reflowed to the terminal's width, and brackets such as
+# 'lazybars[plot]' stay literal (rich markup would take them for style tags).
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown")
 console = Console()
 
 SYMBOLS = ("MES", "MNQ", "MYM")
@@ -40,7 +42,7 @@ def _default_data() -> Path:
 
 @app.callback()
 def _main() -> None:
-    """lazybars: OHLCV bar history for backtesters, on polars."""
+    """OHLCV bar history for backtesters and notebooks, on polars."""
 
 
 @app.command()
@@ -54,11 +56,18 @@ def demo(
     ] = None,
     days: Annotated[int, typer.Option(min=1, max=250, help="Trading days to replay.")] = 21,
     plot: Annotated[
-        Path | None, typer.Option(help="Write both equity curves to this PNG (needs matplotlib).")
+        Path | None,
+        typer.Option(
+            help="Write both equity curves to this PNG (needs the plot extra: "
+            "pip install 'lazybars[plot]')."
+        ),
     ] = None,
 ) -> None:
-    """Backtest MomentumStrategy minute by minute on lazybars and on the pandas reference,
-    check that both trade identically, and compare their speed.
+    """Backtest a momentum strategy on lazybars and on the pandas reference.
+
+    Replays MomentumStrategy minute by minute over a synthetic catalog of three futures
+    on both backends, compares their speed, and checks that both trade identically (the
+    exit code is 1 if they do not).
     """
     store = _catalog(data or _default_data())
     ticks = _ticks(store, days)

@@ -9,7 +9,9 @@ would naturally catch for that kind of mistake::
     │                                   unreadable catalog files
     ├── InvalidRequest (ValueError)     a request that cannot be answered as asked: bad
     │                                   length, timestep, timeshift, clock or symbol name
-    └── UnknownAsset (KeyError)         a symbol (or timestep) the store does not hold
+    ├── UnknownAsset (KeyError)         a symbol (or timestep) the store does not hold
+    └── MissingExtra (ImportError)      an optional feature whose extra is not installed,
+                                        e.g. charts without ``lazybars[plot]``
 
     LazyBarsWarning (UserWarning)
     └── UnsortedBarsWarning             bars written out of time order (they are sorted)
@@ -23,6 +25,7 @@ __all__ = [
     "InvalidRequest",
     "LazyBarsError",
     "LazyBarsWarning",
+    "MissingExtra",
     "SchemaError",
     "UnknownAsset",
     "UnsortedBarsWarning",
@@ -48,6 +51,10 @@ class UnknownAsset(LazyBarsError, KeyError):
         # KeyError.__str__ shows the repr of its argument (quotes, escaped newlines);
         # our argument is a sentence meant to be read as is.
         return str(self.args[0]) if self.args else ""
+
+
+class MissingExtra(LazyBarsError, ImportError):
+    """An optional feature was used without its extra; the message names the pip command."""
 
 
 class LazyBarsWarning(UserWarning):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import polars as pl
@@ -29,6 +29,9 @@ from lazybars._plan import (
 from lazybars.bars import Bars, frame_to_pandas
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Query"]
 
@@ -131,6 +134,46 @@ class Query:
             )
             raise InvalidRequest(msg)
         return Bars(self.collect(), symbol=self._source.symbols[0], timestep=self._timestep())
+
+    def plot(self, *, overlay: bool = False, volume: bool = True) -> Figure:
+        """Run the plan and chart it: candlesticks with volume beneath, per symbol.
+
+        Needs the plot extra (``pip install 'lazybars[plot]'``, matplotlib), else raises
+        :class:`lazybars.MissingExtra`. A query over several symbols draws small multiples
+        (a price and a volume panel per symbol, one shared time axis), or with
+        ``overlay=True`` every close on one panel, as the change since its first bar in
+        percent. The x axis is time in the result's zone; the title names the symbols and
+        the final timestep, and the one it was aggregated from. Returns the matplotlib
+        Figure, not kept by pyplot: a notebook shows it as the cell's value.
+
+        Parameters
+        ----------
+        overlay
+            One panel of closes instead of small multiples of candlesticks.
+        volume
+            Draw a volume panel beneath each symbol's prices (when the bars have volume).
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> frames = lb.synth.catalog(("MES", "MNQ"), "2024-03-04", "2024-03-09")
+        >>> store = lb.BarStore.from_frames(frames)
+        >>> fig = store.scan(["MES", "MNQ"]).resample("1h").plot()
+        >>> fig.get_suptitle(), len(fig.axes)  # price and volume panels of each symbol
+        ('MES, MNQ: 1h bars (aggregated from 1m)', 4)
+        >>> len(store.scan(["MES", "MNQ"]).plot(overlay=True).axes)
+        1
+        """
+        from lazybars._plot import query_figure  # noqa: PLC0415 - matplotlib only when drawing
+
+        return query_figure(
+            self.collect(),
+            symbols=self._source.symbols,
+            timestep=self._timestep_now(),
+            source=self._source.timestep,
+            overlay=overlay,
+            volume=volume,
+        )
 
     # -- identity and display ---------------------------------------------------------------
     def __eq__(self, other: object) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import lazybars as lb
@@ -57,3 +59,25 @@ def test_plot_without_matplotlib_says_how_to_get_it(
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
     assert (tmp_path / "eq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+# Sphinx/RST markup that means nothing in a terminal: ``literal``, :role:`target`, directives.
+RST = re.compile(r"``|:[a-z]+:`|^\s*\.\. [a-z-]+::", re.MULTILINE)
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["lazybars", *COMMANDS])
+def test_help_is_plain_terminal_text(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert not RST.search(result.output), result.output
+    assert "Usage: " in result.output
+
+
+def test_help_keeps_brackets_and_summarises_each_command() -> None:
+    top = CliRunner().invoke(app, ["--help"]).output
+    assert "OHLCV bar history for backtesters and notebooks, on polars." in top
+    assert "Backtest a momentum strategy on lazybars and on the pandas reference." in top
+    panel = CliRunner().invoke(app, ["demo", "--help"]).output
+    demo = " ".join(re.sub("[│╭╮╰╯─]", " ", panel).split())  # unwrap rich's option panel
+    assert "pip install 'lazybars[plot]'" in demo  # not swallowed as a markup tag

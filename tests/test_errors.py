@@ -18,12 +18,13 @@ NY = "America/New_York"
 
 def test_hierarchy() -> None:
     assert issubclass(lb.LazyBarsError, Exception)
-    for cls in (lb.SchemaError, lb.InvalidRequest, lb.UnknownAsset):
+    for cls in (lb.SchemaError, lb.InvalidRequest, lb.UnknownAsset, lb.MissingExtra):
         assert issubclass(cls, lb.LazyBarsError)
     assert issubclass(lb.SchemaError, ValueError)
     assert issubclass(lb.InvalidRequest, ValueError)
     assert issubclass(lb.UnknownAsset, KeyError)
     assert not issubclass(lb.UnknownAsset, ValueError)
+    assert issubclass(lb.MissingExtra, ImportError)
     assert not issubclass(lb.SchemaError, lb.InvalidRequest)
     assert not issubclass(lb.InvalidRequest, lb.SchemaError)
 
