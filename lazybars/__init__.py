@@ -17,6 +17,7 @@ from lazybars.errors import (
     UnknownAsset,
     UnsortedBarsWarning,
 )
+from lazybars.intake import ingest_into
 from lazybars.query import Query
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -37,6 +38,7 @@ __all__ = [
     "Timestep",
     "UnknownAsset",
     "UnsortedBarsWarning",
+    "ingest_into",
     "reference",
     "sim",
     "strategies",
