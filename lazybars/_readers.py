@@ -10,7 +10,6 @@ or ns) is told from their magnitude.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,23 +132,22 @@ def _csv_blocks(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame, str
 def _csv_lines(
     path: Path, stream: Any, raw: Any, batch_rows: int
 ) -> Iterator[tuple[pl.DataFrame, str, int]]:
-    """Blocks of whole lines, parsed with the header; the first block fixes the schema."""
-    block_bytes = max(1 << 16, batch_rows * 64)
+    """Blocks of whole lines; the first is parsed with the header and fixes the schema."""
+    # ~50 bytes a line: a block holds about batch_rows lines, and is at most 16 MiB.
+    block_bytes = min(max(1 << 16, batch_rows * 50), 1 << 24)
     header, _, carry = stream.read(block_bytes).partition(b"\n")
     if not header.strip():
         msg = f"{path}: the file is empty or has no header line; CSV files need a header"
         raise SchemaError(msg)
-    header += b"\n"
     separator = max(",;\t|", key=header.decode("utf-8", "replace").count)
     schema: dict[str, pl.DataType] | None = None
     line, done = 2, 0
     while True:
         data = stream.read(block_bytes)
-        block = carry + data
-        cut = len(block) if not data else block.rfind(b"\n") + 1
-        body, carry = block[:cut], block[cut:]
+        cut = len(data) if not data else data.rfind(b"\n") + 1
+        body, carry = carry + data[:cut], data[cut:] if data else b""
         if body.strip():
-            frame = _parse_csv(header + body, separator, schema, path, line)
+            frame = _parse_csv(header, body, separator, schema, path, line)
             schema = schema or _widened(frame.schema)
             numbers = pl.int_range(line, line + frame.height, eager=True, dtype=pl.Int64)
             now = raw.tell()
@@ -161,12 +159,19 @@ def _csv_lines(
 
 
 def _parse_csv(
-    data: bytes, separator: str, schema: dict[str, pl.DataType] | None, path: Path, line: int
+    header: bytes,
+    body: bytes,
+    separator: str,
+    schema: dict[str, pl.DataType] | None,
+    path: Path,
+    line: int,
 ) -> pl.DataFrame:
     try:
         if schema is None:
-            return pl.read_csv(io.BytesIO(data), separator=separator, infer_schema_length=10_000)
-        return pl.read_csv(io.BytesIO(data), separator=separator, schema=schema)
+            return pl.read_csv(
+                header + b"\n" + body, separator=separator, infer_schema_length=10_000
+            )
+        return pl.read_csv(body, separator=separator, has_header=False, schema=schema)
     except (pl.exceptions.PolarsError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = (

@@ -201,6 +201,7 @@ class _Source:
     def __init__(self, label: str, options: _Options, spill: _Spill) -> None:
         self._label, self._options, self._spill = label, options, spill
         self._timesteps: dict[str, Timestep] = {}
+        self._names: set[str] = set()  # the source's own symbol names
         self._unsorted = False
 
     def add(self, batch: Batch) -> None:
@@ -231,11 +232,12 @@ class _Source:
     def _check_override(self, names: list[str]) -> None:
         if not isinstance(self._options.symbol, str):
             return
-        seen = set(self._timesteps) | set(names)
-        if len(seen) > 1:
+        self._names.update(names)
+        if len(self._names) > 1:
             msg = (
-                f"{self._label} holds several symbols ({sorted(seen)[:5]}); --symbol/symbol= "
-                "names the one symbol of a source: drop it, or rename with SOURCE=NAME"
+                f"{self._label} holds several symbols ({sorted(self._names)[:5]}); "
+                "--symbol (symbol=) names the one symbol of a source: drop it, or rename "
+                "with SOURCE=NAME ({'SOURCE': 'NAME'})"
             )
             raise InvalidRequest(msg)
 
