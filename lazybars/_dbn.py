@@ -196,23 +196,16 @@ class _Reader:
                 "reads DBN files holding one OHLCV schema, as DataBento writes them"
             )
             raise self._fail(msg)
-        undefined = pl.lit(_UNDEF_PRICE, dtype=pl.Int64)
         frame = pl.DataFrame(
             {
                 "instrument_id": records["instrument_id"],
                 "datetime": records["ts_event"].view("<i8"),
-                **{p: records[p] for p in _PRICES},
-                "volume": records["volume"],
+                **{p: _price(records[p]) for p in _PRICES},
+                "volume": records["volume"].astype(np.float64),
             }
         ).with_row_index("__row", offset=first)
         frame = frame.with_columns(
-            pl.col("datetime").cast(pl.Datetime("ns", "UTC")),
-            *(
-                pl.when(pl.col(p) != undefined).then(pl.col(p).cast(pl.Float64) / _PRICE_SCALE)
-                for p in _PRICES
-            ),
-            pl.col("volume").cast(pl.Float64),
-            pl.col("__row").cast(pl.Int64),
+            pl.col("datetime").cast(pl.Datetime("ns", "UTC")), pl.col("__row").cast(pl.Int64)
         )
         frame = self._symbols(frame)
         if self._timestep.is_day:
@@ -236,6 +229,17 @@ class _Reader:
         columns = ["symbol", "datetime", *_PRICES, "volume", "__row"]
         both = pl.concat([named.select(columns), unnamed.select(columns)])
         return both.sort("__row", "symbol") if unnamed.height and named.height else both
+
+
+def _price(fixed: np.ndarray) -> np.ndarray:
+    """Fixed-point prices as floats; undefined ones as NaN (which validation names).
+
+    numpy's true division is correctly rounded; polars' division by a scalar multiplies by
+    its reciprocal, which is off by one unit in the last place for many prices.
+    """
+    prices = fixed.astype(np.float64) / _PRICE_SCALE
+    prices[fixed == _UNDEF_PRICE] = np.nan
+    return prices
 
 
 def _mapping(metadata: Any) -> pl.DataFrame:

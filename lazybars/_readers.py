@@ -277,8 +277,11 @@ class _Shape:
             dtype = frame[self.time].dtype
             frame = frame.with_columns(_from_epoch(pl.col(self.time), self.epoch_unit, dtype))
         if self.fixed_point:
+            # numpy: correctly rounded (polars multiplies by the scale's reciprocal).
             prices = [c for c in frame.columns if c.lower() in PRICE_COLUMNS]
-            frame = frame.with_columns(pl.col(prices).cast(pl.Float64) / _PRICE_SCALE)
+            frame = frame.with_columns(
+                pl.Series(c, frame[c].cast(pl.Float64).to_numpy() / _PRICE_SCALE) for c in prices
+            )
         if self.tz is not None:
             # DataBento day bars start at midnight UTC of their date: relabel to local.
             when = pl.col(self.time)
