@@ -61,6 +61,7 @@ ALIASES = {
 }
 # Record metadata in DataBento exports: not bar data.
 _DATABENTO_META = ("rtype", "publisher_id", "instrument_id")
+_DATABENTO_HEADER = ("ts_event", "rtype", "instrument_id")
 _SUFFIXES = (".csv", ".csv.zst", ".parquet")
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PRICE_SCALE = 1e9
@@ -140,6 +141,13 @@ def _csv_lines(
         msg = f"{path}: the file is empty or has no header line; CSV files need a header"
         raise SchemaError(msg)
     separator = max(",;\t|", key=header.decode("utf-8", "replace").count)
+    names = pl.read_csv(header + b"\n", separator=separator).columns
+    # Prices and volume are numbers, even when the first block's values are all missing;
+    # but a DataBento export's integer prices are fixed-point, which _Shape tells by type.
+    databento = set(_DATABENTO_HEADER) <= {n.lower().strip() for n in names}
+    numbers = {
+        n: pl.Float64 for n in names if _alias(n) in (*PRICE_COLUMNS, "volume") and not databento
+    }
     schema: dict[str, pl.DataType] | None = None
     line, done = 2, 0
     while True:
@@ -147,7 +155,9 @@ def _csv_lines(
         cut = len(data) if not data else data.rfind(b"\n") + 1
         body, carry = carry + data[:cut], data[cut:] if data else b""
         if body.strip():
-            frame = _parse_csv(header, body, separator, schema, path, line)
+            frame = _parse_csv(
+                header, body, separator, schema or numbers, path, line, schema is None
+            )
             schema = schema or _widened(frame.schema)
             numbers = pl.int_range(line, line + frame.height, eager=True, dtype=pl.Int64)
             now = raw.tell()
@@ -162,14 +172,19 @@ def _parse_csv(
     header: bytes,
     body: bytes,
     separator: str,
-    schema: dict[str, pl.DataType] | None,
+    schema: dict[str, pl.DataType],
     path: Path,
     line: int,
+    first: bool,
 ) -> pl.DataFrame:
+    """One block; the first is read with its header, inferring all but ``schema``'s types."""
     try:
-        if schema is None:
+        if first:
             return pl.read_csv(
-                header + b"\n" + body, separator=separator, infer_schema_length=10_000
+                header + b"\n" + body,
+                separator=separator,
+                infer_schema_length=10_000,
+                schema_overrides=schema,
             )
         return pl.read_csv(body, separator=separator, has_header=False, schema=schema)
     except (pl.exceptions.PolarsError, ValueError) as exc:
@@ -181,13 +196,17 @@ def _parse_csv(
         raise SchemaError(msg) from None
 
 
+def _alias(name: str) -> str:
+    key = name.lower().strip()
+    return ALIASES.get(key, key)
+
+
 def _widened(schema: pl.Schema) -> dict[str, pl.DataType]:
     """The first block's schema, made safe for later blocks: prices and volume as floats,
     integers as Int64 (a later block may hold a fraction or a larger number)."""
     out: dict[str, pl.DataType] = {}
     for name, dtype in schema.items():
-        alias = ALIASES.get(name.lower().strip(), name.lower().strip())
-        if alias in (*PRICE_COLUMNS, "volume") and dtype.is_numeric():
+        if _alias(name) in (*PRICE_COLUMNS, "volume") and dtype.is_numeric():
             out[name] = pl.Float64
         elif dtype.is_integer():
             out[name] = pl.Int64
@@ -238,7 +257,7 @@ class _Shape:
         named = frame.rename(renames)
         lower = {c.lower(): c for c in named.columns}
         time = next((lower[c] for c in _TIME if c in lower), None)
-        databento = {"rtype", "instrument_id"} <= set(lower) and "ts_event" in lower
+        databento = set(_DATABENTO_HEADER) <= set(lower)
         timestep = None
         if databento and named.height:
             rtype = named[lower["rtype"]][0]

@@ -104,7 +104,8 @@ def ingest_into(
     wanted = None if timestep is None else Timestep.parse(timestep)
     if tz is not None:
         validate_zone(tz)
-    inputs = list(_expand(sources))
+    # A file named twice (or inside a folder also named) is read once.
+    inputs = list({_same(s): s for s in _expand(sources)}.values())
     if not inputs:
         msg = "no sources given: pass files, folders or lumibot Data objects"
         raise InvalidRequest(msg)
@@ -145,6 +146,10 @@ def _expand(sources: Iterable[Any]) -> Iterator[Any]:
                 "lumibot Data objects (with .asset.symbol, .df and .timestep)"
             )
             raise InvalidRequest(msg)
+
+
+def _same(source: Any) -> object:
+    return source.resolve() if isinstance(source, Path) else id(source)
 
 
 def _files(path: Path) -> Iterator[Path]:
