@@ -219,14 +219,26 @@ class _Reader:
         One instrument can map to several requested symbols (``MES.c.0`` and ``MESH4``);
         its records then go to each. Records no mapping covers are named by instrument id.
         """
-        day = pl.col("datetime").dt.date()
-        named = frame.join(self._mapping, on="instrument_id", how="inner").filter(
-            (day >= pl.col("start")) & (day < pl.col("end"))
+        columns = ["symbol", "datetime", *_PRICES, "volume", "__row"]
+        day = frame["datetime"].dt.date()
+        lo, hi = day.min(), day.max()
+        live = self._mapping.filter((pl.col("start") <= hi) & (pl.col("end") > lo))
+        if live["instrument_id"].is_unique().all() and (
+            ((live["start"] <= lo) & (live["end"] > hi)).all()
+        ):
+            # Each instrument has one symbol for the whole batch: a lookup, not a join.
+            ids = frame["instrument_id"]
+            names = ids.replace_strict(
+                live["instrument_id"], live["symbol"], default=None, return_dtype=pl.String
+            )
+            return frame.with_columns(symbol=names.fill_null(ids.cast(pl.String))).select(columns)
+        when = pl.col("datetime").dt.date()
+        named = frame.join(live, on="instrument_id", how="inner").filter(
+            (when >= pl.col("start")) & (when < pl.col("end"))
         )
         unnamed = frame.join(named.select("__row"), on="__row", how="anti").with_columns(
             symbol=pl.col("instrument_id").cast(pl.String)
         )
-        columns = ["symbol", "datetime", *_PRICES, "volume", "__row"]
         both = pl.concat([named.select(columns), unnamed.select(columns)])
         return both.sort("__row", "symbol") if unnamed.height and named.height else both
 

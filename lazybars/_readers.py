@@ -154,7 +154,7 @@ def _csv_lines(
         data = stream.read(block_bytes)
         cut = len(data) if not data else data.rfind(b"\n") + 1
         body, carry = carry + data[:cut], data[cut:] if data else b""
-        if body.strip():
+        if body and not body.isspace():
             frame = _parse_csv(
                 header, body, separator, schema or numbers, path, line, schema is None
             )
@@ -242,6 +242,7 @@ class _Shape:
     renames: dict[str, str]
     time: str
     epoch_unit: str | None
+    time_format: str | None
     fixed_point: bool
     timestep: Timestep | None
     tz: str | None
@@ -274,9 +275,11 @@ class _Shape:
                     "coarser: ingest the .dbn file (its 1s bars are aggregated to minutes)"
                 )
                 raise SchemaError(msg)
-        unit = None
+        unit = fmt = None
         if time is not None and named[time].dtype.is_numeric():
             unit = _epoch_unit(named[time])
+        elif time is not None and named[time].dtype == pl.String:
+            fmt = _time_format(named[time])
         fixed = databento and all(
             named[lower[c]].dtype.is_integer() for c in PRICE_COLUMNS if c in lower
         )
@@ -288,13 +291,19 @@ class _Shape:
             raise SchemaError(msg)
         drop = tuple(lower[c] for c in _DATABENTO_META if databento and c in lower)
         day_tz = tz if timestep is not None and timestep.is_day else None
-        return cls(renames, time or "", unit, fixed, timestep, day_tz, drop)
+        return cls(renames, time or "", unit, fmt, fixed, timestep, day_tz, drop)
 
     def apply(self, frame: pl.DataFrame, word: str, nbytes: int, stem: str) -> Batch:
         frame = frame.rename(self.renames).drop(self.drop)
         if self.time and self.epoch_unit is not None:
             dtype = frame[self.time].dtype
             frame = frame.with_columns(_from_epoch(pl.col(self.time), self.epoch_unit, dtype))
+        elif self.time_format is not None and frame[self.time].dtype == pl.String:
+            text = frame[self.time]
+            parsed = text.str.to_datetime(self.time_format, time_unit="ns", strict=False)
+            # Anything the file's format does not parse stays text: normalize() names it.
+            if parsed.null_count() == text.null_count():
+                frame = frame.with_columns(parsed)
         if self.fixed_point:
             # numpy: correctly rounded (polars multiplies by the scale's reciprocal).
             prices = [c for c in frame.columns if c.lower() in PRICE_COLUMNS]
@@ -313,6 +322,31 @@ class _Shape:
 
 
 _TIME = ("datetime", "timestamp", "ts_event", "date", "time")
+
+
+# Tried in turn on a file's first times; the first that reads them all as polars' own
+# format inference does is used for the whole file (inference per value is ~10x slower).
+_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+
+
+def _time_format(col: pl.Series) -> str | None:
+    sample = col.drop_nulls().head(1000)
+    inferred = sample.str.to_datetime(time_unit="ns", strict=False)
+    if sample.is_empty() or inferred.null_count():
+        return None
+    for fmt in _TIME_FORMATS:
+        parsed = sample.str.to_datetime(fmt, time_unit="ns", strict=False)
+        if parsed.null_count() == 0 and parsed.equals(inferred):
+            return fmt
+    return None
 
 
 def _epoch_unit(col: pl.Series) -> str:

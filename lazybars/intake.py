@@ -212,8 +212,10 @@ class _Source:
     def add(self, batch: Batch) -> None:
         frame = batch.frame
         if isinstance(frame, pl.DataFrame) and "symbol" in frame.columns:
-            groups = frame.partition_by("symbol", maintain_order=True, include_key=False)
-            names = [str(g) for g in frame["symbol"].unique(maintain_order=True)]
+            # Categorical: the split hashes a few symbols, not every row's string.
+            by = frame.with_columns(pl.col("symbol").cast(pl.String).cast(pl.Categorical))
+            split = by.partition_by("symbol", maintain_order=True, include_key=False, as_dict=True)
+            names, groups = [str(k[0]) for k in split], list(split.values())
         else:
             groups, names = [frame], [batch.symbol or "bars"]
         self._check_override(names)
