@@ -94,19 +94,7 @@ def info(
         rows = table.with_columns(pl.col("first", "last").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
         typer.echo(json.dumps(rows.to_dicts(), indent=2))
         return
-    out = Table(title=f"{store}: {table.height} files", title_justify="left")
-    for name in ("symbol", "timestep", "rows", "first (UTC)", "last (UTC)", "bytes"):
-        out.add_column(name, justify="left" if name in ("symbol", "timestep") else "right")
-    for row in table.iter_rows(named=True):
-        out.add_row(
-            row["symbol"],
-            row["timestep"],
-            f"{row['rows']:,}",
-            f"{row['first']:%Y-%m-%d %H:%M}",
-            f"{row['last']:%Y-%m-%d %H:%M}",
-            _size(row["bytes"]),
-        )
-    console.print(out)
+    _print_frame(f"{store}: {table.height} catalog files", table)
 
 
 _COLUMNS = (
@@ -150,20 +138,29 @@ def _symbols(values: list[str]) -> str | dict[str, str] | None:
 
 
 def _print_summary(summary: pl.DataFrame, store: Path, append: bool) -> None:
-    title = f"{'appended to' if append else 'written to'} {store}"
+    _print_frame(f"{'appended to' if append else 'written to'} {store}", summary)
+
+
+_HEADERS = {"first": "first (UTC)", "last": "last (UTC)"}
+_CELLS = {
+    "rows": "{:,}".format,
+    "added": "{:+,}".format,
+    "first": "{:%Y-%m-%d %H:%M}".format,
+    "last": "{:%Y-%m-%d %H:%M}".format,
+}
+
+
+def _print_frame(title: str, frame: pl.DataFrame) -> None:
     out = Table(title=title, title_justify="left")
-    for name in ("symbol", "timestep", "rows", "added", "first (UTC)", "last (UTC)", "sources"):
-        out.add_column(name, justify="left" if name in ("symbol", "timestep") else "right")
-    for row in summary.iter_rows(named=True):
-        out.add_row(
-            row["symbol"],
-            row["timestep"],
-            f"{row['rows']:,}",
-            f"{row['added']:+,}",
-            f"{row['first']:%Y-%m-%d %H:%M}",
-            f"{row['last']:%Y-%m-%d %H:%M}",
-            str(row["sources"]),
+    for name in frame.columns:
+        justify = "left" if name in ("symbol", "timestep") else "right"
+        out.add_column(_HEADERS.get(name, name), justify=justify)
+    for row in frame.iter_rows():
+        cells = (
+            _size(v) if n == "bytes" else _CELLS.get(n, str)(v)
+            for n, v in zip(frame.columns, row, strict=True)
         )
+        out.add_row(*cells)
     console.print(out)
 
 

@@ -29,7 +29,7 @@ from lazybars._readers import OHLCV_RTYPES, Batch
 from lazybars.errors import SchemaError
 from lazybars.timestep import Timestep
 
-__all__ = ["is_dbn", "read_dbn"]
+__all__ = ["RECORD", "is_dbn", "read_dbn"]
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PREFIX = struct.Struct("<3sBI")  # b"DBN", version, metadata length
@@ -47,6 +47,8 @@ _FIELDS = [
     ("close", "<i8"),
     ("volume", "<u8"),
 ]
+RECORD = np.dtype(_FIELDS)
+"""An OHLCV record (56 bytes; with ``ts_out``, 8 more for the send time)."""
 _UNDEF_PRICE = 2**63 - 1
 _PRICE_SCALE = 1e9
 _PRICES = ("open", "high", "low", "close")

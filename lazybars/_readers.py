@@ -137,6 +137,8 @@ def _csv_lines(
     # ~50 bytes a line: a block holds about batch_rows lines, and is at most 16 MiB.
     block_bytes = min(max(1 << 16, batch_rows * 50), 1 << 24)
     header, _, carry = stream.read(block_bytes).partition(b"\n")
+    # Spreadsheet exports: a byte-order mark and Windows line ends.
+    header = header.removeprefix(b"\xef\xbb\xbf").rstrip(b"\r")
     if not header.strip():
         msg = f"{path}: the file is empty or has no header line; CSV files need a header"
         raise SchemaError(msg)

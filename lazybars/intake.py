@@ -97,7 +97,7 @@ def ingest_into(
     >>> lb.synth.minute_bars("MES").write_csv(f"{folder}/MES.csv")
     >>> summary = lb.ingest_into(f"{folder}/catalog", f"{folder}/MES.csv")
     >>> summary.select("symbol", "timestep", "rows").rows()
-    [('MES', '1m', 4290)]
+    [('MES', '1m', 8543)]
     """
     if not isinstance(store, BarStore):
         store = BarStore(store)

@@ -197,7 +197,7 @@ class BarStore:
         >>> import lazybars as lb
         >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
         >>> store.info().select("symbol", "timestep", "rows").rows()
-        [('MES', '1m', 4290)]
+        [('MES', '1m', 8543)]
         """
         rows = []
         for symbol, timestep in sorted(self._keys()):

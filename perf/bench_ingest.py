@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 import lazybars as lb
+from lazybars._dbn import RECORD
 from perf._harness import Check, print_checks, print_table
 
 SYMBOLS = ("MES.c.0", "MNQ.c.0", "MYM.c.0", "M2K.c.0")
@@ -45,20 +46,6 @@ START_NS = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC
 MINUTE_NS = 60_000_000_000
 CHUNK = 1_000_000
 MiB = 2**20
-RECORD = np.dtype(
-    [
-        ("length", "u1"),
-        ("rtype", "u1"),
-        ("publisher_id", "<u2"),
-        ("instrument_id", "<u4"),
-        ("ts_event", "<u8"),
-        ("open", "<i8"),
-        ("high", "<i8"),
-        ("low", "<i8"),
-        ("close", "<i8"),
-        ("volume", "<u8"),
-    ]
-)
 
 
 # -- generated inputs -----------------------------------------------------------------------

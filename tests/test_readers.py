@@ -54,6 +54,18 @@ def test_yahoo_daily_csv(tmp_path: Path) -> None:
     assert got["volume"].to_list() == [82488700.0, 58414500.0, 71983600.0, 62303300.0, 59144500.0]
 
 
+def test_spreadsheet_csv_with_bom_and_windows_line_ends(tmp_path: Path) -> None:
+    text = "\ufeffDate;Open;High;Low;Close\r\n2024-01-02;1,5;2;1;1,75\r\n2024-01-03;2;3;1;2\r\n"
+    path = tmp_path / "X.csv"
+    path.write_bytes(text.replace(",", ".").encode("utf-8"))
+    lb.ingest_into(tmp_path / "cat", path, tz="Europe/Paris")
+    got = lb.BarStore(tmp_path / "cat").scan("X").collect()
+    assert got["close"].to_list() == [1.75, 2.0]
+    assert got["datetime"].to_list() == [
+        dt.datetime(2024, 1, d, tzinfo=ZoneInfo("Europe/Paris")) for d in (2, 3)
+    ]
+
+
 def test_naive_times_without_tz_say_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(lb.SchemaError, match=r"AAPL.csv .*naive timestamps; pass tz="):
         ingest(tmp_path, "AAPL.csv", "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n")
