@@ -22,7 +22,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -315,19 +315,13 @@ def _stored_rows(info: pl.DataFrame | None, key: _Key) -> int:
     return int(found[0]) if found.len() else 0
 
 
-@dataclass
-class _Buffer:
-    frames: list[pl.DataFrame] = field(default_factory=list)
-    rows: int = 0
-
-
 class _Spill:
     """Validated bars per key and source: in memory up to ``buffer_rows``, then on disk."""
 
     def __init__(self, store: BarStore, buffer_rows: int) -> None:
         self._store = store
         self._budget = max(buffer_rows, 1)
-        self._buffers: dict[tuple[_Key, str], _Buffer] = {}
+        self._buffers: dict[tuple[_Key, str], list[pl.DataFrame]] = {}
         self._parts: dict[_Key, list[Part]] = {}
         self._rows = 0
         self._folder: tempfile.TemporaryDirectory[str] | None = None
@@ -341,20 +335,18 @@ class _Spill:
             self._folder.cleanup()
 
     def add(self, key: _Key, bars: pl.DataFrame, source: str) -> None:
-        buffer = self._buffers.setdefault((key, source), _Buffer())
-        buffer.frames.append(bars)
-        buffer.rows += bars.height
+        self._buffers.setdefault((key, source), []).append(bars)
         self.sources.setdefault(key, set()).add(source)
         self._rows += bars.height
         if self._rows >= self._budget:
-            for (k, s), b in self._buffers.items():
-                self._parts.setdefault(k, []).append(self._to_disk(_joined(b.frames, s), s))
+            for (k, s), frames in self._buffers.items():
+                self._parts.setdefault(k, []).append(self._to_disk(_joined(frames, s), s))
             self._buffers.clear()
             self._rows = 0
 
     def parts(self) -> list[tuple[_Key, list[Part]]]:
-        for (key, source), buffer in self._buffers.items():
-            self._parts.setdefault(key, []).append(Part.of(_joined(buffer.frames, source), source))
+        for (key, source), frames in self._buffers.items():
+            self._parts.setdefault(key, []).append(Part.of(_joined(frames, source), source))
         self._buffers.clear()
         return sorted(self._parts.items())
 

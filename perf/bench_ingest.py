@@ -122,8 +122,10 @@ def _generate(folder: Path, rows: int) -> tuple[Path, Path]:
                         pl.Datetime("ns", "UTC")
                     ),
                     "symbol": names.gather(chunk["instrument_id"].astype(np.int64) - 100),
+                    # numpy's division is correctly rounded (polars' is not): the
+                    # CSV holds the decimal prices the DBN's fixed-point ones stand for.
                     **{
-                        p: pl.Series(chunk[p]).cast(pl.Float64) / 1e9
+                        p: chunk[p].astype(np.float64) / 1e9
                         for p in ("open", "high", "low", "close")
                     },
                     "volume": chunk["volume"].astype(np.int64),
