@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,9 +73,10 @@ _EPOCH_UNITS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 @dataclass(frozen=True)
 class Batch:
     """Rows of one source: a time column, OHLC(V) and extras, an optional ``symbol``
-    column, and ``__row``, each row's number in the source (``word``: lines, records...)."""
+    column, and ``__row``, each row's number in the source (``word``: lines, records...).
+    A lumibot ``Data`` batch is its pandas frame as it is (no ``__row``)."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | pd.DataFrame
     word: str
     nbytes: int
     timestep: Timestep | None = None
