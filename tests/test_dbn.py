@@ -7,7 +7,6 @@ dicts for symbology), never from lazybars.
 
 from __future__ import annotations
 
-import builtins
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -359,19 +358,3 @@ def test_appending_a_differing_overlap_names_the_bar(tmp_path: Path, catalog: Pa
         catalog, files.write(tmp_path / "x.dbn", head, recs), r"overlapping bars differ"
     )
     assert "2024-01-02 14:33:00" in message
-
-
-def test_without_databento_dbn_the_message_says_how_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = one_symbol_file(tmp_path / "x.dbn")
-    real = builtins.__import__
-
-    def blocked(name: str, *args: object, **kwargs: object) -> object:
-        if name.startswith("databento_dbn"):
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", blocked)
-    with pytest.raises(lb.SchemaError, match=r"pip install 'lazybars\[databento\]'"):
-        lb.ingest_into(tmp_path / "cat", path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import importlib.util
 import types
 from pathlib import Path
@@ -217,3 +218,21 @@ def test_the_same_store_object_or_a_path(tmp_path: Path, bars: pl.DataFrame) -> 
 def test_safe_symbols(name: str, expected: str) -> None:
     assert safe_symbol(name) == expected
     assert lb.store.check_symbol(expected) == expected
+
+
+def test_dbn_without_its_extra_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs with or without databento-dbn: its import is blocked here."""
+    path = tmp_path / "x.dbn"
+    path.write_bytes(b"DBN\x03" + bytes(60))
+    real = builtins.__import__
+
+    def blocked(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("databento_dbn"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    with pytest.raises(lb.SchemaError, match=r"pip install 'lazybars\[databento\]'"):
+        lb.ingest_into(tmp_path / "cat", path)
