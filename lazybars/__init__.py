@@ -18,6 +18,7 @@ from lazybars.errors import (
     UnknownAsset,
     UnsortedBarsWarning,
 )
+from lazybars.intake import ingest_into
 from lazybars.query import Query
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -39,6 +40,7 @@ __all__ = [
     "Timestep",
     "UnknownAsset",
     "UnsortedBarsWarning",
+    "ingest_into",
     "reference",
     "sim",
     "strategies",

@@ -1,4 +1,4 @@
-"""The ``lazybars`` command line: ``lazybars demo``.
+"""The ``lazybars`` command line: ``lazybars demo``, ``ingest`` and ``info``.
 
 This is the only module that imports the CLI and terminal libraries (typer, rich).
 """
@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lazybars import sim, synth
+from lazybars._cli_catalog import info, ingest
 from lazybars.reference import PandasDataSource
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -27,6 +28,8 @@ from lazybars.strategies import MomentumStrategy
 # Markdown: docstrings are reflowed to the terminal's width, and brackets such as
 # 'lazybars[plot]' stay literal (rich markup would take them for style tags).
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown")
+app.command()(ingest)
+app.command()(info)
 console = Console()
 
 SYMBOLS = ("MES", "MNQ", "MYM")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +20,14 @@ import polars as pl
 
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
 
-__all__ = ["PRICE_COLUMNS", "TIME_COLUMNS", "normalize", "validate_zone", "write_parquet_atomic"]
+__all__ = [
+    "PRICE_COLUMNS",
+    "TIME_COLUMNS",
+    "RowNames",
+    "normalize",
+    "validate_zone",
+    "write_parquet_atomic",
+]
 
 TIME_COLUMNS = ("datetime", "timestamp", "ts_event", "date", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -27,6 +35,22 @@ _BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 # About a month of 24h minute bars per row group: a one-month window reads one or two groups.
 ROW_GROUP_ROWS = 32_768
 _SHOWN = 5
+
+
+@dataclass(frozen=True)
+class RowNames:
+    """How error messages name a frame's rows: a word, and each row's number in the
+    caller's terms (a file's line numbers, say); by default the frame's own positions."""
+
+    word: str = "rows"
+    numbers: pl.Series | None = None
+
+    def __call__(self, positions: list[int]) -> str:
+        shown = positions if self.numbers is None else [self.numbers[i] for i in positions]
+        return f"{self.word} {shown}"
+
+
+_POSITIONS = RowNames()
 
 
 def validate_zone(tz: str, *, argument: str = "tz") -> str:
@@ -44,12 +68,14 @@ def validate_zone(tz: str, *, argument: str = "tz") -> str:
     return tz
 
 
-def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.DataFrame:
+def normalize(
+    frame: Any, *, tz: str | None = None, stacklevel: int = 2, rows: RowNames = _POSITIONS
+) -> pl.DataFrame:
     """Validate ``frame`` and return canonical bars (see the module docstring).
 
-    Raises ``SchemaError`` for anything that cannot be repaired; warns with
-    ``UnsortedBarsWarning`` (at ``stacklevel``, counted from the caller) and sorts when the
-    bars are out of order.
+    Raises ``SchemaError`` for anything that cannot be repaired, naming rows as ``rows``
+    says; warns with ``UnsortedBarsWarning`` (at ``stacklevel``, counted from the caller)
+    and sorts when the bars are out of order.
     """
     if tz is not None:
         validate_zone(tz)
@@ -59,7 +85,7 @@ def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.D
         raise SchemaError(msg)
     renames, time_col = _canonical_names(df)
     df = df.rename(renames)
-    when = _parse_times(df[time_col], time_col, tz)
+    when = _parse_times(df[time_col], time_col, tz, rows)
     bars = [when.alias("datetime")]
     bars += [_numeric(df, name) for name in PRICE_COLUMNS]
     if "volume" in df.columns:
@@ -73,26 +99,26 @@ def normalize(frame: Any, *, tz: str | None = None, stacklevel: int = 2) -> pl.D
         if name != time_col and name not in _BAR_COLUMNS and _is_number(df[name].dtype)
     ]
     out = pl.DataFrame(bars + extras)
-    _check_values(out)
+    _check_values(out, rows)
     return _sorted_unique(out, stacklevel)
 
 
 def write_parquet_atomic(
-    frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None
+    frame: pl.DataFrame | pl.LazyFrame, path: Path, metadata: dict[str, str] | None = None
 ) -> None:
     """Write ``frame`` to ``path`` so that readers see the old file or the new one, never a mix.
 
     The bytes go to a hidden temporary file in the same directory (same file system, so the
     final ``os.replace`` is an atomic rename), are flushed to disk, and only then replace
-    ``path``. On any failure the temporary file is removed and ``path`` is untouched.
+    ``path``. On any failure the temporary file is removed and ``path`` is untouched. A
+    LazyFrame is streamed into the file (polars' streaming sink), never held whole.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            frame.write_parquet(
-                fh, row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=metadata
-            )
+            write = frame.sink_parquet if isinstance(frame, pl.LazyFrame) else frame.write_parquet
+            write(fh, row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=metadata)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -166,15 +192,15 @@ def _canonical_names(df: pl.DataFrame) -> tuple[dict[str, str], str]:
     return renames, time_col
 
 
-def _parse_times(col: pl.Series, name: str, tz: str | None) -> pl.Series:
+def _parse_times(col: pl.Series, name: str, tz: str | None, rows: RowNames) -> pl.Series:
     if col.dtype == pl.String:
         parsed = col.str.to_datetime(time_unit="ns", strict=False)
         bad = col.is_not_null() & parsed.is_null()
         if bad.any():
-            rows = bad.arg_true().head(_SHOWN).to_list()
+            at = bad.arg_true().head(_SHOWN).to_list()
             msg = (
-                f"column {name!r} has times that cannot be parsed at rows {rows} "
-                f"(e.g. {col[rows[0]]!r}); use ISO 8601 strings or real datetimes"
+                f"column {name!r} has times that cannot be parsed at {rows(at)} "
+                f"(e.g. {col[at[0]]!r}); use ISO 8601 strings or real datetimes"
             )
             raise SchemaError(msg)
         col = parsed
@@ -184,8 +210,8 @@ def _parse_times(col: pl.Series, name: str, tz: str | None) -> pl.Series:
         msg = f"time column {name!r} has dtype {col.dtype}; give datetimes or ISO 8601 strings"
         raise SchemaError(msg)
     if col.null_count():
-        rows = col.is_null().arg_true().head(_SHOWN).to_list()
-        msg = f"time column {name!r} has missing values at rows {rows}; drop or fill those rows"
+        at = col.is_null().arg_true().head(_SHOWN).to_list()
+        msg = f"time column {name!r} has missing values at {rows(at)}; drop or fill those rows"
         raise SchemaError(msg)
     try:
         col = col.cast(pl.Datetime("ns", col.dtype.time_zone))
@@ -225,20 +251,20 @@ def _numeric(df: pl.DataFrame, name: str) -> pl.Series:
     return col.cast(pl.Float64)
 
 
-def _check_values(bars: pl.DataFrame) -> None:
+def _check_values(bars: pl.DataFrame, rows: RowNames) -> None:
     for name in _BAR_COLUMNS:
         col = bars[name]
         bad = col.is_null() | ~col.is_finite()
         if name == "volume":
             bad = bad | (col < 0)
         if bad.any():
-            rows = bad.arg_true().head(_SHOWN).to_list()
+            at = bad.arg_true().head(_SHOWN).to_list()
             kind = (
                 "missing, NaN, infinite or negative"
                 if name == "volume"
                 else "missing, NaN or infinite"
             )
-            msg = f"column {name!r} has {kind} values at rows {rows}; drop or repair those bars"
+            msg = f"column {name!r} has {kind} values at {rows(at)}; drop or repair those bars"
             raise SchemaError(msg)
 
 

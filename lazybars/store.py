@@ -18,11 +18,12 @@ import stat
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lazybars._merge import Part, merge
 from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
 from lazybars.ingest import PRICE_COLUMNS, normalize, validate_zone, write_parquet_atomic
 from lazybars.query import Query, QuerySource
@@ -36,6 +37,7 @@ _FORMAT = 1
 _FORBIDDEN = ("/", "\\", "\x00")
 _MAX_SYMBOL = 128
 _MAX_SYMBOL_BYTES = 200
+_MODES = ("replace", "append")
 
 
 def check_symbol(symbol: Any) -> str:
@@ -108,34 +110,110 @@ class BarStore:
         return store
 
     def write(
-        self, symbol: str, frame: Any, timestep: str = "minute", tz: str | None = None
+        self,
+        symbol: str,
+        frame: Any,
+        timestep: str = "minute",
+        tz: str | None = None,
+        *,
+        mode: Literal["replace", "append"] = "replace",
     ) -> None:
         """Validate ``frame`` and store it as the bars of ``symbol`` at ``timestep``.
 
         ``frame`` is a pandas DataFrame (DatetimeIndex or a time column) or a polars
-        DataFrame; naive times need ``tz=``, the zone they are written in. The write is
-        atomic: on any error the store's previous bars are unchanged.
+        DataFrame; naive times need ``tz=``, the zone they are written in. ``mode="replace"``
+        replaces what is stored; ``mode="append"`` adds the bars to the stored ones, where
+        bars with the same start as a stored bar must equal it exactly (the stored zone and
+        columns are kept). The write is atomic: on any error the store's previous bars are
+        unchanged.
 
         Raises
         ------
         SchemaError
-            Bars that cannot be stored (the message names the column or rows).
+            Bars that cannot be stored (the message names the column or rows), or appended
+            bars that differ from stored ones (the message names the first).
         InvalidRequest
-            A bad symbol, timestep or zone name.
+            A bad symbol, timestep, zone name or mode.
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-04")
+        >>> store = lb.BarStore.from_frames({"MES": bars[:500]})
+        >>> store.write("MES", bars[400:], mode="append")  # 100 bars overlap, identically
+        >>> store.scan("MES").collect().equals(bars)
+        True
         """
-        self._write(symbol, frame, timestep, tz, stacklevel=4)
+        if mode not in _MODES:
+            msg = f"mode must be 'replace' or 'append', got {mode!r}"
+            raise InvalidRequest(msg)
+        self._write(symbol, frame, timestep, tz, stacklevel=4, append=mode == "append")
 
     def _write(
-        self, symbol: str, frame: Any, timestep: str, tz: str | None, stacklevel: int
+        self,
+        symbol: str,
+        frame: Any,
+        timestep: str,
+        tz: str | None,
+        stacklevel: int,
+        *,
+        append: bool = False,
     ) -> None:
         # `stacklevel` points an UnsortedBarsWarning at the user's call, counted from here.
         key = (check_symbol(symbol), Timestep.parse(timestep))
         bars = normalize(frame, tz=tz, stacklevel=stacklevel)
+        self._put(*key, self._plan(*key, [Part.of(bars, "the new bars")], append=append))
+
+    # Hooks for bulk ingestion (lazybars.intake), which plans every symbol before it writes
+    # any: parts may be lazy scans of spilled chunks, streamed into the catalog file.
+    def _plan(self, symbol: str, timestep: Timestep, parts: list[Part], *, append: bool) -> Part:
+        """The union of ``parts``, and of the stored bars when appending (checked, unwritten)."""
+        if append and (symbol, timestep) in self._keys():
+            parts = [self._stored(symbol, timestep), *parts]
+        return merge(parts)
+
+    def _put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
+        """Store ``bars`` as the bars of ``symbol`` at ``timestep``, atomically."""
         if self._root is None:
-            self._frames[key] = bars
-        else:
-            manifest = _Manifest.of(bars).model_dump_json()
-            write_parquet_atomic(bars, self._path(*key), {_MANIFEST_KEY: manifest})
+            self._frames[(symbol, timestep)] = bars.lazy.collect().rechunk()
+            return
+        manifest = _Manifest(format=_FORMAT, rows=bars.rows, first=bars.first, last=bars.last)
+        meta = {_MANIFEST_KEY: manifest.model_dump_json()}
+        write_parquet_atomic(bars.bars, self._path(symbol, timestep), meta)
+
+    def _stored(self, symbol: str, timestep: Timestep) -> Part:
+        label = f"the stored bars of {symbol} at {timestep}"
+        if self._root is None:
+            return Part.of(self._frames[(symbol, timestep)], label)
+        rows, first, last = _parquet_manifest(self._path(symbol, timestep))
+        return Part(self._read(symbol, timestep), rows, first, last, (label,))
+
+    def info(self) -> pl.DataFrame:
+        """What the store holds: a row per symbol and timestep, with ``rows``, the ``first``
+        and ``last`` bar start (UTC) and ``bytes`` (the file's size, or the frame's).
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
+        >>> store.info().select("symbol", "timestep", "rows").rows()
+        [('MES', '1m', 8543)]
+        """
+        rows = []
+        for symbol, timestep in sorted(self._keys()):
+            stored = self._stored(symbol, timestep)
+            size = (
+                stored.bars.estimated_size()
+                if isinstance(stored.bars, pl.DataFrame)
+                else self._path(symbol, timestep).stat().st_size
+            )
+            rows.append((symbol, str(timestep), stored.rows, stored.first, stored.last, size))
+        utc = pl.Datetime("ns", "UTC")
+        schema = dict.fromkeys(("symbol", "timestep"), pl.String) | dict.fromkeys(
+            ("rows", "first", "last", "bytes"), pl.Int64
+        )
+        info = pl.DataFrame(rows, schema=schema, orient="row")
+        return info.with_columns(pl.col("first", "last").cast(utc))
 
     def symbols(self, timestep: str | None = None) -> list[str]:
         """The stored symbols (at ``timestep`` only, when given), sorted."""
@@ -292,11 +370,6 @@ class _Manifest(BaseModel):
     first: int
     last: int
 
-    @classmethod
-    def of(cls, bars: pl.DataFrame) -> _Manifest:
-        when = bars["datetime"].dt.epoch("ns")
-        return cls(format=_FORMAT, rows=bars.height, first=int(when[0]), last=int(when[-1]))
-
 
 def _check_file(path: Path) -> pl.Schema:
     """The file's schema, after checking that it holds bars lazybars can read."""
@@ -334,6 +407,12 @@ def _validated_schema(path: Path, inode: int, mtime_ns: int, size: int) -> pl.Sc
 
 
 def _parquet_bounds(path: Path) -> tuple[int, int]:
+    _, first, last = _parquet_manifest(path)
+    return first, last
+
+
+def _parquet_manifest(path: Path) -> tuple[int, int, int]:
+    """The rows, first and last bar start (int64 ns) of a catalog file."""
     _check_file(path)
     try:
         raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
@@ -351,10 +430,10 @@ def _parquet_bounds(path: Path) -> tuple[int, int]:
                 f"catalog file {path} has a damaged manifest ({exc}); rewrite it with store.write()"
             )
             raise SchemaError(msg) from None
-        return manifest.first, manifest.last
+        return manifest.rows, manifest.first, manifest.last
     # A file written by other tools: read the time column once.
     when = pl.read_parquet(path, columns=["datetime"])["datetime"].dt.epoch("ns")
     if when.is_empty():
         msg = f"catalog file {path} holds no bars; rewrite it with store.write()"
         raise SchemaError(msg)
-    return int(when.min()), int(when.max())
+    return when.len(), int(when.min()), int(when.max())

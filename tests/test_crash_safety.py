@@ -29,25 +29,28 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="Linux only: SIGKILL, select() on pipes"
 )
 
+# Writes its two frames in turn; with "append", the second is appended to the first.
 WRITER = """
 import sys
 import polars as pl
 import lazybars as lb
 
-root, symbol, first, second = sys.argv[1:5]
+root, symbol, first, second, how = sys.argv[1:6]
 versions = [pl.read_parquet(first), pl.read_parquet(second)]
 store = lb.BarStore(root)
 sys.stdout.write("ready\\n")
 sys.stdout.flush()
 i = 0
 while True:
-    store.write(symbol, versions[i % 2])
+    mode = "append" if how == "append" and i % 2 else "replace"
+    store.write(symbol, versions[i % 2], mode=mode)
     i += 1
 """
 
 ROUNDS = 8  # each round starts two writer processes and kills both
 SYMBOLS = ("SYM", "ALT")
 MAX_KILL_DELAY = 0.35  # seconds after a writer is ready
+NY = "America/New_York"
 
 
 def versions() -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -60,9 +63,18 @@ def versions() -> tuple[pl.DataFrame, pl.DataFrame]:
     )
 
 
-def launch_writer(root: Path, symbol: str, a: Path, b: Path) -> subprocess.Popen[bytes]:
+def appended_versions() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(A, the bars appended to A, B = their union): the append overlaps A by 100 bars."""
+    full = lb.synth.minute_bars("V", "2024-01-01", "2024-01-20", session="24h", gaps=0.01)
+    cut = full.height // 2
+    return full[:cut], full[cut - 100 :], full
+
+
+def launch_writer(
+    root: Path, symbol: str, a: Path, b: Path, how: str = "replace"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(root), symbol, str(a), str(b)],
+        [sys.executable, "-c", WRITER, str(root), symbol, str(a), str(b), how],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -120,12 +132,18 @@ def read_all(root: Path, a: pl.DataFrame, b: pl.DataFrame, seen: Counter[str]) -
         seen[which(frame, a, b)] += 1
 
 
-def test_sigkilled_writers_never_expose_a_partial_file(tmp_path: Path) -> None:
-    a, b = versions()
+@pytest.mark.parametrize("how", ["replace", "append"])
+def test_sigkilled_writers_never_expose_a_partial_file(tmp_path: Path, how: str) -> None:
+    """Replacing: readers see A or B. Appending B's newer bars to A: readers see A or A+new."""
     files = tmp_path / "versions"
     files.mkdir()
+    if how == "append":
+        a, appended, b = appended_versions()
+        appended.write_parquet(files / "b.parquet")
+    else:
+        a, b = versions()
+        b.write_parquet(files / "b.parquet")
     a.write_parquet(files / "a.parquet")
-    b.write_parquet(files / "b.parquet")
     root = tmp_path / "catalog"
     store = lb.BarStore(root)
     for symbol in SYMBOLS:
@@ -139,7 +157,7 @@ def test_sigkilled_writers_never_expose_a_partial_file(tmp_path: Path) -> None:
     leftovers = 0
     for _ in range(ROUNDS):
         writers = [
-            launch_writer(root, symbol, files / "a.parquet", files / "b.parquet")
+            launch_writer(root, symbol, files / "a.parquet", files / "b.parquet", how)
             for symbol in SYMBOLS
         ]
         try:
@@ -216,3 +234,47 @@ def test_a_killed_first_write_leaves_no_symbol_or_a_complete_one(
     # The next write of NEW succeeds whatever the kill left behind.
     store.write("NEW", a)
     assert which(store.scan("NEW").collect(), a, b) == "A"
+
+
+INGEST = """
+import sys
+import lazybars as lb
+
+root, source = sys.argv[1:3]
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+lb.ingest_into(root, source, symbol="SYM", append=True, buffer_rows=20_000)
+sys.stdout.write("done\\n")
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.8, 1.5, 3.0])
+def test_a_killed_ingest_leaves_old_or_new_bars(tmp_path: Path, delay: float) -> None:
+    """``lazybars ingest --append`` killed at any moment: the symbol is old or old+new,
+    its spill folder and temporary files are hidden, and a new ingest succeeds."""
+    old, _, full = appended_versions()
+    new = full[old.height - 100 :]
+    root = tmp_path / "catalog"
+    lb.BarStore(root).write("SYM", old)
+    source = tmp_path / "new.csv"
+    new.write_csv(source)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INGEST, str(root), str(source)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_ready(proc)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        _, err = proc.communicate()
+    assert proc.returncode in (0, -signal.SIGKILL), err.decode()[-2000:]
+    store = lb.BarStore(root)
+    assert store.symbols() == ["SYM"]
+    got = store.scan("SYM").collect().with_columns(pl.col("datetime").dt.convert_time_zone(NY))
+    assert which(got, old, full) in ("A", "B")
+    assert all(n.startswith(".") for n in os.listdir(root) if n != "1m")
+    lb.ingest_into(root, source, symbol="SYM", append=True)
+    got = lb.BarStore(root).scan("SYM").collect()
+    assert got.with_columns(pl.col("datetime").dt.convert_time_zone(NY)).equals(full)

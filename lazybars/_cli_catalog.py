@@ -1,0 +1,171 @@
+"""``lazybars ingest`` and ``lazybars info``: the catalog commands of the CLI.
+
+Registered on the app by ``lazybars/cli.py``; like it, an outermost module (typer, rich).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lazybars.errors import LazyBarsError
+from lazybars.intake import ingest_into
+from lazybars.store import BarStore
+
+__all__ = ["info", "ingest"]
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def ingest(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files (.dbn, .dbn.zst, .csv, .csv.zst, .parquet) or folders of them.",
+            show_default=False,
+        ),
+    ],
+    store: Annotated[Path, typer.Option(help="Catalog directory; created if missing.")],
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Catalog symbol of a one-symbol source, or SOURCE=NAME to rename "
+            "(repeatable). Default: the file's symbols, else its name."
+        ),
+    ] = None,
+    timestep: Annotated[
+        str | None,
+        typer.Option(help="Bar size, e.g. 1m or day. Default: as the file says, or inferred."),
+    ] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option(help="Zone of naive times and of DataBento day bars' dates."),
+    ] = None,
+    append: Annotated[
+        bool,
+        typer.Option(
+            "--append",
+            help="Add to the stored bars (overlaps must be identical); "
+            "default: replace the symbols read.",
+        ),
+    ] = False,
+) -> None:
+    """Read vendor files into a catalog: DataBento DBN, CSV, parquet."""
+    try:
+        renames = _symbols(symbol or [])
+        with Progress(*_COLUMNS, console=console, transient=True) as bar:
+            summary = ingest_into(
+                store,
+                *sources,
+                symbol=renames,
+                timestep=timestep,
+                tz=tz,
+                append=append,
+                progress=_Reporter(bar),
+            )
+    except LazyBarsError as exc:
+        errors.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(code=1) from None
+    _print_summary(summary, store, append)
+
+
+def info(
+    store: Annotated[Path, typer.Argument(help="Catalog directory.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show what a catalog holds: rows, first and last bar, bytes per symbol and timestep."""
+    if not store.is_dir():
+        errors.print(f"error: no catalog directory at {store}", style="red", markup=False)
+        raise typer.Exit(code=1)
+    try:
+        table = BarStore(store).info()
+    except LazyBarsError as exc:
+        errors.print(f"error: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        rows = table.with_columns(pl.col("first", "last").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
+        typer.echo(json.dumps(rows.to_dicts(), indent=2))
+        return
+    _print_frame(f"{store}: {table.height} catalog files", table)
+
+
+_COLUMNS = (
+    TextColumn("{task.description:<8}"),
+    BarColumn(),
+    TextColumn("{task.fields[shown]}"),
+    TimeRemainingColumn(),
+)
+
+
+class _Reporter:
+    """Turns ``ingest_into`` progress calls into two bars: input bytes, catalog files."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "read":
+            shown = f"{_size(done)} of {_size(total)}"
+        else:
+            shown = f"{done:,} of {total:,} catalog files"
+        if stage not in self._tasks:
+            label = "reading" if stage == "read" else "writing"
+            self._tasks[stage] = self._bar.add_task(label, total=total, shown=shown)
+        self._bar.update(self._tasks[stage], completed=done, total=total, shown=shown)
+
+
+def _symbols(values: list[str]) -> str | dict[str, str] | None:
+    if not values:
+        return None
+    pairs = [v.partition("=") for v in values]
+    if len(values) == 1 and not pairs[0][1]:
+        return values[0]
+    if any(not sep for _, sep, _ in pairs):
+        errors.print(
+            "error: several --symbol options must each be SOURCE=NAME renames", style="red"
+        )
+        raise typer.Exit(code=2)
+    return {src: dst for src, _, dst in pairs}
+
+
+def _print_summary(summary: pl.DataFrame, store: Path, append: bool) -> None:
+    _print_frame(f"{'appended to' if append else 'written to'} {store}", summary)
+
+
+_HEADERS = {"first": "first (UTC)", "last": "last (UTC)"}
+_CELLS = {
+    "rows": "{:,}".format,
+    "added": "{:+,}".format,
+    "first": "{:%Y-%m-%d %H:%M}".format,
+    "last": "{:%Y-%m-%d %H:%M}".format,
+}
+
+
+def _print_frame(title: str, frame: pl.DataFrame) -> None:
+    out = Table(title=title, title_justify="left")
+    for name in frame.columns:
+        justify = "left" if name in ("symbol", "timestep") else "right"
+        out.add_column(_HEADERS.get(name, name), justify=justify)
+    for row in frame.iter_rows():
+        cells = (
+            _size(v) if n == "bytes" else _CELLS.get(n, str)(v)
+            for n, v in zip(frame.columns, row, strict=True)
+        )
+        out.add_row(*cells)
+    console.print(out)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} B"
+    exponent = min(3, (n.bit_length() - 1) // 10)
+    return f"{n / 1024**exponent:,.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"

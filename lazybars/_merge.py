@@ -1,0 +1,167 @@
+"""Merging canonical bars from several parts (stored bars, new frames, spilled chunks).
+
+A part is canonical bars (sorted, unique starts) with its row count and first/last start
+known up front, so that a merge is planned from those bounds alone: parts that do not
+overlap are concatenated in time order (a streaming concat, bounded memory), and only
+the rows inside an overlap are ever collected, to check them.
+
+The rule for an overlap: bars with the same start must be identical in every column (the
+union keeps one copy); a bar that differs is a ``SchemaError`` naming it. Within one
+source, two bars with the same start are duplicates and always an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import polars as pl
+
+from lazybars.errors import SchemaError
+
+__all__ = ["Part", "merge"]
+
+_NEW = "__new"
+
+
+@dataclass(frozen=True)
+class Part:
+    """Canonical bars with their bounds, and where they came from (for messages).
+
+    ``sources`` names the inputs the bars came from; ``bars`` is an in-memory frame or a
+    lazy scan.
+    """
+
+    bars: pl.DataFrame | pl.LazyFrame
+    rows: int
+    first: int
+    last: int
+    sources: tuple[str, ...]
+
+    @classmethod
+    def of(cls, bars: pl.DataFrame, source: str) -> Part:
+        """A part holding the in-memory canonical ``bars`` (at least one row)."""
+        when = bars["datetime"].dt.epoch("ns")
+        return cls(bars, bars.height, int(when[0]), int(when[-1]), (source,))
+
+    @property
+    def lazy(self) -> pl.LazyFrame:
+        return self.bars.lazy()
+
+    @property
+    def schema(self) -> pl.Schema:
+        return self.bars.collect_schema()
+
+    @property
+    def label(self) -> str:
+        return ", ".join(self.sources)
+
+
+def merge(parts: Sequence[Part]) -> Part:
+    """The union of ``parts`` as one part, in the zone and column order of the first.
+
+    Raises ``SchemaError`` when the parts' columns differ or overlapping bars disagree.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    parts = [first, *(_conform(p, first) for p in parts[1:])]
+    # Stable: on equal first starts the earlier part (the stored bars) leads.
+    ordered = sorted(parts, key=lambda p: p.first)
+    groups: list[Part] = []
+    for part in ordered:
+        if groups and part.first <= groups[-1].last:
+            groups[-1] = _fold(groups[-1], part)
+        else:
+            groups.append(part)
+    if len(groups) == 1:
+        return groups[0]
+    bars = pl.concat([g.lazy for g in groups], how="vertical")
+    return Part(
+        bars,
+        sum(g.rows for g in groups),
+        groups[0].first,
+        max(g.last for g in groups),
+        tuple(dict.fromkeys(s for g in groups for s in g.sources)),
+    )
+
+
+def _conform(part: Part, like: Part) -> Part:
+    """``part`` with ``like``'s zone, or a SchemaError if its columns differ."""
+    want, have = like.schema, part.schema
+    if list(want) != list(have):
+        msg = (
+            f"the columns differ: {part.label}: {list(have)}; {like.label}: {list(want)}; "
+            "bars of one symbol and timestep need the same columns: drop or add columns "
+            "(or replace the symbol instead of appending)"
+        )
+        raise SchemaError(msg)
+    retyped = [
+        f"{c} {have[c]} vs {want[c]}" for c in want if c != "datetime" and want[c] != have[c]
+    ]
+    if retyped:
+        msg = (
+            f"column types differ between {part.label} and {like.label} ({retyped}); "
+            "cast them to one type first (or replace the symbol instead of appending)"
+        )
+        raise SchemaError(msg)
+    zone = want["datetime"].time_zone
+    if have["datetime"].time_zone == zone:
+        return part
+    bars = part.lazy.with_columns(pl.col("datetime").dt.convert_time_zone(zone))
+    return replace(part, bars=bars)
+
+
+def _fold(acc: Part, part: Part) -> Part:
+    """Merge ``part`` into ``acc``, which it overlaps; only the overlap is collected."""
+    lo, hi = part.first, min(acc.last, part.last)
+    inside = pl.col("datetime").dt.epoch("ns").is_between(lo, hi)
+    columns = [c for c in acc.schema if c != "datetime"]
+    common = (
+        acc.lazy.filter(inside)
+        .join(part.lazy.filter(inside), on="datetime", how="inner", suffix=_NEW)
+        .sort("datetime")
+        .collect()
+    )
+    if common.height:
+        _check_identical(common, columns, acc, part)
+        keep = ~pl.col("datetime").is_in(common["datetime"].implode())
+        added = part.lazy.filter(keep)
+    else:
+        added = part.lazy
+    return Part(
+        acc.lazy.merge_sorted(added, "datetime"),
+        acc.rows + part.rows - common.height,
+        acc.first,
+        max(acc.last, part.last),
+        tuple(dict.fromkeys((*acc.sources, *part.sources))),
+    )
+
+
+def _check_identical(common: pl.DataFrame, columns: list[str], acc: Part, part: Part) -> None:
+    when = common["datetime"]
+    shared = set(acc.sources) & set(part.sources)
+    if shared:
+        msg = (
+            f"{sorted(shared)[0]} has {common.height} duplicate bars (the first starts at "
+            f"{when[0]}); each bar needs a unique start time: drop the duplicates"
+        )
+        raise SchemaError(msg)
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c + _NEW)) for c in columns)
+    differs = common.select(same.not_()).to_series()
+    if not differs.any():
+        return
+    i = int(differs.arg_true()[0])
+    row = common.row(i, named=True)
+    diffs = ", ".join(
+        f"{c} {row[c]!r} vs {row[c + _NEW]!r}"
+        for c in columns
+        if not (row[c] == row[c + _NEW] or (row[c] is None and row[c + _NEW] is None))
+    )
+    msg = (
+        f"{int(differs.sum())} of {common.height} overlapping bars differ; the first is the bar "
+        f"starting at {when[i]} ({acc.label} vs {part.label}: {diffs}); bars that overlap "
+        "stored or other bars must be identical: drop the overlap from the new data, or "
+        "replace the symbol instead of appending"
+    )
+    raise SchemaError(msg)

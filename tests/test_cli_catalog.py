@@ -1,0 +1,95 @@
+"""``lazybars ingest`` and ``lazybars info`` on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+import lazybars as lb
+from lazybars.cli import app
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def csv(path: Path, frame: pl.DataFrame) -> Path:
+    frame.write_csv(path)
+    return path
+
+
+def test_ingest_prints_a_summary_and_info_shows_the_catalog(tmp_path: Path) -> None:
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05")
+    a = csv(tmp_path / "MES.csv", bars)
+    b = csv(tmp_path / "mnq.csv", bars[:100])
+    code, out = run(
+        "ingest", str(a), str(b), "--store", str(tmp_path / "cat"), "--symbol", "mnq=MNQ"
+    )
+    assert code == 0, out
+    assert "MES" in out and "MNQ" in out and f"{bars.height:,}" in out
+    assert lb.BarStore(tmp_path / "cat").symbols() == ["MES", "MNQ"]
+
+    code, out = run("info", str(tmp_path / "cat"))
+    assert code == 0, out
+    assert "MES" in out and "1m" in out and f"{bars.height:,}" in out
+
+    code, out = run("info", str(tmp_path / "cat"), "--json")
+    assert code == 0, out
+    rows = json.loads(out)
+    first, last = (bars["datetime"][i].astimezone(dt.UTC) for i in (0, -1))
+    assert rows[0] == {
+        "symbol": "MES",
+        "timestep": "1m",
+        "rows": bars.height,
+        "first": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "last": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bytes": (tmp_path / "cat" / "1m" / "MES.parquet").stat().st_size,
+    }
+    assert rows[1]["symbol"] == "MNQ" and rows[1]["rows"] == 100
+
+
+def test_append_flag(tmp_path: Path) -> None:
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05")
+    root = str(tmp_path / "cat")
+    run("ingest", str(csv(tmp_path / "a.csv", bars[:300])), "--store", root, "--symbol", "MES")
+    b = csv(tmp_path / "b.csv", bars[200:])
+    code, out = run("ingest", str(b), "--store", root, "--symbol", "MES", "--append")
+    assert code == 0, out
+    assert f"+{bars.height - 300:,}" in out
+    got = lb.BarStore(root).scan("MES").collect()
+    assert got.select(pl.exclude("datetime")).equals(bars.select(pl.exclude("datetime")))
+
+
+def test_bad_input_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("datetime,open,high,close\n2024-01-02T09:30:00Z,1,2,1.5\n")
+    code, out = run("ingest", str(bad), "--store", str(tmp_path / "cat"))
+    assert code == 1
+    assert "error:" in out and "bad.csv" in out and "missing price column" in out
+    assert not (tmp_path / "cat" / "1m").exists()
+
+    code, out = run("ingest", str(tmp_path / "nope.csv"), "--store", str(tmp_path / "cat"))
+    assert code == 1 and "no such file or folder" in out
+
+    code, out = run("ingest", str(bad), "--store", str(tmp_path / "cat"), "--tz", "Mars/Base")
+    assert code == 1 and "not a known IANA time zone" in out
+
+
+def test_several_symbol_options_must_be_renames(tmp_path: Path) -> None:
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-03")
+    path = str(csv(tmp_path / "a.csv", bars))
+    code, out = run(
+        "ingest", path, "--store", str(tmp_path / "c"), "--symbol", "A", "--symbol", "B"
+    )
+    assert code == 2 and "SOURCE=NAME" in out
+
+
+def test_info_of_a_missing_catalog(tmp_path: Path) -> None:
+    code, out = run("info", str(tmp_path / "nothing"))
+    assert code == 1 and "no catalog directory" in out
+    assert not (tmp_path / "nothing").exists()

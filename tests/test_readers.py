@@ -1,0 +1,320 @@
+"""CSV and parquet files of the common shapes, ingested with ``lb.ingest_into``.
+
+Each file is written here as text (the vendor's own layout), and the expected bars are
+built by hand from the same values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import lazybars as lb
+
+NY = ZoneInfo("America/New_York")
+UTC = dt.UTC
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def ingest(tmp_path: Path, name: str, text: str, **kw) -> lb.BarStore:
+    path = tmp_path / name
+    path.write_text(text)
+    lb.ingest_into(tmp_path / "cat", path, **kw)
+    return lb.BarStore(tmp_path / "cat")
+
+
+def test_yahoo_daily_csv(tmp_path: Path) -> None:
+    text = (
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-01-02,187.15,188.44,183.89,185.64,184.94,82488700\n"
+        "2024-01-03,184.22,185.88,183.43,184.25,183.55,58414500\n"
+        "2024-01-04,182.15,183.09,180.88,181.91,181.22,71983600\n"
+        "2024-01-05,181.99,182.76,180.17,181.18,180.50,62303300\n"
+        "2024-01-08,182.09,185.60,181.50,185.56,184.86,59144500\n"
+    )
+    store = ingest(tmp_path, "AAPL.csv", text, tz="America/New_York")
+    assert store.symbols() == ["AAPL"] and store.timesteps("AAPL") == ["1d"]
+    got = store.scan("AAPL").collect()
+    assert got.columns == ["datetime", "open", "high", "low", "close", "volume", "adj_close"]
+    days = [2, 3, 4, 5, 8]
+    assert got["datetime"].to_list() == [dt.datetime(2024, 1, d, tzinfo=NY) for d in days]
+    assert got["close"].to_list() == [185.64, 184.25, 181.91, 181.18, 185.56]
+    assert got["adj_close"].to_list() == [184.94, 183.55, 181.22, 180.50, 184.86]
+    assert got["volume"].to_list() == [82488700.0, 58414500.0, 71983600.0, 62303300.0, 59144500.0]
+
+
+def test_spreadsheet_csv_with_bom_and_windows_line_ends(tmp_path: Path) -> None:
+    text = "\ufeffDate;Open;High;Low;Close\r\n2024-01-02;1,5;2;1;1,75\r\n2024-01-03;2;3;1;2\r\n"
+    path = tmp_path / "X.csv"
+    path.write_bytes(text.replace(",", ".").encode("utf-8"))
+    lb.ingest_into(tmp_path / "cat", path, tz="Europe/Paris")
+    got = lb.BarStore(tmp_path / "cat").scan("X").collect()
+    assert got["close"].to_list() == [1.75, 2.0]
+    assert got["datetime"].to_list() == [
+        dt.datetime(2024, 1, d, tzinfo=ZoneInfo("Europe/Paris")) for d in (2, 3)
+    ]
+
+
+def test_naive_times_without_tz_say_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(lb.SchemaError, match=r"AAPL.csv .*naive timestamps; pass tz="):
+        ingest(tmp_path, "AAPL.csv", "Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1.5\n")
+
+
+EPOCHS = {
+    "s": 1_704_205_800,
+    "ms": 1_704_205_800_000,
+    "us": 1_704_205_800_000_000,
+    "ns": 1_704_205_800_000_000_000,
+}
+
+
+@pytest.mark.parametrize("unit", EPOCHS)
+def test_alpaca_polygon_shape_with_epoch_times(tmp_path: Path, unit: str) -> None:
+    step = EPOCHS[unit] // 1_704_205_800 * 60
+    lines = ["t,o,h,l,c,v,vw,n"] + [
+        f"{EPOCHS[unit] + i * step},{100 + i},{101 + i},{99 + i},{100.5 + i},"
+        f"{1000 + i},{100.2 + i},{7 + i}"
+        for i in range(5)
+    ]
+    store = ingest(tmp_path, "SPY.csv", "\n".join(lines) + "\n")
+    got = store.scan("SPY").collect()
+    assert store.timesteps("SPY") == ["1m"]
+    assert got.columns == [
+        "datetime",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trade_count",
+    ]
+    start = dt.datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+    assert got["datetime"].to_list() == [start + dt.timedelta(minutes=i) for i in range(5)]
+    assert got["open"].to_list() == [100.0 + i for i in range(5)]
+    assert got["trade_count"].to_list() == [7 + i for i in range(5)]
+
+
+def test_iso_times_with_offsets_across_a_dst_change(tmp_path: Path) -> None:
+    text = (
+        "timestamp,open,high,low,close,volume\n"
+        "2024-03-08T16:00:00-05:00,1,2,0.5,1.5,10\n"
+        "2024-03-11T09:30:00-04:00,2,3,1.5,2.5,20\n"
+    )
+    got = ingest(tmp_path, "X.csv", text, timestep="1h").scan("X").collect()
+    assert got["datetime"].to_list() == [
+        dt.datetime(2024, 3, 8, 21, tzinfo=UTC),
+        dt.datetime(2024, 3, 11, 13, 30, tzinfo=UTC),
+    ]
+
+
+def test_lumibot_style_csv_with_tz(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-04")
+    naive = frame.with_columns(pl.col("datetime").dt.replace_time_zone(None))
+    (tmp_path / "MES.csv").write_text(naive.write_csv())
+    lb.ingest_into(tmp_path / "cat", tmp_path / "MES.csv", tz="America/New_York")
+    assert lb.BarStore(tmp_path / "cat").scan("MES").collect().equals(frame)
+
+
+def test_a_pandas_to_csv_round_trip_is_exact(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-09", extras=True)
+    frame.to_pandas().set_index("datetime").to_csv(tmp_path / "MES.csv")
+    lb.ingest_into(tmp_path / "cat", tmp_path / "MES.csv")
+    got = lb.BarStore(tmp_path / "cat").scan("MES").collect()
+    assert got.with_columns(pl.col("datetime").dt.convert_time_zone("America/New_York")).equals(
+        frame
+    )
+
+
+def test_a_symbol_column_splits_the_file(tmp_path: Path) -> None:
+    text = "ticker;window_start;open;high;low;close;volume\n" + "".join(
+        f"{s};{1_704_205_800_000_000_000 + i * 60_000_000_000};"
+        f"{p + i};{p + i + 1};{p + i - 1};{p + i};{i}\n"
+        for i in range(4)
+        for s, p in (("AAA", 10), ("BBB", 20))
+    )
+    store = ingest(tmp_path, "flat.csv", text)
+    assert store.symbols() == ["AAA", "BBB"]
+    assert store.scan("BBB").collect()["open"].to_list() == [20.0, 21.0, 22.0, 23.0]
+
+
+def test_timestep_is_inferred_from_the_common_spacing(tmp_path: Path) -> None:
+    times = [dt.datetime(2024, 1, 2, 9, 30) + dt.timedelta(minutes=5 * i) for i in range(20)]
+    times = times[:7] + times[9:]  # a gap does not change the spacing
+    lines = ["datetime,open,high,low,close"] + [f"{t.isoformat()},1,2,0.5,1.5" for t in times]
+    store = ingest(tmp_path, "X.csv", "\n".join(lines) + "\n", tz="America/New_York")
+    assert store.timesteps("X") == ["5m"]
+
+
+def test_odd_spacing_needs_a_timestep(tmp_path: Path) -> None:
+    lines = ["timestamp,open,high,low,close"] + [
+        f"{1_704_205_800 + 90 * i},1,2,0.5,1.5" for i in range(5)
+    ]
+    with pytest.raises(lb.InvalidRequest, match=r"90 s apart.*--timestep"):
+        ingest(tmp_path, "X.csv", "\n".join(lines) + "\n")
+    store = ingest(tmp_path, "X.csv", "\n".join(lines) + "\n", timestep="1m")
+    assert store.timesteps("X") == ["1m"]
+
+
+def test_compressed_csv(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-04")
+    with pa.CompressedOutputStream(str(tmp_path / "MES.csv.zst"), "zstd") as out:
+        out.write(frame.write_csv().encode())
+    lb.ingest_into(tmp_path / "cat", tmp_path / "MES.csv.zst")
+    got = lb.BarStore(tmp_path / "cat").scan("MES").collect()
+    assert got.with_columns(pl.col("datetime").dt.convert_time_zone("America/New_York")).equals(
+        frame
+    )
+
+
+def test_big_csv_in_many_blocks_names_the_line(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-02-01", session="24h", gaps=0)
+    text = frame.write_csv()
+    lines = text.splitlines()
+    line = 30_001  # a line number as an editor shows it (the header is line 1)
+    lines[line - 1] = lines[line - 1].replace(lines[line - 1].split(",")[0], "not a time")
+    (tmp_path / "MES.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        lb.SchemaError, match=rf"MES.csv \(MES\): .*cannot be parsed at lines \[{line}\]"
+    ):
+        lb.ingest_into(tmp_path / "cat", tmp_path / "MES.csv", buffer_rows=4000)
+    lines[line - 1] = text.splitlines()[line - 1]
+    (tmp_path / "MES.csv").write_text("\n".join(lines) + "\n")
+    lb.ingest_into(tmp_path / "cat", tmp_path / "MES.csv", buffer_rows=4000)
+    got = lb.BarStore(tmp_path / "cat").scan("MES").collect()
+    assert got.with_columns(pl.col("datetime").dt.convert_time_zone("America/New_York")).equals(
+        frame
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        (
+            "datetime,open,high,close\n2024-01-02T09:30:00Z,1,2,1.5\n",
+            r"missing price column\(s\) \['low'\]",
+        ),
+        (
+            "datetime,open,high,low,close\n2024-01-02T09:30:00Z,1,2,0.5,1.5\nyesterday,1,2,0.5,1.5\n",
+            r"cannot be parsed at lines \[3\]",
+        ),
+        (
+            "datetime,open,high,low,close\n2024-01-02T09:30:00Z,1,2,0.5,1.5\n2024-01-02T09:30:00Z,1,2,0.5,1.5\n",
+            r"share a timestamp",
+        ),
+        (
+            "datetime,open,high,low,close\n2024-01-02T09:30:00Z,1,2,0.5,\n",
+            r"'close' has missing.* at lines \[2\]",
+        ),
+        ("open,high,low,close\n1,2,0.5,1.5\n", r"no time column"),
+        ("", r"empty or has no header"),
+        (
+            "datetime,open,high,low,close\n2024-01-02T09:30:00Z,1,2,0.5,1.5\n2024-01-02T09:31:00Z,1,2,x,1.5\n",
+            r"'low' has dtype String|cannot parse",
+        ),
+    ],
+    ids=[
+        "missing-column",
+        "bad-time",
+        "duplicates",
+        "missing-price",
+        "no-time",
+        "empty",
+        "text-price",
+    ],
+)
+def test_bad_csv_names_file_and_fix_and_writes_nothing(
+    tmp_path: Path, text: str, pattern: str
+) -> None:
+    root = tmp_path / "cat"
+    lb.BarStore(root).write("BAD", lb.synth.minute_bars("BAD", "2024-01-02", "2024-01-03"))
+    before = snapshot(root)
+    (tmp_path / "BAD.csv").write_text(text)
+    with pytest.raises(lb.LazyBarsError, match=pattern) as err:
+        lb.ingest_into(root, tmp_path / "BAD.csv", timestep="1m")
+    assert str(tmp_path / "BAD.csv") in str(err.value)
+    assert snapshot(root) == before
+
+
+# -- DataBento exports ----------------------------------------------------------------------
+def test_databento_csv_export_with_fixed_point_prices(tmp_path: Path) -> None:
+    text = (
+        "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol\n"
+        + "".join(
+            f"{1_704_205_800_000_000_000 + i * 60_000_000_000},33,1,42,"
+            f"{4500_250000000 + i},{4501_000000000},{4499_000000000},{4500_500000000},{i},MESH4\n"
+            for i in range(3)
+        )
+    )
+    got = ingest(tmp_path, "glbx.ohlcv-1m.csv", text).scan("MESH4").collect()
+    assert got.columns == ["datetime", "open", "high", "low", "close", "volume"]
+    assert got["open"].to_list() == [4500.25, 4500.250000001, 4500.250000002]
+    assert got["high"].to_list() == [4501.0] * 3
+
+
+def test_databento_parquet_export(tmp_path: Path) -> None:
+    index = pd.date_range("2024-01-02 14:30", periods=4, freq="1h", tz="UTC", name="ts_event")
+    frame = pd.DataFrame(
+        {
+            "rtype": 34,
+            "publisher_id": 1,
+            "instrument_id": 42,
+            "open": [1.25, 2.5, 3.75, 4.0],
+            "high": 5.0,
+            "low": 0.5,
+            "close": 2.0,
+            "volume": [1, 2, 3, 4],
+            "symbol": ["MES.c.0", "MES.c.0", "MNQ.c.0", "MNQ.c.0"],
+        },
+        index=index,
+    )
+    frame.to_parquet(tmp_path / "glbx.parquet")
+    summary = lb.ingest_into(tmp_path / "cat", tmp_path / "glbx.parquet")
+    assert summary["timestep"].to_list() == ["1h", "1h"]
+    store = lb.BarStore(tmp_path / "cat")
+    got = store.scan("MNQ.c.0").collect()
+    assert got["datetime"].to_list() == list(index[2:].to_pydatetime())
+    assert got["open"].to_list() == [3.75, 4.0]
+    assert got.columns == ["datetime", "open", "high", "low", "close", "volume"]
+
+
+def test_databento_day_export_needs_tz_and_is_relabelled(tmp_path: Path) -> None:
+    text = (
+        "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol\n"
+        + "".join(
+            f"2024-01-0{d}T00:00:00.000000000Z,35,1,42,1.0,2.0,0.5,1.5,{d},ESH4\n"
+            for d in (2, 3, 4)
+        )
+    )
+    with pytest.raises(lb.SchemaError, match="pass tz="):
+        ingest(tmp_path, "d.csv", text)
+    got = ingest(tmp_path, "d.csv", text, tz="America/Chicago").scan("ESH4").collect()
+    chicago = ZoneInfo("America/Chicago")
+    assert got["datetime"].to_list() == [dt.datetime(2024, 1, d, tzinfo=chicago) for d in (2, 3, 4)]
+
+
+def test_a_non_ohlcv_databento_export_is_rejected(tmp_path: Path) -> None:
+    text = (
+        "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume\n"
+        "1,0,1,42,1,2,0.5,1.5,1\n"
+    )
+    with pytest.raises(lb.SchemaError, match="rtype 0, not OHLCV"):
+        ingest(tmp_path, "trades.csv", text)
+
+
+def test_plain_parquet_round_trip(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-09", extras=True)
+    frame.write_parquet(tmp_path / "MES.parquet", row_group_size=500)
+    lb.ingest_into(tmp_path / "cat", tmp_path / "MES.parquet", buffer_rows=1500)
+    assert lb.BarStore(tmp_path / "cat").scan("MES").collect().equals(frame)
