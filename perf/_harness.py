@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,21 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(width=130)
-
-
-def per_call_us(run: Callable[[], int], *, rounds: int = 7) -> float:
-    """Median over ``rounds`` of (wall time of ``run()``) / (the call count it returns), in us."""
-    run()  # warm: loads, caches, first-touch page faults
-    samples = []
-    for _ in range(rounds):
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            calls = run()
-            samples.append((time.perf_counter() - t0) / calls * 1e6)
-        finally:
-            gc.enable()
-    return statistics.median(samples)
 
 
 def each(fn: Callable[[Any], object], args: Sequence[Any]) -> Callable[[], int]:
@@ -50,10 +35,54 @@ def _noop(arg: Any) -> None:
 
 
 def timed(fn: Callable[[Any], object], args: Sequence[Any], *, rounds: int = 7) -> float:
-    """Per-call us of ``fn`` over ``args``, less the cost of the loop and call themselves
-    (measured alongside), so that ratios compare the work done, not the harness."""
-    loop = per_call_us(each(_noop, args), rounds=rounds)
-    return per_call_us(each(fn, args), rounds=rounds) - loop
+    """Per-call us of ``fn`` over ``args``: :func:`compare` with one probe."""
+    return compare({"": (fn, args)}, rounds=rounds)[""]
+
+
+def compare(
+    probes: Mapping[str, tuple[Callable[[Any], object], Sequence[Any]]], *, rounds: int = 7
+) -> dict[str, float]:
+    """Per-call us of each ``fn`` over its ``args``, less the cost of the loop and call.
+
+    The probes run round-robin, one pass each per round, and each figure is the median of
+    its rounds: on a shared machine every probe sees the same load in each round, so the
+    ratios between them hold even when the absolute times drift.
+    """
+    runs = {name: each(fn, args) for name, (fn, args) in probes.items()}
+    loops = {name: each(_noop, args) for name, (_, args) in probes.items()}
+    for run in runs.values():
+        run()  # warm: loads, caches, first-touch page faults
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    overhead: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            samples[name].append(_pass_us(run))
+            overhead[name].append(_pass_us(loops[name]))
+    return {
+        name: statistics.median(samples[name]) - statistics.median(overhead[name]) for name in runs
+    }
+
+
+def fit(fn: Callable[[Any], object], args: Sequence[Any], *, seconds: float) -> Sequence[Any]:
+    """The longest prefix of ``args`` (at least 5) that ``fn`` gets through in about
+    ``seconds``: how many calls a baseline a thousand times slower than lazybars gets."""
+    fn(args[0])  # first use: loads and caches, not a request's cost
+    probe = args[1:4]
+    t0 = time.perf_counter()
+    for arg in probe:
+        fn(arg)
+    cost = (time.perf_counter() - t0) / len(probe)
+    return args[: max(5, min(len(args), int(seconds / max(cost, 1e-9))))]
+
+
+def _pass_us(run: Callable[[], int]) -> float:
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        calls = run()
+        return (time.perf_counter() - t0) / calls * 1e6
+    finally:
+        gc.enable()
 
 
 @dataclass
