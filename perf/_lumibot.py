@@ -49,6 +49,8 @@ class LumibotPandas:
     """
 
     def __init__(self, symbol: str, frame: pd.DataFrame) -> None:
+        """``frame``: minute bars indexed by a tz-aware ``DatetimeIndex`` of bar starts,
+        handed over for good (lumibot renames, re-indexes and fills it in place)."""
         # lumibot logs at INFO by default (a line per import, per data quirk): keep the
         # benchmark's tables readable. Read once, when lumibot's logger is first imported.
         os.environ.setdefault("LUMIBOT_LOG_LEVEL", "ERROR")
@@ -57,10 +59,10 @@ class LumibotPandas:
         from lumibot.entities import Asset, Data
 
         self.asset = Asset(symbol)
-        data = Data(self.asset, frame.copy(), timestep="minute", quote=Asset("USD", "forex"))
+        data = Data(self.asset, frame, timestep="minute", quote=Asset("USD", "forex"))
         self.source: Any = PandasData(
-            datetime_start=frame.index[0].to_pydatetime(),
-            datetime_end=frame.index[-1].to_pydatetime(),
+            datetime_start=data.datetime_start,
+            datetime_end=data.datetime_end,
             pandas_data=[data],
             show_progress_bar=False,
         )

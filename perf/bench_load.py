@@ -29,7 +29,7 @@ import pandas as pd
 import polars as pl
 
 import lazybars as lb
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
 from perf._windowed import WindowedStore, loaded_range
 
 ZONE = "America/New_York"
@@ -104,7 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one year, 10 symbols")
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "load")
-    args = parser.parse_args()
+    args = parse_args(parser)
     years = 1 if args.quick else 5
     many = [f"S{i:02d}" for i in range(10 if args.quick else 50)]
     scenarios = {

@@ -29,7 +29,7 @@ import memray
 import pandas as pd
 
 import lazybars as lb
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
 from perf._windowed import WindowedStore, loaded_range
 
 ZONE = "America/New_York"
@@ -116,7 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "memory")
-    args = parser.parse_args()
+    args = parse_args(parser)
     store = _catalog(args.data / "ten", SYMBOLS, "2020-01-02", "2024-01-02")
     if args.backend:
         print(f"{args.backend}: {backtest(store, args.backend):,} history calls")
