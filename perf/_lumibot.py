@@ -33,7 +33,19 @@ def missing() -> str | None:
         return "lumibot is not installed (pip install -e '.[dev,lumibot]')"
     if not version.startswith("4.6."):
         return f"lumibot {version} is installed; the benchmark drives lumibot 4.6.x"
+    _quiet()
+    try:
+        import lumibot.data_sources  # noqa: F401
+    except Exception as exc:  # a broken install must not stop the other columns
+        return f"lumibot {version} does not import ({type(exc).__name__}: {exc})"
     return None
+
+
+def _quiet() -> None:
+    # lumibot logs at INFO by default (a line per import, per data quirk): keep the
+    # benchmark's tables readable. Read once, when lumibot's logger is first imported.
+    os.environ.setdefault("LUMIBOT_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("BACKTESTING_QUIET_LOGS", "true")
 
 
 def version() -> str:
@@ -51,10 +63,7 @@ class LumibotPandas:
     def __init__(self, symbol: str, frame: pd.DataFrame) -> None:
         """``frame``: minute bars indexed by a tz-aware ``DatetimeIndex`` of bar starts,
         handed over for good (lumibot renames, re-indexes and fills it in place)."""
-        # lumibot logs at INFO by default (a line per import, per data quirk): keep the
-        # benchmark's tables readable. Read once, when lumibot's logger is first imported.
-        os.environ.setdefault("LUMIBOT_LOG_LEVEL", "ERROR")
-        os.environ.setdefault("BACKTESTING_QUIET_LOGS", "true")
+        _quiet()
         from lumibot.data_sources import PandasData
         from lumibot.entities import Asset, Data
 

@@ -233,12 +233,12 @@ def _pandas_table(c: Contenders, clocks: list[Clock], rows: int, budget: float) 
         speedup = us["reference"] / ours
         limit = REFERENCE_LIMITS[ts or "1m"]
         checks.append(Check(f"{request}: reference / lazybars", speedup, limit, True))
-    lumibot = "not installed" if c.lumibot is None else f"{_lumibot.version()}'s PandasData"
+    lumibot = "not installed" if c.lumibot is None else f"lumibot {_lumibot.version()}'s PandasData"
     print_table(
         f"pandas out: 1 year of minute bars ({rows:,} rows), {LENGTH}-bar windows, backtest "
-        f"order, us per call. lb: lazybars; lumibot: lumibot {lumibot}; cached: the cached "
-        "pandas source; floor: bisect + .iloc (get_last_price: bisect + list[float]); "
-        "ref: the reference, re-filtering every call",
+        f"order, us per call. lb: lazybars; lumibot: {lumibot}; cached: the cached pandas "
+        "source; floor: bisect + .iloc (get_last_price: bisect + list[float]); ref: the "
+        "reference, re-filtering every call",
         _PANDAS_COLUMNS,
         table,
     )
