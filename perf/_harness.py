@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import re
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -111,6 +112,7 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 
 
 _style = {"markdown": False}
+_REQUEST = re.compile(r"^(get_\w+(?:\([^)]*\))?(?:\.df)?)")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -120,8 +122,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         print("| " + " | ".join(columns) + " |")
         print("|---" + "|---:" * (len(columns) - 1) + "|")
         for first, *rest in cells:
-            # Code (a request) reads as code in the README.
-            label = f"`{first}`" if "(" in str(first) else str(first)
+            # A request the row starts with reads as code in the README.
+            label = _REQUEST.sub(r"`\1`", str(first))
             print("| " + " | ".join([label, *map(str, rest)]) + " |")
         return
     table = Table(title=escape(title), title_justify="left")
