@@ -19,7 +19,7 @@ from typing import Any
 
 import lazybars as lb
 from lazybars import sim, strategies
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
 
 SYMBOLS = ("MES", "MNQ", "MYM")
 ZONE = "America/New_York"
@@ -55,7 +55,7 @@ class TimedSource:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few days per strategy")
-    args = parser.parse_args()
+    args = parse_args(parser)
     frames = lb.synth.catalog(SYMBOLS, "2024-01-02", "2025-01-02", session="regular")
     store = lb.BarStore.from_frames(frames)
     cases = [

@@ -5,11 +5,15 @@
 
 Two scenarios on a directory catalog (written once to a cache folder): one symbol with five
 years of 24h minute bars and a one-month backtest window; and ``get_bars`` over 50 symbols
-with five years of 24h minute bars each, for the same month. The floor is a bare
-``pl.scan_parquet(file).filter(window).collect()`` of the same rows per symbol; the
-baseline is the pandas reference. Each figure is the median of 11 cold starts (a new
-DataSource each time; the files stay in the OS page cache), lazybars and the floor measured
-in alternation. Exit code 1 on a missed target.
+with five years of 24h minute bars each, for the same month. Every source gets the same
+start/end/lookback hints. The floor is a bare ``pl.scan_parquet(file).filter(window)
+.collect()`` of the rows those hints load. The pandas reference is measured twice: as it
+is, where the hints are checked but ignored (the parity oracle loads every stored bar, so
+that no request can reach past what it holds), and "hinted", reading the catalog through
+the same window (perf/_windowed.py), as a pandas user who knows the span would. Each figure
+is the median of 11 cold starts (a new DataSource each time; the files stay in the OS page
+cache), lazybars, the floor and the hinted reference measured in alternation; the reference
+as it is takes seconds, and is timed once. Exit code 1 on a missed target.
 """
 
 from __future__ import annotations
@@ -25,15 +29,15 @@ import pandas as pd
 import polars as pl
 
 import lazybars as lb
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
+from perf._windowed import WindowedStore, loaded_range
 
 ZONE = "America/New_York"
 START, END = "2023-06-01", "2023-07-01"
 LOOKBACK = "7d"  # enough history for the first request's 200 bars
 CLOCK = pd.Timestamp("2023-06-01 10:00", tz=ZONE)
-# The rows a DataSource loads for that window: whole local days from start - lookback to
-# the day after end. The floor scans exactly these.
-LOADED = (pd.Timestamp("2023-05-25", tz=ZONE), pd.Timestamp("2023-07-02", tz=ZONE))
+# The rows a DataSource loads for those hints; the floor and the hinted reference read these.
+LOADED = loaded_range(START, END, LOOKBACK, ZONE)
 
 
 def _catalog(root: Path, symbols: list[str], years: int, session: str) -> lb.BarStore:
@@ -85,7 +89,7 @@ def _ours(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
     return run
 
 
-def _reference(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
+def _reference(store: lb.BarStore | WindowedStore, symbols: list[str]) -> Callable[[], object]:
     def run() -> object:
         ref = lb.reference.PandasDataSource(
             store, timezone=ZONE, start=START, end=END, lookback=LOOKBACK
@@ -100,7 +104,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one year, 10 symbols")
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "load")
-    args = parser.parse_args()
+    args = parse_args(parser)
     years = 1 if args.quick else 5
     many = [f"S{i:02d}" for i in range(10 if args.quick else 50)]
     scenarios = {
@@ -115,7 +119,13 @@ def main() -> int:
     }
     rows, checks = [], []
     for name, (store, symbols) in scenarios.items():
-        ours, floor = _median_seconds(_ours(store, symbols), _floor(store, symbols), rounds=11)
+        hinted_store = WindowedStore(store, *LOADED)
+        ours, floor, hinted = _median_seconds(
+            _ours(store, symbols),
+            _floor(store, symbols),
+            _reference(hinted_store, symbols),
+            rounds=11,
+        )
         (reference,) = _median_seconds(_reference(store, symbols), rounds=1)
         rows.append(
             (
@@ -123,15 +133,20 @@ def main() -> int:
                 ours * 1e3,
                 floor * 1e3,
                 f"{ours / floor:.2f}x",
+                hinted * 1e3,
+                f"{hinted / ours:.1f}x",
                 reference * 1e3,
                 f"{reference / ours:.0f}x",
             )
         )
         checks.append(Check(f"{name}: lazybars / bare scan", ours / floor, 1.3))
-        checks.append(Check(f"{name}: reference / lazybars", reference / ours, 10, at_least=True))
+        checks.append(Check(f"{name}: hinted reference / lazybars", hinted / ours, 1, True))
+        checks.append(Check(f"{name}: reference / lazybars", reference / ours, 10, True))
     print_table(
-        f"Time to first answer (one-month window {START} .. {END})",
-        ["scenario", "lazybars ms", "bare scan ms", "x floor", "reference ms", "reference x"],
+        f"Time to first answer, ms (one-month window {START} .. {END}, lookback {LOOKBACK}). "
+        "lb: lazybars; floor: bare scan of the same rows; hinted ref: the reference reading "
+        "only those rows; ref: the reference as it is (loads everything, hints ignored)",
+        ["scenario", "lazybars", "floor", "lb/floor", "hinted ref", "hinted/lb", "ref", "ref/lb"],
         rows,
     )
     return 0 if print_checks(checks) else 1

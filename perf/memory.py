@@ -1,6 +1,6 @@
 """Peak memory of a one-month backtest: lazybars against the pandas reference.
 
-    python -m perf.memory                          # both backends, side by side
+    python -m perf.memory                          # every backend, side by side
     python -m perf.memory --backend lazybars       # one backend, e.g. under memray:
     memray run -f -o lazybars.bin -m perf.memory --backend lazybars
 
@@ -9,9 +9,13 @@ four years of regular-session minute bars each. It is written by a separate proc
 that a profile of this one (memray run) shows the backtest even on the first run, never
 the ~480 MB of making synthetic data. The backtest replays October 2023 at a
 15-minute cadence with a 30-day lookback, asking every symbol for 200 bars (reading
-``.df``) and its last price at every tick. Each backend runs in its own process under
-memray's tracker, and the peak of its heap is reported. A second scenario runs 50 symbols
-under a 64 MiB cache budget and checks every answer against an unbounded run.
+``.df``) and its last price at every tick. Every backend gets the same start/end/lookback
+hints. The pandas reference runs twice: as it is ("reference"), where the hints are checked
+but ignored (the parity oracle loads every stored bar), and "hinted", reading the catalog
+through the window lazybars loads for those hints (perf/_windowed.py). Each backend runs in
+its own process under memray's tracker, and the peak of its heap is reported. A second
+scenario runs 50 symbols under a 64 MiB cache budget and checks every answer against an
+unbounded run.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ import memray
 import pandas as pd
 
 import lazybars as lb
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
+from perf._windowed import WindowedStore, loaded_range
 
 ZONE = "America/New_York"
 SYMBOLS = [f"S{i}" for i in range(10)]
-START, END = "2023-10-02", "2023-10-31"
+START, END, LOOKBACK = "2023-10-02", "2023-10-31", "30d"
+BACKENDS = ("lazybars", "hinted", "reference")
 MiB = 2**20
 
 
@@ -57,10 +63,14 @@ def write(root: str, symbols: list[str], first: str, last: str) -> None:
 
 def backtest(store: lb.BarStore, backend: str) -> int:
     """Replay the month; returns the number of history calls."""
+    hints = {"timezone": ZONE, "start": START, "end": END, "lookback": LOOKBACK}
     if backend == "lazybars":
-        source = lb.DataSource(store, timezone=ZONE, start=START, end=END, lookback="30d")
+        source = lb.DataSource(store, **hints)
+    elif backend == "hinted":
+        window = WindowedStore(store, *loaded_range(START, END, LOOKBACK, ZONE))
+        source = lb.reference.PandasDataSource(window, **hints)
     else:
-        source = lb.reference.PandasDataSource(store, timezone=ZONE, start=START, end=END)
+        source = lb.reference.PandasDataSource(store, **hints)
     ticks = lb.sim.clock(store, SYMBOLS[:1], START, END, cadence="15m", timezone=ZONE)
     calls = 0
     for tick in ticks:
@@ -70,6 +80,13 @@ def backtest(store: lb.BarStore, backend: str) -> int:
             source.get_last_price(symbol)
             calls += 2
     return calls
+
+
+_NAMES = {
+    "lazybars": "lazybars",
+    "hinted": "reference, hinted (reads only the hinted window)",
+    "reference": "reference (hints ignored: loads every stored bar)",
+}
 
 
 def _peak_of(backend: str, data: Path) -> int:
@@ -109,20 +126,23 @@ def _budget_scenario(root: Path) -> tuple[int, int, bool]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["lazybars", "reference"])
+    parser.add_argument("--backend", choices=BACKENDS)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     parser.add_argument("--data", type=Path, default=cache / "lazybars" / "memory")
-    args = parser.parse_args()
+    args = parse_args(parser)
     store = _catalog(args.data / "ten", SYMBOLS, "2020-01-02", "2024-01-02")
     if args.backend:
         print(f"{args.backend}: {backtest(store, args.backend):,} history calls")
         return 0
-    peaks = {b: _peak_of(b, args.data / "ten") for b in ("lazybars", "reference")}
+    peaks = {b: _peak_of(b, args.data / "ten") for b in BACKENDS}
     on_disk = sum(f.stat().st_size for f in (args.data / "ten").rglob("*.parquet"))
-    rows = [(b, f"{p / MiB:,.1f}", f"{p / peaks['lazybars']:.1f}x") for b, p in peaks.items()]
+    rows = [
+        (_NAMES[b], f"{p / MiB:,.1f}", f"{p / peaks['lazybars']:.1f}x") for b, p in peaks.items()
+    ]
     print_table(
         f"Peak heap (memray) of a one-month backtest, 10 symbols x 4 years on disk "
-        f"({on_disk / MiB:,.0f} MiB of parquet)",
+        f"({on_disk / MiB:,.0f} MiB of parquet), hints start={START} end={END} "
+        f"lookback={LOOKBACK}",
         ["backend", "peak MiB", "x lazybars"],
         rows,
     )
@@ -137,6 +157,7 @@ def main() -> int:
     )
     checks = [
         Check("lazybars peak / reference peak", peaks["lazybars"] / peaks["reference"], 1 / 3),
+        Check("lazybars peak / hinted reference peak", peaks["lazybars"] / peaks["hinted"], 1.5),
         Check("largest bounded cache, MiB", largest / MiB, 64),
         Check("identical answers under the budget (1 = yes)", float(same), 1, at_least=True),
     ]
