@@ -134,9 +134,10 @@ class Bars:
     def _slice(
         cls, mirror: _Mirror, start: int, stop: int, symbol: str, timestep: str, local: str
     ) -> Bars:
-        # The hot path: a zero-copy polars slice now, a pandas .iloc slice only on .df.
+        # The hot path: rows [start, stop) of a cached frame, sliced only when read: a
+        # zero-copy polars slice on .pl, a pandas .iloc slice on .df.
         bars = cls.__new__(cls)
-        bars._pl = mirror.frame.slice(start, stop - start)
+        bars._pl = None
         bars._df = None
         bars._mirror = mirror
         bars._schema = None
@@ -151,8 +152,11 @@ class Bars:
     def pl(self) -> pl.DataFrame:
         """The bars as a polars DataFrame."""
         if self._pl is None:
-            frame = pl.from_pandas(self._df.reset_index())
-            self._pl = frame if self._schema is None else frame.cast(dict(self._schema))
+            if self._mirror is not None:
+                self._pl = self._mirror.frame.slice(self._start, self._stop - self._start)
+            else:
+                frame = pl.from_pandas(self._df.reset_index())
+                self._pl = frame if self._schema is None else frame.cast(dict(self._schema))
         return self._pl
 
     @property
@@ -173,6 +177,8 @@ class Bars:
         return self._df
 
     def __len__(self) -> int:
+        if self._mirror is not None:
+            return self._stop - self._start
         return self._pl.height if self._pl is not None else len(self._df)
 
     @property

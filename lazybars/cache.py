@@ -121,7 +121,10 @@ class Slab:
             with self._lock:
                 if self._pandas is None:
                     mirror = frame_to_pandas(self.frame)
-                    self.pandas_bytes = int(mirror.memory_usage(index=True).sum())
+                    # Not memory_usage(index=True): it builds the index's hash table, which
+                    # every later .iloc view then has to slice too (about 2.5 us each).
+                    columns = mirror.memory_usage(index=False).sum()
+                    self.pandas_bytes = int(columns) + mirror.index.nbytes
                     self._pandas = mirror
             if self._on_mirror is not None:
                 self._on_mirror(self)

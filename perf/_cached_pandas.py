@@ -3,15 +3,16 @@
 
 Each (symbol, timestep) is aggregated once with ``DataFrame.resample``, on first use, and
 the end instant of every bar is kept as a sorted int64 array. A request is then one
-``searchsorted`` on those ends and one ``.iloc`` slice: no mask, no resample, no copy per
+``searchsorted`` on those ends and one ``.iloc`` slice: no mask, no resample, nothing per
 call. It knows only what the benchmark data needs (minute bars in a zone whose UTC offsets
 are whole hours, timesteps of minutes, hours or one day) and answers exactly what
 :class:`lazybars.DataSource` answers there; ``perf.bench_requests`` checks that on a sample
 of requests before it times anything.
 
-On pandas 2.x without copy-on-write its ``.iloc`` slices are views of the cache, so a caller
-writing into a returned frame changes later answers; lazybars guarantees that cannot happen.
-The comparison leaves the baseline that shortcut.
+On pandas 2.x without copy-on-write an ``.iloc`` slice is a view that shares memory with the
+cache, so a caller writing into a returned frame would change later answers. Like lazybars,
+it then returns a copy of the window (see :func:`isolated`): a baseline that could hand out
+wrong answers would not be a fair one. On pandas 3 (copy-on-write always) both hand out views.
 """
 
 from __future__ import annotations
@@ -21,7 +22,19 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["CachedPandasSource"]
+__all__ = ["CachedPandasSource", "isolated"]
+
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def isolated(window: pd.DataFrame) -> pd.DataFrame:
+    """``window`` (an ``.iloc`` slice of a cached frame) as a caller may safely have it: the
+    view itself where writes to it copy (pandas 3, or pandas 2 with copy-on-write on), else
+    a copy."""
+    if _COPY_ON_WRITE or pd.get_option("mode.copy_on_write") is True:
+        return window
+    return window.copy()
+
 
 _AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
 # The benchmark's timesteps, as pandas frequencies.
@@ -60,7 +73,7 @@ class CachedPandasSource:
         """The last ``length`` bars whose end is at or before the clock."""
         table = self._tables.get((symbol, timestep)) or self.table(symbol, timestep)
         k = int(table.ends.searchsorted(self._now, "right"))
-        return table.frame.iloc[max(k - length, 0) : k]
+        return isolated(table.frame.iloc[max(k - length, 0) : k])
 
     def get_last_price(self, symbol: str) -> float | None:
         """The close of the last minute bar whose end is at or before the clock."""

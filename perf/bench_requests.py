@@ -16,7 +16,8 @@ same clocks. The baselines, all measured in this run:
   Its answers are checked equal to lazybars' on a sample of requests before any timing.
 - floors: the least work that answers the same request from the same data and the same
   clock (a tz-aware ``pd.Timestamp``): ``bisect`` on a list of the bar ends, then a zero-copy
-  polars slice, a pandas ``.iloc`` slice, or a ``list[float]`` lookup.
+  polars slice, a pandas ``.iloc`` slice (and its copy on pandas 2.x without copy-on-write,
+  where a view would let a caller's writes reach the cache), or a ``list[float]`` lookup.
 - reference: ``lb.reference.PandasDataSource``, the re-filter/re-resample-every-call pattern
   the original profile measured (our deliberately plain reference).
 
@@ -44,7 +45,7 @@ import polars as pl
 
 import lazybars as lb
 from perf import _lumibot
-from perf._cached_pandas import CachedPandasSource
+from perf._cached_pandas import CachedPandasSource, isolated
 from perf._harness import Check, compare, fit, parse_args, print_checks, print_table
 
 ZONE = "America/New_York"
@@ -143,7 +144,7 @@ class Floors:
 
     def iloc(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)
-        return self.pandas.iloc[max(k - LENGTH, 0) : k]
+        return isolated(self.pandas.iloc[max(k - LENGTH, 0) : k])
 
     def last(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)

@@ -74,10 +74,14 @@ def test_help_is_plain_terminal_text(command: list[str]) -> None:
     assert "Usage: " in result.output
 
 
+def _unwrapped(panel: str) -> str:
+    """Help text with rich's panel borders and line wrapping taken out."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", panel).split())
+
+
 def test_help_keeps_brackets_and_summarises_each_command() -> None:
-    top = CliRunner().invoke(app, ["--help"]).output
+    top = _unwrapped(CliRunner().invoke(app, ["--help"]).output)
     assert "OHLCV bar history for backtesters and notebooks, on polars." in top
     assert "Backtest a momentum strategy on lazybars and on the pandas reference." in top
-    panel = CliRunner().invoke(app, ["demo", "--help"]).output
-    demo = " ".join(re.sub("[│╭╮╰╯─]", " ", panel).split())  # unwrap rich's option panel
+    demo = _unwrapped(CliRunner().invoke(app, ["demo", "--help"]).output)
     assert "pip install 'lazybars[plot]'" in demo  # not swallowed as a markup tag
