@@ -112,7 +112,7 @@ def test_round_trip_is_exact(tmp_path_factory: pytest.TempPathFactory, data, zst
         if not mine:
             assert name not in store.symbols()
             continue
-        got = store.scan(name).collect()
+        got = store.scan(name, timezone="UTC").collect()  # shown in UTC, as stored
         assert got["datetime"].to_list() == [stamp(t) for t, _, _ in mine]
         for j, col in enumerate(("open", "high", "low", "close")):
             assert got[col].to_list() == [price(p[j]) for _, p, _ in mine]
