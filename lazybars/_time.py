@@ -29,8 +29,8 @@ NS_MAX = 2**63 - 1
 DAY_NS = 86_400_000_000_000  # a nominal day; calendar days come from the zone rules
 # The instants a request may name: those pandas and polars can hold (1677-09-21 to
 # 2262-04-11), with a day's margin at each end so that day boundaries around them exist too.
-_FIRST_NS = int(pd.Timestamp.min.value) + DAY_NS
-_LAST_NS = int(pd.Timestamp.max.value) - DAY_NS
+FIRST_NS = int(pd.Timestamp.min.value) + DAY_NS
+LAST_NS = int(pd.Timestamp.max.value) - DAY_NS
 
 
 def aware_ns(dt: Any, *, argument: str) -> int:
@@ -75,7 +75,7 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
 
 def in_range(ns: int, *, argument: str) -> int:
     """``ns`` if it is an instant lazybars can handle (int64 nanoseconds, 1677-2262)."""
-    if _FIRST_NS <= ns <= _LAST_NS:
+    if FIRST_NS <= ns <= LAST_NS:
         return ns
     raise InvalidRequest(_range_message(argument, _shown(ns)))
 

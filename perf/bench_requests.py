@@ -61,7 +61,8 @@ Probe = Callable[[Clock], object]
 
 
 def _history(source: Any, timestep: str | None, *, df: bool) -> Probe:
-    """A probe: move ``source``'s clock, then ask for the window (and its ``.df``)."""
+    """A probe: move ``source``'s clock, then ask for the window and read it, as pandas
+    (``.df``) or as polars (``.pl``): lazybars slices only when a frame is read."""
     if df:
 
         def run(clock: Clock) -> object:
@@ -72,7 +73,7 @@ def _history(source: Any, timestep: str | None, *, df: bool) -> Probe:
 
         def run(clock: Clock) -> object:
             source.set_datetime(clock)
-            return source.get_historical_prices("MES", LENGTH, timestep)
+            return source.get_historical_prices("MES", LENGTH, timestep).pl
 
     return run
 
