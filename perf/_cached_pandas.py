@@ -22,18 +22,21 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["CachedPandasSource", "isolated"]
+__all__ = ["CachedPandasSource", "isolated", "views_are_isolated"]
 
 _COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
+
+def views_are_isolated() -> bool:
+    """Whether writes to an ``.iloc`` view copy instead of reaching the frame it views."""
+    return _COPY_ON_WRITE or pd.get_option("mode.copy_on_write") is True
 
 
 def isolated(window: pd.DataFrame) -> pd.DataFrame:
     """``window`` (an ``.iloc`` slice of a cached frame) as a caller may safely have it: the
     view itself where writes to it copy (pandas 3, or pandas 2 with copy-on-write on), else
-    a copy."""
-    if _COPY_ON_WRITE or pd.get_option("mode.copy_on_write") is True:
-        return window
-    return window.copy()
+    a copy, as a pandas user would write it."""
+    return window if views_are_isolated() else window.copy()
 
 
 _AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}

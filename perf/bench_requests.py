@@ -16,8 +16,9 @@ same clocks. The baselines, all measured in this run:
   Its answers are checked equal to lazybars' on a sample of requests before any timing.
 - floors: the least work that answers the same request from the same data and the same
   clock (a tz-aware ``pd.Timestamp``): ``bisect`` on a list of the bar ends, then a zero-copy
-  polars slice, a pandas ``.iloc`` slice (and its copy on pandas 2.x without copy-on-write,
-  where a view would let a caller's writes reach the cache), or a ``list[float]`` lookup.
+  polars slice, a pandas ``.iloc`` view (on pandas 2.x without copy-on-write, where a view
+  would let a caller's writes reach the cache, the cheapest copy of those rows: their
+  blocks copied straight into a new frame), or a ``list[float]`` lookup.
 - reference: ``lb.reference.PandasDataSource``, the re-filter/re-resample-every-call pattern
   the original profile measured (our deliberately plain reference).
 
@@ -44,8 +45,9 @@ import pandas as pd
 import polars as pl
 
 import lazybars as lb
+from lazybars._pandas2 import copied_rows
 from perf import _lumibot
-from perf._cached_pandas import CachedPandasSource, isolated
+from perf._cached_pandas import CachedPandasSource, views_are_isolated
 from perf._harness import Check, compare, fit, parse_args, print_checks, print_table
 
 ZONE = "America/New_York"
@@ -57,23 +59,23 @@ LUMIBOT_LIMITS = {"1m": 2.0, "5m": 100.0, "day": 100.0}  # lumibot / lazybars, .
 REFERENCE_LIMITS = {"1m": 20.0, "5m": 50.0, "1h": 50.0, "day": 50.0}
 
 Clock = pd.Timestamp
+_DF_FLOOR = (
+    ".iloc view"
+    if views_are_isolated()
+    else "a copy of the rows (pandas 2 without copy-on-write, where views are not isolated)"
+)
 Probe = Callable[[Clock], object]
 
 
-def _history(source: Any, timestep: str | None, *, df: bool) -> Probe:
-    """A probe: move ``source``'s clock, then ask for the window and read it, as pandas
-    (``.df``) or as polars (``.pl``): lazybars slices only when a frame is read."""
-    if df:
+def _history(source: Any, timestep: str | None, *, read: str | None) -> Probe:
+    """A probe: move ``source``'s clock, then ask for the window and read it as pandas
+    (``read="df"``) or polars (``"pl"``), as lazybars slices only when a frame is read; or
+    take the answer as it is (None, for sources that answer with a pandas frame)."""
 
-        def run(clock: Clock) -> object:
-            source.set_datetime(clock)
-            return source.get_historical_prices("MES", LENGTH, timestep).df
-
-    else:
-
-        def run(clock: Clock) -> object:
-            source.set_datetime(clock)
-            return source.get_historical_prices("MES", LENGTH, timestep).pl
+    def run(clock: Clock) -> object:
+        source.set_datetime(clock)
+        bars = source.get_historical_prices("MES", LENGTH, timestep)
+        return bars if read is None else getattr(bars, read)
 
     return run
 
@@ -99,12 +101,12 @@ class Contenders:
         """Probes of the window at ``timestep``; pandas-only sources only when ``df``."""
         step = None if timestep == "1m" else timestep
         probes = {
-            "lazybars": _history(self.src, step, df=df),
-            "reference": _history(self.ref, step, df=df),
+            "lazybars": _history(self.src, step, read="df" if df else "pl"),
+            "reference": _history(self.ref, step, read="df" if df else "pl"),
         }
         if df:
             # The cached source hands out pandas frames already: no .df to read.
-            probes["cached"] = _history(self.cached, timestep, df=False)
+            probes["cached"] = _history(self.cached, timestep, read=None)
             if self.lumibot is not None:
                 probes["lumibot"] = self.lumibot.history(timestep, LENGTH)
         return probes
@@ -145,7 +147,10 @@ class Floors:
 
     def iloc(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)
-        return isolated(self.pandas.iloc[max(k - LENGTH, 0) : k])
+        if views_are_isolated():
+            return self.pandas.iloc[max(k - LENGTH, 0) : k]
+        # The cheapest isolated window on pandas 2: a copy of the rows, block by block.
+        return copied_rows(self.pandas, max(k - LENGTH, 0), k)
 
     def last(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)
@@ -239,8 +244,8 @@ def _pandas_table(c: Contenders, clocks: list[Clock], rows: int, budget: float) 
     print_table(
         f"pandas out: 1 year of minute bars ({rows:,} rows), {LENGTH}-bar windows, backtest "
         f"order, us per call. lb: lazybars; lumibot: {lumibot}; cached: the cached pandas "
-        "source; floor: bisect + .iloc (get_last_price: bisect + list[float]); ref: the "
-        "reference, re-filtering every call",
+        f"source; floor: bisect + {_DF_FLOOR} (get_last_price: bisect + list[float]); ref: "
+        "the reference, re-filtering every call",
         _PANDAS_COLUMNS,
         table,
     )
@@ -357,7 +362,7 @@ def _scaling(sizes: list[int], calls: int) -> list[Check]:
         src = lb.DataSource(lb.BarStore.from_frames({"MES": frame}), timezone=ZONE)
         ends = frame["datetime"].dt.epoch("ns") + 60_000_000_000
         clocks = [_aware(c) for c in ends.slice(size // 2, calls).to_list()]
-        probes[size, "hist"] = (_history(src, None, df=False), clocks)
+        probes[size, "hist"] = (_history(src, None, read="pl"), clocks)
         probes[size, "last"] = (_last(src), clocks)
     us = compare(probes)
     print_table(
