@@ -14,6 +14,8 @@ import pytest
 _PLOT = importlib.util.find_spec("matplotlib") is not None
 
 collect_ignore = [] if _PLOT else ["lazybars/_plot.py"]
+if importlib.util.find_spec("ray") is None:
+    collect_ignore.append("lazybars/_ray.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,6 +7,7 @@
 """
 
 from lazybars import reference, sim, strategies, synth
+from lazybars._sweep import sweep
 from lazybars.bars import Bars
 from lazybars.cache import CacheInfo
 from lazybars.errors import (
@@ -44,5 +45,6 @@ __all__ = [
     "reference",
     "sim",
     "strategies",
+    "sweep",
     "synth",
 ]

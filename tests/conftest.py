@@ -1,9 +1,20 @@
 """Test-wide settings."""
 
 import os
+import secrets
 
 # pandas 3 keeps string labels in pyarrow arrays, and pyarrow's default allocator reserves
 # about 1 GiB of address space on first use; memray counts that reservation as allocated
 # memory, which would swamp every limit_memory marker. The system allocator reports the
 # real allocations. (The README's memray section gives users the same advice.)
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+# Any Ray cluster a test starts (tests/test_sweep.py) stays on this machine: Ray binds every
+# server to 127.0.0.1 only when it believes it runs a single-machine cluster, a choice made
+# when ray is first imported, hence here (before the doctest of lazybars/_ray.py imports
+# it). No usage statistics are sent, and the cluster's token comes from the environment
+# instead of being written to ~/.ray.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
