@@ -9,6 +9,7 @@ that raised has already produced its row), and the driver collects results with
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,9 +30,6 @@ __all__ = ["execute"]
 # certainly carrying bars (an in-memory BarStore, a frame bound into a partial) instead of a
 # catalog path, which the contract says workers open themselves.
 _LARGE_RUN = 1024 * 1024
-# How long ray.wait gathers completions before the progress bar is advanced: a bound on
-# the bar's lag, not on throughput (a batch returns as soon as every pending task is done).
-_POLL_SECONDS = 0.1
 # The address given to the connection this module opened, so that a second sweep with the
 # same address= reuses it instead of failing on an already-initialised Ray.
 _connected: list[str | None] = []
@@ -56,20 +54,31 @@ def execute(
     """
     _connect(address)
     shipped = _put(run)
-    task = ray.remote(attempt).options(
+    task = _remote(attempt).options(
         max_retries=retries, retry_exceptions=False, num_cpus=cpus, name="lazybars.sweep"
     )
     index = {task.remote(shipped, params): i for i, params in enumerate(combos)}
     pending = list(index)
     try:
         while pending:
-            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=_POLL_SECONDS)
+            # Block until one result is in, then take every other one already done.
+            ready, pending = ray.wait(pending, num_returns=1)
+            if pending:
+                more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                ready += more
             for ref in ready:
                 yield index[ref], _collect(ref, failure)
     finally:
         # Interrupted (Ctrl-C, an exception in the caller's loop): free the cluster.
         for ref in pending:
             ray.cancel(ref)
+
+
+@functools.cache
+def _remote(attempt: Callable[[Any, dict[str, Any]], dict[str, Any]]) -> Any:
+    # One remote function per process: Ray exports a function's definition to the cluster
+    # each time ray.remote wraps it, which a new wrapper per sweep would pay every time.
+    return ray.remote(attempt)
 
 
 def _collect(

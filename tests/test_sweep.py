@@ -5,7 +5,10 @@ skip without the ray extra. The oracle of every Ray sweep is the local engine, w
 are in turn checked against backtests run here by hand.
 """
 
+import contextlib
+import datetime as dt
 import functools
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -298,6 +301,32 @@ def test_a_worker_killed_without_retries_is_reported(
     ]
 
 
+def slow_writer(params: dict, *, folder: str) -> int:
+    if params["i"]:
+        time.sleep(0.3)
+        (Path(folder) / str(params["i"])).touch()
+    return params["i"]
+
+
+def test_an_interrupted_sweep_cancels_what_it_started(
+    ray_cluster: types.ModuleType, tmp_path: Path
+) -> None:
+    from lazybars import _ray, _sweep
+
+    run = functools.partial(slow_writer, folder=str(tmp_path))
+    combos = [{"i": i} for i in range(12)]
+    results = _ray.execute(
+        _sweep._attempt, _sweep._failure, run, combos, address=None, retries=3, cpus=1
+    )
+    _, row = next(results)
+    assert row["status"] == "ok"
+    results.close()  # what Ctrl-C in lb.sweep's loop does
+    time.sleep(2.5)  # 11 runs of 0.3 s on 2 CPUs would all have finished by now
+    assert len(list(tmp_path.iterdir())) <= 3  # at most those already running
+    lb.sweep(run, {"i": [20]}, engine="ray", progress=False)
+    assert (tmp_path / "20").exists()  # uninterrupted, the run does write
+
+
 def test_a_run_the_workers_cannot_unpickle_fails_its_rows(
     ray_cluster: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -399,6 +428,68 @@ def test_without_a_cluster_the_sweep_starts_one(
     got = sweep_elsewhere(short_temp)
     assert got["cluster"] != ray_cluster.get_runtime_context().gcs_address
     assert any(Path(short_temp).glob("ray/session_*"))  # its own cluster, under RAY_TMPDIR
+
+
+# -- lumibot strategies on the lazybars lumibot data source --------------------------------------
+def lumibot_backtest(params: dict, *, catalog: str, workdir: str) -> dict:
+    """A lumibot strategy, parameters from the sweep, bars from the catalog (opened here)."""
+    from lumibot.entities import Asset
+    from lumibot.strategies import Strategy
+
+    from lazybars.lumibot import OFFLINE, LazyBarsBacktesting
+
+    class Crossover(Strategy):
+        parameters = {"fast": 5, "slow": 20}  # noqa: RUF012 - lumibot's own convention
+
+        def initialize(self) -> None:
+            self.sleeptime = "5M"
+            self.set_market("24/7")
+
+        def on_trading_iteration(self) -> None:
+            asset = Asset("MES", asset_type="future")
+            fast, slow = self.parameters["fast"], self.parameters["slow"]
+            bars = self.get_historical_prices(asset, slow, "minute")
+            if bars is None or len(bars.df) < slow:
+                return
+            close = bars.df["close"]
+            held = self.get_position(asset)
+            long = close.iloc[-fast:].mean() > close.mean()
+            if long and (held is None or held.quantity == 0):
+                self.submit_order(self.create_order(asset, 1, "buy"))
+            elif not long and held is not None and held.quantity > 0:
+                self.submit_order(self.create_order(asset, held.quantity, "sell"))
+
+    # lumibot writes its logs into the working directory: keep them out of the worker's.
+    with contextlib.chdir(workdir):
+        _, done = Crossover.run_backtest(
+            LazyBarsBacktesting,
+            dt.datetime(2024, 1, 3, 10),
+            dt.datetime(2024, 1, 3, 15),
+            store=catalog,
+            parameters=params,
+            **OFFLINE,
+        )
+    log = done.broker._trade_event_log_df
+    return {"fills": int((log["status"] == "fill").sum()), "value": float(done.portfolio_value)}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("lazybars.lumibot") is None,
+    reason="needs lazybars.lumibot (LazyBarsBacktesting, issue #11)",
+)
+@pytest.mark.skipif(
+    importlib.util.find_spec("lumibot") is None,
+    reason="needs the lumibot extra: pip install -e '.[lumibot]'",
+)
+def test_lumibot_strategies_sweep_on_ray_as_locally(
+    ray_cluster: types.ModuleType, catalog: str, tmp_path: Path
+) -> None:
+    run = functools.partial(lumibot_backtest, catalog=catalog, workdir=str(tmp_path))
+    grid = {"fast": [3, 5], "slow": [10, 20]}
+    local = lb.sweep(run, grid, progress=False)
+    assert local["status"].to_list() == ["ok"] * 4, local["error"].to_list()
+    assert local["fills"].min() > 0 and local["value"].n_unique() > 1
+    same_results(lb.sweep(run, grid, engine="ray", progress=False), local)
 
 
 # -- the cluster stays on this machine --------------------------------------------------------
