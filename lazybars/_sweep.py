@@ -115,9 +115,9 @@ def sweep(
     if engine == "local":
         outcomes = ((i, _attempt(run, params)) for i, params in enumerate(combos))
     else:
-        from lazybars import _ray  # noqa: PLC0415 - Ray only for engine="ray"
+        from lazybars._ray import execute  # noqa: PLC0415 - Ray only for engine="ray"
 
-        outcomes = _ray.execute(
+        outcomes = execute(
             _attempt, _failure, run, combos, address=address, retries=retries, cpus=cpus_per_task
         )
     rows: list[dict[str, Any] | None] = [None] * len(combos)
@@ -186,10 +186,8 @@ def _check_options(
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         msg = f"retries must be a whole number >= 0, got {retries!r}"
         raise InvalidRequest(msg)
-    if isinstance(cpus_per_task, bool) or not isinstance(cpus_per_task, int | float):
-        msg = f"cpus_per_task must be a number > 0, got {cpus_per_task!r}"
-        raise InvalidRequest(msg)
-    if not cpus_per_task > 0:
+    number = isinstance(cpus_per_task, int | float) and not isinstance(cpus_per_task, bool)
+    if not number or not cpus_per_task > 0:
         msg = f"cpus_per_task must be a number > 0, got {cpus_per_task!r}"
         raise InvalidRequest(msg)
 
@@ -198,15 +196,17 @@ def _attempt(run: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> di
     """One combination, in whichever process runs it: its row, never an exception."""
     start = time.perf_counter()
     try:
-        outputs = _outputs(run(dict(params)), params)
+        outputs, error = _outputs(run(dict(params)), params), None
     except Exception as exc:
-        return _row("error", {}, exc, time.perf_counter() - start)
-    return _row("ok", outputs, None, time.perf_counter() - start)
+        outputs, error = {}, exc
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    status = "ok" if error is None else "error"
+    return _row(status, outputs, error, time.perf_counter() - start, worker)
 
 
 def _failure(status: str, exc: BaseException) -> dict[str, Any]:
     """The row of a combination that produced no result of its own (its worker died)."""
-    return _row(status, {}, exc, None, worker=None)
+    return _row(status, {}, exc, None, None)
 
 
 def _row(
@@ -214,15 +214,15 @@ def _row(
     outputs: dict[str, Any],
     exc: BaseException | None,
     seconds: float | None,
-    *,
-    worker: str | None = "",
+    worker: str | None,
 ) -> dict[str, Any]:
+    error = None if exc is None else f"{type(exc).__name__}: {exc}"
     return {
         "outputs": outputs,
         "status": status,
-        "error": None if exc is None else f"{type(exc).__name__}: {exc}",
+        "error": error,
         "seconds": seconds,
-        "worker": f"{socket.gethostname()}:{os.getpid()}" if worker == "" else worker,
+        "worker": worker,
     }
 
 
@@ -230,24 +230,28 @@ def _outputs(value: Any, params: dict[str, Any]) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        value = {_VALUE: value}
+        return {_VALUE: value}
     for key in value:
-        if not isinstance(key, str) or key in params or key in _RESERVED:
-            kind = "a parameter" if key in params else "a results column"
-            if not isinstance(key, str):
-                kind = "not a string"
-            msg = f"run returned the key {key!r}, which is {kind}; rename that output"
-            raise InvalidRequest(msg)
+        if not isinstance(key, str):
+            kind = "not a string"
+        elif key in params:
+            kind = "a parameter"
+        elif key in _RESERVED:
+            kind = "a results column"
+        else:
+            continue
+        msg = f"run returned the key {key!r}, which is {kind}; rename that output"
+        raise InvalidRequest(msg)
     return dict(value)
 
 
 def _table(combos: list[dict[str, Any]], rows: list[dict[str, Any] | None]) -> pl.DataFrame:
     """Parameters, outputs (in order of first appearance), then the status columns."""
-    missing = [i for i, row in enumerate(rows) if row is None]
-    if missing:  # an engine must account for every combination; never drop one silently
+    done = [row for row in rows if row is not None]
+    if len(done) != len(rows):  # an engine must account for every combination
+        missing = [i for i, row in enumerate(rows) if row is None]
         msg = f"internal error: no result for combinations {missing[:10]}"
         raise RuntimeError(msg)
-    done: list[dict[str, Any]] = rows  # type: ignore[assignment]
     params = list(dict.fromkeys(name for combo in combos for name in combo))
     outputs = list(dict.fromkeys(key for row in done for key in row["outputs"]))
     columns = [_column(n, [c.get(n) for c in combos]) for n in params]
