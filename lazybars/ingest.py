@@ -12,7 +12,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -26,6 +26,7 @@ __all__ = [
     "RowNames",
     "normalize",
     "validate_zone",
+    "write_bars",
     "write_parquet_atomic",
 ]
 
@@ -117,8 +118,7 @@ def write_parquet_atomic(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            write = frame.sink_parquet if isinstance(frame, pl.LazyFrame) else frame.write_parquet
-            write(fh, row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=metadata)
+            write_bars(frame, fh, metadata)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -126,6 +126,18 @@ def write_parquet_atomic(
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_bars(
+    frame: pl.DataFrame | pl.LazyFrame, file: IO[bytes], metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``frame`` to ``file`` as a catalog file: row groups of ``ROW_GROUP_ROWS`` rows
+    with min/max statistics, so that a time window reads only the row groups it overlaps.
+
+    A LazyFrame is streamed into the file (polars' streaming sink), never held whole.
+    """
+    write = frame.sink_parquet if isinstance(frame, pl.LazyFrame) else frame.write_parquet
+    write(file, row_group_size=ROW_GROUP_ROWS, statistics=True, metadata=metadata)
 
 
 def _fsync_dir(directory: Path) -> None:

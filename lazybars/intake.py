@@ -352,9 +352,10 @@ class _Spill:
 
     def _to_disk(self, bars: pl.DataFrame, source: str) -> Part:
         if self._folder is None:
-            # Inside the catalog (same disk as the result, hidden from listings).
-            root = self._store._root
-            self._folder = tempfile.TemporaryDirectory(prefix=".ingest-", dir=root)
+            # Inside a directory catalog (same disk as the result, hidden from listings);
+            # for other stores, in the system's temporary directory.
+            where = self._store._spill_dir()
+            self._folder = tempfile.TemporaryDirectory(prefix=".ingest-", dir=where)
         fd, name = tempfile.mkstemp(suffix=".parquet", dir=self._folder.name)
         os.close(fd)
         bars.write_parquet(name, compression="lz4", statistics=False)

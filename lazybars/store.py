@@ -1,39 +1,37 @@
-"""BarStore: where bars live, as a directory catalog of parquet files or in memory.
+"""BarStore: where bars live: a directory catalog of parquet files, the same catalog on
+S3-compatible object storage, or frames in memory.
 
-A directory catalog holds one parquet file per symbol and timestep::
+A catalog holds one parquet file per symbol and timestep::
 
-    root/
+    root/                   (a directory, or s3://bucket/prefix)
       1m/MES.parquet
       1m/MNQ.parquet
       1d/MES.parquet
 
-Files are replaced atomically (hidden temporary file, then rename), so a reader sees the
-old bars or the new ones, never a mix; hidden files are never listed as symbols.
+Files are replaced atomically (a hidden temporary file then a rename; on object storage one
+upload that becomes visible only when complete), so a reader sees the old bars or the new
+ones, never a mix; hidden files are never listed as symbols. Storage itself is behind a
+small private seam (``lazybars._backend``); this module is the catalog's logic.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lazybars._backend import Backend, MemoryBackend, manifest_metadata, open_backend
 from lazybars._merge import Part, merge
-from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
-from lazybars.ingest import PRICE_COLUMNS, normalize, validate_zone, write_parquet_atomic
+from lazybars.errors import InvalidRequest, UnknownAsset
+from lazybars.ingest import normalize, validate_zone
 from lazybars.query import Query, QuerySource
 from lazybars.timestep import Timestep
 
 __all__ = ["BarStore", "check_symbol"]
 
-_SUFFIX = ".parquet"
-_MANIFEST_KEY = "lazybars"
-_FORMAT = 1
 _FORBIDDEN = ("/", "\\", "\x00")
 _MAX_SYMBOL = 128
 _MAX_SYMBOL_BYTES = 200
@@ -77,7 +75,14 @@ class BarStore:
     Parameters
     ----------
     root
-        The catalog directory; created if missing.
+        The catalog: a directory (created if missing; a ``file://`` URI works too), or an
+        ``s3://bucket/prefix`` URI on S3 or an S3-compatible store (needs the ``s3`` extra:
+        ``pip install 'lazybars[s3]'``).
+    storage_options
+        For ``s3://`` catalogs: credentials, endpoint and client options, as polars takes
+        them (``aws_access_key_id``, ``aws_secret_access_key``, ``aws_region``,
+        ``aws_endpoint_url``, ``aws_allow_http``, ...); what is not given comes from the
+        usual ``AWS_*`` environment variables. See README "Catalogs on object storage".
 
     Examples
     --------
@@ -88,14 +93,15 @@ class BarStore:
     (['MES'], ['1m'])
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self._root: Path | None = Path(root)
-        try:
-            self._root.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            msg = f"catalog root {root} exists and is not a directory; pass a directory path"
-            raise InvalidRequest(msg) from None
-        self._frames: dict[tuple[str, Timestep], pl.DataFrame] = {}
+    _backend: Backend
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._backend = open_backend(root, storage_options)
 
     @classmethod
     def from_frames(
@@ -103,8 +109,7 @@ class BarStore:
     ) -> BarStore:
         """An in-memory store (no disk) holding ``{symbol: frame}`` at ``timestep``."""
         store = cls.__new__(cls)
-        store._root = None
-        store._frames = {}
+        store._backend = MemoryBackend()
         for symbol, frame in frames.items():
             store._write(symbol, frame, timestep, tz, stacklevel=4)
         return store
@@ -168,25 +173,23 @@ class BarStore:
     # any: parts may be lazy scans of spilled chunks, streamed into the catalog file.
     def _plan(self, symbol: str, timestep: Timestep, parts: list[Part], *, append: bool) -> Part:
         """The union of ``parts``, and of the stored bars when appending (checked, unwritten)."""
-        if append and (symbol, timestep) in self._keys():
+        if append and timestep in self._backend.timesteps(symbol):
             parts = [self._stored(symbol, timestep), *parts]
         return merge(parts)
 
     def _put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
         """Store ``bars`` as the bars of ``symbol`` at ``timestep``, atomically."""
-        if self._root is None:
-            self._frames[(symbol, timestep)] = bars.lazy.collect().rechunk()
-            return
-        manifest = _Manifest(format=_FORMAT, rows=bars.rows, first=bars.first, last=bars.last)
-        meta = {_MANIFEST_KEY: manifest.model_dump_json()}
-        write_parquet_atomic(bars.bars, self._path(symbol, timestep), meta)
+        meta = manifest_metadata(bars.rows, bars.first, bars.last)
+        self._backend.put(symbol, timestep, bars.bars, meta)
 
     def _stored(self, symbol: str, timestep: Timestep) -> Part:
         label = f"the stored bars of {symbol} at {timestep}"
-        if self._root is None:
-            return Part.of(self._frames[(symbol, timestep)], label)
-        rows, first, last = _parquet_manifest(self._path(symbol, timestep))
+        rows, first, last, _ = self._backend.describe(symbol, timestep)
         return Part(self._read(symbol, timestep), rows, first, last, (label,))
+
+    def _spill_dir(self) -> Path | None:
+        """Where bulk ingestion spills chunks (None: the system's temporary directory)."""
+        return self._backend.spill_dir()
 
     def info(self) -> pl.DataFrame:
         """What the store holds: a row per symbol and timestep, with ``rows``, the ``first``
@@ -199,15 +202,10 @@ class BarStore:
         >>> store.info().select("symbol", "timestep", "rows").rows()
         [('MES', '1m', 8543)]
         """
-        rows = []
-        for symbol, timestep in sorted(self._keys()):
-            stored = self._stored(symbol, timestep)
-            size = (
-                stored.bars.estimated_size()
-                if isinstance(stored.bars, pl.DataFrame)
-                else self._path(symbol, timestep).stat().st_size
-            )
-            rows.append((symbol, str(timestep), stored.rows, stored.first, stored.last, size))
+        rows = [
+            (symbol, str(timestep), *self._backend.describe(symbol, timestep))
+            for symbol, timestep in sorted(self._backend.listing())
+        ]
         utc = pl.Datetime("ns", "UTC")
         schema = dict.fromkeys(("symbol", "timestep"), pl.String) | dict.fromkeys(
             ("rows", "first", "last", "bytes"), pl.Int64
@@ -218,7 +216,7 @@ class BarStore:
     def symbols(self, timestep: str | None = None) -> list[str]:
         """The stored symbols (at ``timestep`` only, when given), sorted."""
         wanted = None if timestep is None else Timestep.parse(timestep)
-        return sorted({s for s, ts in self._keys() if wanted is None or ts == wanted})
+        return sorted({s for s, ts in self._backend.listing() if wanted is None or ts == wanted})
 
     def timesteps(self, symbol: str) -> list[str]:
         """The timesteps stored for ``symbol``, finest first."""
@@ -252,7 +250,7 @@ class BarStore:
             )
             raise InvalidRequest(msg)
         base = stored.pop()
-        source = QuerySource(self._key, names, base, timezone, self._read)
+        source = QuerySource(self._backend.key, names, base, timezone, self._read)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
@@ -277,53 +275,15 @@ class BarStore:
 
     def bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
         """The first and last bar start (int64 ns) stored for ``symbol`` at ``timestep``."""
-        if self._root is None:
-            when = self._frames[(symbol, timestep)]["datetime"].dt.epoch("ns")
-            return int(when[0]), int(when[-1])
-        return _parquet_bounds(self._path(symbol, timestep))
+        description = self._backend.describe(symbol, timestep)
+        return description.first, description.last
 
     def __repr__(self) -> str:
-        where = "in memory" if self._root is None else str(self._root)
-        return f"<lazybars.BarStore {where}: {len(self.symbols())} symbols>"
+        return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"
 
     # -- internals --------------------------------------------------------------------------
-    @property
-    def _key(self) -> object:
-        return id(self) if self._root is None else str(self._root.resolve())
-
-    def _path(self, symbol: str, timestep: Timestep) -> Path:
-        assert self._root is not None
-        return self._root / str(timestep) / f"{symbol}{_SUFFIX}"
-
-    def _keys(self) -> set[tuple[str, Timestep]]:
-        if self._root is None:
-            return set(self._frames)
-        keys = set()
-        for timestep, folder in self._folders():
-            for file in folder.iterdir():
-                name = file.name
-                if name.endswith(_SUFFIX) and not name.startswith("."):
-                    keys.add((name[: -len(_SUFFIX)], timestep))
-        return keys
-
-    def _folders(self) -> list[tuple[Timestep, Path]]:
-        """The catalog's timestep folders (a missing catalog is an error, not emptiness)."""
-        assert self._root is not None
-        try:
-            entries = list(self._root.iterdir())
-        except FileNotFoundError:
-            msg = f"catalog directory {self._root} is missing; create it with BarStore(root)"
-            raise SchemaError(msg) from None
-        found = ((_timestep_folder(f), f) for f in entries)
-        return [(ts, f) for ts, f in found if ts is not None]
-
     def _timesteps(self, symbol: str) -> list[Timestep]:
-        check_symbol(symbol)
-        if self._root is None:
-            found = sorted(ts for s, ts in self._frames if s == symbol)
-        else:
-            # One stat per timestep folder, not a listing of the whole catalog.
-            found = sorted(ts for ts, _ in self._folders() if self._path(symbol, ts).is_file())
+        found = self._backend.timesteps(check_symbol(symbol))
         if not found:
             known = self.symbols()
             msg = (
@@ -335,105 +295,4 @@ class BarStore:
 
     def _read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         """The stored bars of ``symbol`` at exactly ``timestep``, as a polars scan."""
-        if self._root is None:
-            return self._frames[(symbol, timestep)].lazy()
-        path = self._path(symbol, timestep)
-        schema = _check_file(path)
-        # A file:// URI takes polars' byte-range reader: only the row groups that the window
-        # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
-        # then show as if the backtest held years of history.
-        # The schema just read is passed on, so planning does no further file I/O.
-        return pl.scan_parquet(path.as_uri(), glob=False, schema=schema)
-
-
-def _timestep_folder(folder: Path) -> Timestep | None:
-    if not folder.is_dir() or folder.name.startswith("."):
-        return None
-    try:
-        timestep = Timestep.parse(folder.name)
-    except InvalidRequest:
-        return None
-    return timestep if str(timestep) == folder.name else None
-
-
-class _Manifest(BaseModel):
-    """What a catalog file says about itself, in its parquet key-value metadata.
-
-    Read once per load: the bounds answer without touching the data (and without pyarrow,
-    whose first use reserves a large memory pool).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    format: int = Field(ge=1, le=_FORMAT)
-    rows: int = Field(ge=1)
-    first: int
-    last: int
-
-
-def _check_file(path: Path) -> pl.Schema:
-    """The file's schema, after checking that it holds bars lazybars can read."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):
-        msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
-        raise SchemaError(msg)
-    # A write replaces the file (new inode and mtime), so the key tells versions apart.
-    return _validated_schema(path, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-@lru_cache(maxsize=4096)
-def _validated_schema(path: Path, inode: int, mtime_ns: int, size: int) -> pl.Schema:
-    try:
-        schema = pl.read_parquet_schema(path.as_uri())
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
-        raise SchemaError(msg) from None
-    names = schema.names()
-    missing = [c for c in ("datetime", *PRICE_COLUMNS) if c not in names]
-    when = schema.get("datetime")
-    aware = isinstance(when, pl.Datetime) and when.time_zone is not None
-    numeric = all(schema[c].is_numeric() for c in PRICE_COLUMNS if c in schema)
-    if missing or names[0] != "datetime" or not aware or not numeric:
-        msg = (
-            f"catalog file {path} is not a lazybars bar file (schema {dict(schema)}; bars need "
-            "a tz-aware 'datetime' first and numeric open, high, low, close); rewrite it "
-            "with store.write()"
-        )
-        raise SchemaError(msg)
-    return schema
-
-
-def _parquet_bounds(path: Path) -> tuple[int, int]:
-    _, first, last = _parquet_manifest(path)
-    return first, last
-
-
-def _parquet_manifest(path: Path) -> tuple[int, int, int]:
-    """The rows, first and last bar start (int64 ns) of a catalog file."""
-    _check_file(path)
-    try:
-        raw = pl.read_parquet_metadata(path).get(_MANIFEST_KEY)
-    except FileNotFoundError:
-        msg = f"catalog file {path} is gone (deleted after it was listed?); write the symbol again"
-        raise SchemaError(msg) from None
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
-        raise SchemaError(msg) from None
-    if raw is not None:
-        try:
-            manifest = _Manifest.model_validate_json(raw)
-        except ValidationError as exc:
-            msg = (
-                f"catalog file {path} has a damaged manifest ({exc}); rewrite it with store.write()"
-            )
-            raise SchemaError(msg) from None
-        return manifest.rows, manifest.first, manifest.last
-    # A file written by other tools: read the time column once.
-    when = pl.read_parquet(path, columns=["datetime"])["datetime"].dt.epoch("ns")
-    if when.is_empty():
-        msg = f"catalog file {path} holds no bars; rewrite it with store.write()"
-        raise SchemaError(msg)
-    return when.len(), int(when.min()), int(when.max())
+        return self._backend.read(symbol, timestep)

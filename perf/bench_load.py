@@ -29,6 +29,7 @@ import pandas as pd
 import polars as pl
 
 import lazybars as lb
+from lazybars._backend import file_name
 from perf._harness import Check, parse_args, print_checks, print_table
 from perf._windowed import WindowedStore, loaded_range
 
@@ -67,7 +68,8 @@ def _median_seconds(*runs: Callable[[], object], rounds: int) -> list[float]:
 
 def _floor(store: lb.BarStore, symbols: list[str]) -> Callable[[], object]:
     lo, hi = LOADED
-    files = [store._path(s, lb.Timestep.parse("1m")) for s in symbols]
+    backend = store._backend
+    files = [backend.location(file_name(s, lb.Timestep.parse("1m"))) for s in symbols]
 
     def run() -> object:
         return [

@@ -249,15 +249,20 @@ def write(store_write: Any, case: Fuzzed) -> None:
 
 
 @pytest.fixture(scope="module")
-def disk(tmp_path_factory: pytest.TempPathFactory) -> lb.BarStore:
-    return lb.BarStore(tmp_path_factory.mktemp("fuzz"))
+def disk_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def disk(disk_root: Path) -> lb.BarStore:
+    return lb.BarStore(disk_root)
 
 
 # -------------------------------------------------------------------------------- tests
 @settings(max_examples=300, **SETTINGS)
 @given(case=fuzzed_frames())
-def test_written_frames_read_back_exactly(disk: lb.BarStore, case: Fuzzed) -> None:
-    root = Path(disk._root)  # type: ignore[arg-type]
+def test_written_frames_read_back_exactly(disk: lb.BarStore, disk_root: Path, case: Fuzzed) -> None:
+    root = disk_root
     event(f"input {type(case.given).__module__.split('.')[0]}, naive={case.naive}")
     event(f"unsorted={case.unsorted}, extras={case.expected.width - 6}")
     if not maps_uniquely(case):

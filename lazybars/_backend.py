@@ -1,0 +1,456 @@
+"""Where a BarStore keeps its bars: the private seam between the catalog and its storage.
+
+The catalog (``lazybars.store``) knows symbols, timesteps, merges and scans; a backend only
+lists the catalog's files, reads one as a polars scan, describes one (rows, first and last
+bar, bytes) and replaces one atomically. The backends share one layout,
+``<root>/<timestep>/<symbol>.parquet``:
+
+- :class:`MemoryBackend`: frames in a dict (``BarStore.from_frames``);
+- :class:`DirectoryBackend`: a local directory; a file is replaced by a rename;
+- ``lazybars._objectstore.ObjectBackend``: an ``s3://`` prefix; an object is replaced by
+  one upload that becomes visible only when complete.
+
+Files are checked once per version: the footer (schema and the lazybars manifest in the
+parquet key-value metadata) is read from the file's last bytes, validated, and memoised
+under the file's version (inode, mtime and size; an object's ETag). :func:`open_backend`
+is the one place that reads a catalog's location: a path, a ``file://`` or an ``s3://`` URI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lazybars.errors import InvalidRequest, SchemaError
+from lazybars.ingest import PRICE_COLUMNS, write_parquet_atomic
+from lazybars.timestep import Timestep
+
+__all__ = [
+    "Backend",
+    "Description",
+    "DirectoryBackend",
+    "FileBackend",
+    "Frame",
+    "Key",
+    "MemoryBackend",
+    "Replaced",
+    "is_uri",
+    "manifest_metadata",
+    "open_backend",
+]
+
+Key = tuple[str, Timestep]
+Frame = pl.DataFrame | pl.LazyFrame
+SUFFIX = ".parquet"
+_MANIFEST_KEY = "lazybars"
+_FORMAT = 1
+_MAGIC = b"PAR1"
+# Read from a file's end at once: the whole footer of up to ~5 years of 24h minute bars
+# (a row group's statistics take ~500 bytes), so describing a file is one read (one ranged
+# GET); a larger footer takes a second.
+TAIL_BYTES = 32 * 1024
+_ATTEMPTS = 3
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+class Description(NamedTuple):
+    """What the catalog says about one file: bar count, first and last start (int64 ns),
+    and its size in bytes."""
+
+    rows: int
+    first: int
+    last: int
+    bytes: int
+
+
+class Backend(ABC):
+    """A catalog's storage: lists, reads, describes and atomically replaces its files."""
+
+    #: Where the catalog lives, as shown in messages and reprs.
+    where: str
+    #: Equal for two handles on one catalog, so that their query plans compare equal.
+    key: Hashable
+
+    @abstractmethod
+    def listing(self) -> set[Key]:
+        """Every (symbol, timestep) stored."""
+
+    @abstractmethod
+    def timesteps(self, symbol: str) -> list[Timestep]:
+        """The timesteps stored for ``symbol``, sorted (empty when it is not stored)."""
+
+    @abstractmethod
+    def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        """The stored bars, as a scan (checked to be bars lazybars can read)."""
+
+    @abstractmethod
+    def describe(self, symbol: str, timestep: Timestep) -> Description:
+        """Rows, first and last start, and bytes of the stored bars, without reading them."""
+
+    @abstractmethod
+    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+        """Replace the stored bars with ``bars``, atomically: readers see old or new."""
+
+    def spill_dir(self) -> Path | None:
+        """Where bulk ingestion spills chunks (None: the system's temporary directory)."""
+        return None
+
+
+def is_uri(root: Any) -> bool:
+    """Whether a catalog location is a URI (``scheme://...``) rather than a path."""
+    return isinstance(root, str) and _SCHEME.match(root) is not None
+
+
+def open_backend(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
+    """The backend for a catalog location: a directory path, ``file://`` or ``s3://`` URI."""
+    if isinstance(root, str) and (found := _SCHEME.match(root)):
+        scheme = found.group(1).lower()
+        if scheme in ("s3", "s3a"):
+            # An edge module: it imports the object-store client only when it is used.
+            from lazybars._objectstore import ObjectBackend  # noqa: PLC0415
+
+            return ObjectBackend(root, storage_options)
+        if scheme != "file":
+            msg = (
+                f"catalog location {root!r}: lazybars catalogs live in a directory or under "
+                "s3:// (S3 and S3-compatible stores such as MinIO or R2); use one of those"
+            )
+            raise InvalidRequest(msg)
+        parts = urlsplit(root)
+        if parts.netloc not in ("", "localhost"):
+            msg = f"catalog location {root!r} names a remote host; use a local file:// path"
+            raise InvalidRequest(msg)
+        root = unquote(parts.path)
+    elif not isinstance(root, str | os.PathLike):
+        msg = f"catalog root must be a path or a URI, got {type(root).__name__} {root!r}"
+        raise InvalidRequest(msg)
+    if storage_options:
+        msg = (
+            f"storage_options apply to s3:// catalogs, not to the directory {root}; "
+            "drop them, or give an s3:// URI"
+        )
+        raise InvalidRequest(msg)
+    return DirectoryBackend(Path(root))
+
+
+class MemoryBackend(Backend):
+    """Frames in memory, keyed by symbol and timestep."""
+
+    def __init__(self) -> None:
+        self._frames: dict[Key, pl.DataFrame] = {}
+        self.where = "in memory"
+        self.key = id(self)
+
+    def listing(self) -> set[Key]:
+        return set(self._frames)
+
+    def timesteps(self, symbol: str) -> list[Timestep]:
+        return sorted(ts for s, ts in self._frames if s == symbol)
+
+    def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        return self._frames[(symbol, timestep)].lazy()
+
+    def describe(self, symbol: str, timestep: Timestep) -> Description:
+        frame = self._frames[(symbol, timestep)]
+        when = frame["datetime"].dt.epoch("ns")
+        return Description(frame.height, int(when[0]), int(when[-1]), frame.estimated_size())
+
+    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+        self._frames[(symbol, timestep)] = bars.lazy().collect().rechunk()
+
+
+class _Manifest(BaseModel):
+    """What a catalog file says about itself, in its parquet key-value metadata.
+
+    Read with the footer: the bounds answer without touching the data (and without
+    pyarrow, whose first use reserves a large memory pool).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    format: int = Field(ge=1, le=_FORMAT)
+    rows: int = Field(ge=1)
+    first: int
+    last: int
+
+
+def manifest_metadata(rows: int, first: int, last: int) -> dict[str, str]:
+    """The parquet key-value metadata that a catalog file carries about its bars."""
+    manifest = _Manifest(format=_FORMAT, rows=rows, first=first, last=last)
+    return {_MANIFEST_KEY: manifest.model_dump_json()}
+
+
+class _Footer(NamedTuple):
+    schema: pl.Schema
+    manifest: _Manifest | None
+
+
+class FileBackend(Backend):
+    """A backend of parquet files named ``<timestep>/<symbol>.parquet`` under a root.
+
+    Subclasses say how to find a file's version, read its tail, scan it and replace it;
+    checking the footer, memoised per version, is shared.
+    """
+
+    @abstractmethod
+    def location(self, name: str) -> str:
+        """The file's full name, for messages (a path, or an ``s3://`` URI)."""
+
+    @abstractmethod
+    def version(self, name: str) -> tuple[Hashable, int]:
+        """(a token that changes whenever the file is replaced, its size in bytes); raises
+        SchemaError when the file is gone."""
+
+    @abstractmethod
+    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
+        """The file's bytes from ``start`` to its end (``size``), of that version (raises
+        :class:`Replaced` when the file is no longer that version)."""
+
+    @abstractmethod
+    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
+        """A polars scan of the file that reads only the byte ranges a query needs."""
+
+    def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        name = file_name(symbol, timestep)
+        # The schema just checked is passed on, so planning does no further I/O.
+        return self.scan(name, self._footer(name)[0].schema)
+
+    def describe(self, symbol: str, timestep: Timestep) -> Description:
+        name = file_name(symbol, timestep)
+        footer, size = self._footer(name)
+        if footer.manifest is not None:
+            m = footer.manifest
+            return Description(m.rows, m.first, m.last, size)
+        # A file written by other tools: read its time column once.
+        when = self.scan(name, footer.schema).select("datetime").collect()["datetime"]
+        if when.is_empty():
+            msg = f"catalog file {self.location(name)} holds no bars; rewrite it with store.write()"
+            raise SchemaError(msg)
+        ns = when.dt.epoch("ns")
+        return Description(ns.len(), int(ns.min()), int(ns.max()), size)
+
+    def _footer(self, name: str) -> tuple[_Footer, int]:
+        """The file's checked footer (memoised per version), and its size."""
+        for _ in range(_ATTEMPTS):
+            version, size = self.version(name)
+            memo_key = (self.key, name, version)
+            found = _FOOTERS.get(memo_key)
+            if found is not None:
+                return found, size
+            try:
+                found = self._read_footer(name, version, size)
+            except Replaced:
+                continue  # a writer replaced it between the two requests: look again
+            _FOOTERS.put(memo_key, found)
+            return found, size
+        msg = (
+            f"catalog file {self.location(name)} was replaced {_ATTEMPTS} times while it was "
+            "read; read it again when the writers are done"
+        )
+        raise SchemaError(msg)
+
+    def _read_footer(self, name: str, version: Hashable, size: int) -> _Footer:
+        where = self.location(name)
+        start = max(size - TAIL_BYTES, 0)
+        tail = self.tail(name, version, start, size) if size else b""
+        length = _footer_length(tail, size, where)
+        if length + 8 > len(tail):  # a footer larger than the first read
+            tail = self.tail(name, version, size - length - 8, size)
+        return _parse_footer(tail[-length - 8 :], where)
+
+
+class Replaced(Exception):  # a signal between backends, never raised to users
+    """A file was replaced between reading its version and reading its bytes."""
+
+
+def file_name(symbol: str, timestep: Timestep) -> str:
+    """The catalog-relative name of a symbol's file at a timestep."""
+    return f"{timestep}/{symbol}{SUFFIX}"
+
+
+def timestep_folder(name: str) -> Timestep | None:
+    """The timestep a folder name stands for, or None (hidden or not the canonical name)."""
+    if name.startswith("."):
+        return None
+    try:
+        timestep = Timestep.parse(name)
+    except InvalidRequest:
+        return None
+    return timestep if str(timestep) == name else None
+
+
+def symbol_file(name: str) -> str | None:
+    """The symbol a file name stands for, or None (hidden, or not a parquet file)."""
+    if name.endswith(SUFFIX) and not name.startswith(".") and len(name) > len(SUFFIX):
+        return name[: -len(SUFFIX)]
+    return None
+
+
+class _Memo:
+    """A bounded, thread-safe LRU of checked footers, keyed by file version."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, _Footer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> _Footer | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, footer: _Footer) -> None:
+        with self._lock:
+            self._items[key] = footer
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_FOOTERS = _Memo(4096)
+
+
+def _footer_length(tail: bytes, size: int, where: str) -> int:
+    if len(tail) < 12 or tail[-4:] != _MAGIC or size < 12:
+        msg = f"cannot read catalog file {where} (not parquet); rewrite it with store.write()"
+        raise SchemaError(msg)
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 12 > size:
+        msg = (
+            f"cannot read catalog file {where} (truncated: its footer claims {length} bytes "
+            f"of {size}); rewrite it with store.write()"
+        )
+        raise SchemaError(msg)
+    return length
+
+
+def _parse_footer(footer: bytes, where: str) -> _Footer:
+    """Check and read a parquet footer (metadata, its length, the magic bytes)."""
+    # To a metadata reader, the leading magic and the footer are a whole parquet file: the
+    # row groups it describes are never touched.
+    whole = _MAGIC + footer
+    try:
+        schema = pl.Schema(pl.read_parquet_schema(whole))
+        raw = pl.read_parquet_metadata(whole).get(_MANIFEST_KEY)
+    except (OSError, pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+        # A damaged footer can make the thrift decoder panic rather than fail.
+        msg = f"cannot read catalog file {where} ({exc}); rewrite it with store.write()"
+        raise SchemaError(msg) from None
+    names = schema.names()
+    missing = [c for c in ("datetime", *PRICE_COLUMNS) if c not in names]
+    when = schema.get("datetime")
+    aware = isinstance(when, pl.Datetime) and when.time_zone is not None
+    numeric = all(schema[c].is_numeric() for c in PRICE_COLUMNS if c in schema)
+    if missing or names[0] != "datetime" or not aware or not numeric:
+        msg = (
+            f"catalog file {where} is not a lazybars bar file (schema {dict(schema)}; bars need "
+            "a tz-aware 'datetime' first and numeric open, high, low, close); rewrite it "
+            "with store.write()"
+        )
+        raise SchemaError(msg)
+    if raw is None:
+        return _Footer(schema, None)
+    try:
+        manifest = _Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        msg = f"catalog file {where} has a damaged manifest ({exc}); rewrite it with store.write()"
+        raise SchemaError(msg) from None
+    return _Footer(schema, manifest)
+
+
+class DirectoryBackend(FileBackend):
+    """A catalog directory on a local file system."""
+
+    def __init__(self, root: Path) -> None:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            msg = f"catalog root {root} exists and is not a directory; pass a directory path"
+            raise InvalidRequest(msg) from None
+        self._root = root
+        self.where = str(root)
+        self.key = str(root.resolve())
+
+    def listing(self) -> set[Key]:
+        keys = set()
+        for timestep, folder in self._folders():
+            for file in folder.iterdir():
+                symbol = symbol_file(file.name)
+                if symbol is not None:
+                    keys.add((symbol, timestep))
+        return keys
+
+    def timesteps(self, symbol: str) -> list[Timestep]:
+        # One stat per timestep folder, not a listing of the whole catalog.
+        return sorted(
+            ts for ts, folder in self._folders() if (folder / f"{symbol}{SUFFIX}").is_file()
+        )
+
+    def _folders(self) -> list[tuple[Timestep, Path]]:
+        """The catalog's timestep folders (a missing catalog is an error, not emptiness)."""
+        try:
+            entries = list(self._root.iterdir())
+        except FileNotFoundError:
+            msg = f"catalog directory {self._root} is missing; create it with BarStore(root)"
+            raise SchemaError(msg) from None
+        found = ((timestep_folder(f.name), f) for f in entries if f.is_dir())
+        return [(ts, f) for ts, f in found if ts is not None]
+
+    def location(self, name: str) -> str:
+        return str(self._root / name)
+
+    def version(self, name: str) -> tuple[Hashable, int]:
+        path = self._root / name
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            msg = (
+                f"catalog file {path} is gone (deleted after it was listed?); "
+                "write the symbol again"
+            )
+            raise SchemaError(msg)
+        # A write replaces the file (new inode and mtime), so these tell versions apart.
+        return (st.st_ino, st.st_mtime_ns, st.st_size), st.st_size
+
+    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
+        path = self._root / name
+        try:
+            with path.open("rb") as fh:
+                fh.seek(start)
+                return fh.read(size - start)
+        except FileNotFoundError:
+            msg = (
+                f"catalog file {path} is gone (deleted after it was listed?); "
+                "write the symbol again"
+            )
+            raise SchemaError(msg) from None
+        except OSError as exc:
+            msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
+            raise SchemaError(msg) from None
+
+    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
+        # A file:// URI takes polars' byte-range reader: only the row groups that the window
+        # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
+        # then show as if the backtest held years of history.
+        return pl.scan_parquet((self._root / name).as_uri(), glob=False, schema=schema)
+
+    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+        write_parquet_atomic(bars, self._root / file_name(symbol, timestep), metadata)
+
+    def spill_dir(self) -> Path:
+        # Inside the catalog: the same disk as the result; hidden from listings.
+        return self._root
