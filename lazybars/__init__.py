@@ -16,6 +16,7 @@ from lazybars.errors import (
     LazyBarsWarning,
     MissingExtra,
     SchemaError,
+    StorageError,
     UnknownAsset,
     UnsortedBarsWarning,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "MissingExtra",
     "Query",
     "SchemaError",
+    "StorageError",
     "Timestep",
     "UnknownAsset",
     "UnsortedBarsWarning",

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lazybars._backend import is_uri
 from lazybars.errors import LazyBarsError
 from lazybars.intake import ingest_into
 from lazybars.store import BarStore
@@ -33,7 +34,13 @@ def ingest(
             show_default=False,
         ),
     ],
-    store: Annotated[Path, typer.Option(help="Catalog directory; created if missing.")],
+    store: Annotated[
+        str,
+        typer.Option(
+            help="Catalog directory (created if missing), or s3://bucket/prefix (credentials "
+            "and endpoint from the AWS_* environment variables)."
+        ),
+    ],
     symbol: Annotated[
         list[str] | None,
         typer.Option(
@@ -78,11 +85,14 @@ def ingest(
 
 
 def info(
-    store: Annotated[Path, typer.Argument(help="Catalog directory.", show_default=False)],
+    store: Annotated[
+        str,
+        typer.Argument(help="Catalog directory, or s3://bucket/prefix.", show_default=False),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show what a catalog holds: rows, first and last bar, bytes per symbol and timestep."""
-    if not store.is_dir():
+    if not is_uri(store) and not Path(store).is_dir():  # reading never creates a catalog
         errors.print(f"error: no catalog directory at {store}", style="red", markup=False)
         raise typer.Exit(code=1)
     try:
@@ -137,7 +147,7 @@ def _symbols(values: list[str]) -> str | dict[str, str] | None:
     return {src: dst for src, _, dst in pairs}
 
 
-def _print_summary(summary: pl.DataFrame, store: Path, append: bool) -> None:
+def _print_summary(summary: pl.DataFrame, store: str, append: bool) -> None:
     _print_frame(f"{'appended to' if append else 'written to'} {store}", summary)
 
 

@@ -10,6 +10,9 @@ would naturally catch for that kind of mistake::
     ├── InvalidRequest (ValueError)     a request that cannot be answered as asked: bad
     │                                   length, timestep, timeshift, clock or symbol name
     ├── UnknownAsset (KeyError)         a symbol (or timestep) the store does not hold
+    ├── StorageError (OSError)          object storage that cannot be used as configured:
+    │                                   no credentials, no such bucket, access denied,
+    │                                   an endpoint that does not answer
     └── MissingExtra (ImportError)      an optional feature whose extra is not installed,
                                         e.g. charts without ``lazybars[plot]``
 
@@ -27,6 +30,7 @@ __all__ = [
     "LazyBarsWarning",
     "MissingExtra",
     "SchemaError",
+    "StorageError",
     "UnknownAsset",
     "UnsortedBarsWarning",
 ]
@@ -51,6 +55,10 @@ class UnknownAsset(LazyBarsError, KeyError):
         # KeyError.__str__ shows the repr of its argument (quotes, escaped newlines);
         # our argument is a sentence meant to be read as is.
         return str(self.args[0]) if self.args else ""
+
+
+class StorageError(LazyBarsError, OSError):
+    """Object storage that cannot be used as configured; the message names the fix."""
 
 
 class MissingExtra(LazyBarsError, ImportError):

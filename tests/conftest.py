@@ -1,7 +1,14 @@
-"""Test-wide settings."""
+"""Test-wide settings, and the S3-compatible server the object-storage tests run against."""
+
+from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 # pandas 3 keeps string labels in pyarrow arrays, and pyarrow's default allocator reserves
 # about 1 GiB of address space on first use; memray counts that reservation as allocated
@@ -18,3 +25,27 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """moto's S3 on 127.0.0.1, started once for the session and stopped after it."""
+    pytest.importorskip(
+        "obstore", reason="s3:// catalogs need the s3 extra: pip install 'lazybars[s3]'"
+    )
+    pytest.importorskip(
+        "moto.server", reason="the S3 tests need moto's server: pip install 'lazybars[s3-test]'"
+    )
+    import s3_server
+
+    server = s3_server.S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["disk", "s3"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """An empty catalog in a directory, or under a new bucket on the test S3 server."""
+    import catalogs
+
+    return catalogs.make(request.param, request, tmp_path / "catalog")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,19 +209,35 @@ class Catalog(dict):
         printer.text(repr(self))
 
 
+def _datasets(store_of: Callable[[str], lb.BarStore], oracle: lb.BarStore | None = None) -> Catalog:
+    """The data sets, each written to ``store_of(symbol)``; the reference reads the same
+    store, or ``oracle`` when given (a second copy of the bars)."""
+    out = Catalog()
+    for symbol, (frame, timestep, tz) in _frames().items():
+        store = store_of(symbol)
+        store.write(symbol, frame, timestep=timestep)
+        if oracle is not None:
+            oracle.write(symbol, frame, timestep=timestep)
+        anchors, step = _anchors(frame, timestep, tz)
+        starts = tuple(frame["datetime"].dt.epoch("ns").to_list())
+        ds = DataSet(symbol, store, symbol, tz, step, starts, anchors)
+        out[symbol] = (ds, PandasDataSource(oracle or store, timezone=tz))
+    return out
+
+
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> Catalog:
     memory = lb.BarStore.from_frames({})
     disk = lb.BarStore(tmp_path_factory.mktemp("parity-catalog"))
-    out = Catalog()
-    for symbol, (frame, timestep, tz) in _frames().items():
-        store = disk if symbol in ON_DISK else memory
-        store.write(symbol, frame, timestep=timestep)
-        anchors, step = _anchors(frame, timestep, tz)
-        starts = tuple(frame["datetime"].dt.epoch("ns").to_list())
-        ds = DataSet(symbol, store, symbol, tz, step, starts, anchors)
-        out[symbol] = (ds, PandasDataSource(store, timezone=tz))
-    return out
+    return _datasets(lambda symbol: disk if symbol in ON_DISK else memory)
+
+
+@pytest.fixture(scope="module")
+def s3_datasets(s3_server) -> Catalog:
+    """Every data set in one catalog on the test S3 server; the reference reads a copy in
+    memory (it lists the store on every request, which is its plain way, not ours)."""
+    store = lb.BarStore(f"s3://{s3_server.bucket()}/parity", storage_options=s3_server.options())
+    return _datasets(lambda symbol: store, oracle=lb.BarStore.from_frames({}))
 
 
 # ------------------------------------------------------------------------- strategies
@@ -359,3 +376,13 @@ def test_fast_matches_reference(datasets, name, data):
 def test_hints_never_change_answers(datasets, name, data):
     """start/end/lookback only bound the first load: answers stay the oracle's."""
     run_sequence(datasets, name, data, with_hints=True)
+
+
+@pytest.mark.parametrize("with_hints", [False, True], ids=["no hints", "hints"])
+@pytest.mark.parametrize("name", NAMES)
+@parity_settings(examples=12)
+@given(data=st.data())
+def test_a_catalog_on_s3_answers_like_the_reference(s3_datasets, name, with_hints, data):
+    """Both properties above against a catalog on S3 (every data set; fewer examples, as
+    each one loads its asset from the server)."""
+    run_sequence(s3_datasets, name, data, with_hints=with_hints)

@@ -10,13 +10,15 @@ bad value's row numbers, the unsafe symbol list on ``write``/``scan``, corrupt f
 ``scan``/``bounds``) is not repeated here; this file adds the cross-cutting guarantees: message
 quality and an untouched store for the whole battery, damaged catalogs seen through a
 ``DataSource``, files and directories that vanish under a live store, and symbols that try to
-leave the catalog through the backtester API.
+leave the catalog through the backtester API. The battery and the damaged-catalog tests run on
+a directory catalog and on the same catalog on S3 (the test server).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import math
 import re
 import shutil
@@ -26,11 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import catalogs
 import numpy as np
 import pandas as pd
 import polars as pl
 import polars.testing
 import pytest
+from catalogs import Catalog
 
 import lazybars as lb
 from lazybars.reference import PandasDataSource
@@ -87,9 +91,9 @@ def assert_fix_message(err: BaseException, *names: str) -> None:
 # -------------------------------------------------------------------- the battery
 @dataclass
 class World:
-    """A small on-disk catalog and a fast source on it, shared by the battery."""
+    """A small catalog and a fast source on it, shared by the battery."""
 
-    root: Path
+    catalog: Catalog
     store: lb.BarStore
     minute: pl.DataFrame
     src: lb.DataSource
@@ -99,10 +103,10 @@ class World:
 CLOCK = ts("2024-01-03 12:00")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("battery")
-    store = lb.BarStore(root)
+@pytest.fixture(scope="module", params=["disk", "s3"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> World:
+    catalog = catalogs.make(request.param, request, tmp_path_factory.mktemp("battery") / "cat")
+    store = catalog.open()
     minute = minute_frame()
     store.write("MES", minute)
     store.write("MES", lb.synth.daily_bars("MES", "2023-12-01", "2024-01-04"), timestep="day")
@@ -111,7 +115,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     src.set_datetime(CLOCK)
     ref = PandasDataSource(store)
     ref.set_datetime(CLOCK)
-    return World(root, store, minute, src, ref)
+    return World(catalog, store, minute, src, ref)
 
 
 def _pandas(frame: pl.DataFrame) -> pd.DataFrame:
@@ -306,7 +310,7 @@ CASES: dict[str, Case] = {
 def test_bad_input_battery(world: World, name: str) -> None:
     case = CASES[name]
     w = world
-    before = tree(w.root)
+    before = w.catalog.tree()
     symbols = w.store.symbols()
     probe = w.src.get_historical_prices("MES", 30)
     hourly_probe = w.src.get_historical_prices("MNQ", 3, timestep="1h")
@@ -318,9 +322,9 @@ def test_bad_input_battery(world: World, name: str) -> None:
     assert_fix_message(err, *case.names)
 
     # Nothing written or changed: the bytes, the listing, the clock and every answer.
-    assert tree(w.root) == before
+    assert w.catalog.tree() == before
     assert w.store.symbols() == symbols
-    assert lb.BarStore(w.root).symbols() == symbols
+    assert w.catalog.open().symbols() == symbols
     assert w.src.get_datetime() == CLOCK
     assert_same_bars(w.src.get_historical_prices("MES", 30), probe)
     assert_same_bars(w.src.get_historical_prices("MNQ", 3, timestep="1h"), hourly_probe)
@@ -363,8 +367,8 @@ def test_clock_before_all_data_is_an_empty_answer(
 
 
 # ------------------------------------------------------------------ damaged catalogs
-def _catalog(root: Path) -> lb.BarStore:
-    store = lb.BarStore(root)
+def _catalog(where: Path | Catalog) -> lb.BarStore:
+    store = lb.BarStore(where) if isinstance(where, Path) else where.open()
     for symbol in ("MES", "MNQ", "MYM"):
         store.write(symbol, lb.synth.minute_bars(symbol, "2024-01-02", "2024-01-06", gaps=0))
     return store
@@ -382,6 +386,12 @@ def _aware(n: int = 3) -> list[pd.Timestamp]:
     return list(pd.date_range("2024-01-02 09:30", periods=n, freq="min", tz=NY))
 
 
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
 def _wrong_schemas() -> dict[str, pl.DataFrame]:
     prices = {c: [1.0, 2.0, 3.0] for c in ("open", "high", "low", "close")}
     when = pl.Series("datetime", _aware(), dtype=pl.Datetime("ns", NY))
@@ -396,15 +406,15 @@ def _wrong_schemas() -> dict[str, pl.DataFrame]:
 
 @pytest.mark.parametrize("variant", list(_wrong_schemas()))
 def test_wrong_schema_file_is_named_and_the_rest_keeps_working(
-    tmp_path: Path, variant: str
+    catalog: Catalog, variant: str
 ) -> None:
     """A valid parquet file that does not hold bars, dropped into the catalog by hand."""
-    store = _catalog(tmp_path)
+    store = _catalog(catalog)
     src = lb.DataSource(store)
     src.set_datetime(ts("2024-01-04 12:00"))
     want = _answers(src, "MES")
-    _wrong_schemas()[variant].write_parquet(tmp_path / "1m" / "X.parquet")
-    before = tree(tmp_path)
+    catalog.put("1m/X.parquet", _parquet(_wrong_schemas()[variant]))
+    before = catalog.tree()
     attempts: dict[str, Callable[[], Any]] = {
         "scan": lambda: store.scan("X").collect(),
         "scan 5m": lambda: store.scan("X", "5m").collect(),
@@ -420,18 +430,18 @@ def test_wrong_schema_file_is_named_and_the_rest_keeps_working(
         assert_same_bars(got, expected)
     assert len(src.get_historical_prices("MNQ", 7)) == 7
     assert store.scan("MYM").collect().height > 0
-    assert tree(tmp_path) == before
+    assert catalog.tree() == before
 
 
 @pytest.mark.parametrize("variant", ["garbage", "truncated"])
-def test_corrupt_file_through_a_data_source(tmp_path: Path, variant: str) -> None:
-    store = _catalog(tmp_path)
-    good = (tmp_path / "1m" / "MNQ.parquet").read_bytes()
+def test_corrupt_file_through_a_data_source(catalog: Catalog, variant: str) -> None:
+    store = _catalog(catalog)
+    good = catalog.get("1m/MNQ.parquet")
     damaged = b"not parquet, not at all" if variant == "garbage" else good[: len(good) // 2]
-    (tmp_path / "1m" / "BAD.parquet").write_bytes(damaged)
+    catalog.put("1m/BAD.parquet", damaged)
     src = lb.DataSource(store)
     src.set_datetime(ts("2024-01-04 12:00"))
-    fresh = lb.DataSource(lb.BarStore(tmp_path))
+    fresh = lb.DataSource(catalog.open())
     fresh.set_datetime(ts("2024-01-04 12:00"))
     for _ in range(2):  # a failed load leaves nothing half-made behind: it fails again
         with pytest.raises(lb.SchemaError) as info:
@@ -453,8 +463,8 @@ def test_corrupt_file_through_a_data_source(tmp_path: Path, variant: str) -> Non
     polars.testing.assert_frame_equal(got.pl, want, check_exact=True)
 
 
-def test_file_deleted_while_a_data_source_holds_its_cache(tmp_path: Path) -> None:
-    store = _catalog(tmp_path)
+def test_file_deleted_while_a_data_source_holds_its_cache(catalog: Catalog) -> None:
+    store = _catalog(catalog)
     src = lb.DataSource(store)
     src.set_datetime(ts("2024-01-04 12:00"))
     loaded = _answers(src, "MES")
@@ -463,8 +473,8 @@ def test_file_deleted_while_a_data_source_holds_its_cache(tmp_path: Path) -> Non
     bounded.set_datetime(ts("2024-01-04 12:00"))
     near = bounded.get_historical_prices("MES", 10)
 
-    (tmp_path / "1m" / "MES.parquet").unlink()
-    (tmp_path / "1m" / "MNQ.parquet").unlink()
+    catalog.delete("1m/MES.parquet")
+    catalog.delete("1m/MNQ.parquet")
 
     # Already-loaded data keeps answering, at any clock inside what was loaded.
     for got, expected in zip(_answers(src, "MES"), loaded, strict=True):
@@ -488,10 +498,10 @@ def test_file_deleted_while_a_data_source_holds_its_cache(tmp_path: Path) -> Non
     assert store.symbols() == ["MYM"]
 
 
-def test_query_built_before_its_file_vanished_names_the_file(tmp_path: Path) -> None:
-    store = _catalog(tmp_path)
+def test_query_built_before_its_file_vanished_names_the_file(catalog: Catalog) -> None:
+    store = _catalog(catalog)
     query = store.scan("MNQ").tail(5)
-    (tmp_path / "1m" / "MNQ.parquet").unlink()
+    catalog.delete("1m/MNQ.parquet")
     with pytest.raises(lb.SchemaError) as info:
         query.collect()
     assert_fix_message(info.value, "MNQ.parquet")
@@ -611,13 +621,13 @@ def test_a_pair_with_a_slash_is_rejected_with_the_documented_spelling(tmp_path: 
 EXOTIC = ["BRK.B", "ES=F", "EUR-USD", "6E", "Ä€", "日経225", "^GSPC", "a b", "x" * 128]
 
 
-def test_exotic_symbols_work_everywhere(tmp_path: Path) -> None:
-    store = lb.BarStore(tmp_path)
+def test_exotic_symbols_work_everywhere(catalog: Catalog) -> None:
+    store = catalog.open()
     frames = {}
     for i, symbol in enumerate(EXOTIC):
         frames[symbol] = lb.synth.minute_bars(symbol, "2024-01-02", "2024-01-04", seed=i, gaps=0)
         store.write(symbol, frames[symbol])
-    reopened = lb.BarStore(tmp_path)
+    reopened = catalog.open()
     assert reopened.symbols() == sorted(EXOTIC)
     src = lb.DataSource(reopened)
     ref = PandasDataSource(reopened)
@@ -638,16 +648,18 @@ def test_exotic_symbols_work_everywhere(tmp_path: Path) -> None:
     ["é" * 128, "日" * 100, "€" * 85, "\U0001d538" * 64],
     ids=["2-byte x128", "3-byte x100", "3-byte x85", "4-byte x64"],
 )
-def test_long_multibyte_symbols_are_stored_or_rejected_cleanly(tmp_path: Path, symbol: str) -> None:
+def test_long_multibyte_symbols_are_stored_or_rejected_cleanly(
+    catalog: Catalog, symbol: str
+) -> None:
     """At most 128 characters, but several bytes each: the file name can outgrow the file
     system's limit. Either it works end to end, or it is an InvalidRequest; never an OSError."""
-    store = lb.BarStore(tmp_path)
+    store = catalog.open()
     frame = lb.synth.minute_bars("X", "2024-01-02", "2024-01-03", gaps=0)
     try:
         store.write(symbol, frame)
     except lb.InvalidRequest as exc:
         assert_fix_message(exc)
-        assert tree(tmp_path) == {}
+        assert catalog.tree() == {}
         with pytest.raises(lb.LazyBarsError):
             store.scan(symbol)
         src = lb.DataSource(store)
@@ -659,12 +671,12 @@ def test_long_multibyte_symbols_are_stored_or_rejected_cleanly(tmp_path: Path, s
     polars.testing.assert_frame_equal(store.scan(symbol).collect(), frame, check_exact=True)
 
 
-def test_unicode_spellings_are_distinct_symbols(tmp_path: Path) -> None:
+def test_unicode_spellings_are_distinct_symbols(catalog: Catalog) -> None:
     """NFC and NFD spell "é" differently: each reads back its own bars, never the other's."""
     composed = unicodedata.normalize("NFC", "CAFÉ")
     decomposed = unicodedata.normalize("NFD", "CAFÉ")
     assert composed != decomposed
-    store = lb.BarStore(tmp_path)
+    store = catalog.open()
     first = lb.synth.minute_bars("A", "2024-01-02", "2024-01-03", seed=1, gaps=0)
     store.write(composed, first)
     with pytest.raises(lb.UnknownAsset):

@@ -1,13 +1,16 @@
-"""BarStore: the directory catalog and the in-memory store, symbols, safety, atomic writes."""
+"""BarStore: the directory catalog, the same catalog on S3 (the test server), the in-memory
+store; symbols, safety, atomic writes, damaged files."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 from pathlib import Path
 
 import polars as pl
 import pytest
+from catalogs import Catalog
 
 import lazybars as lb
 from lazybars import Timestep
@@ -35,10 +38,13 @@ def daily() -> pl.DataFrame:
     return lb.synth.daily_bars("MES", "2023-06-01", "2024-01-02")
 
 
-@pytest.fixture(params=["disk", "memory"])
+@pytest.fixture(params=["disk", "memory", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> lb.BarStore:
     if request.param == "disk":
         return lb.BarStore(tmp_path / "catalog")
+    if request.param == "s3":
+        server = request.getfixturevalue("s3_server")
+        return lb.BarStore(f"s3://{server.bucket()}/catalog", storage_options=server.options())
     return lb.BarStore.from_frames({})
 
 
@@ -218,11 +224,11 @@ def test_bounds_are_first_and_last_start(store: lb.BarStore, minute: pl.DataFram
     assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
 
 
-def test_bounds_across_row_groups(tmp_path: Path) -> None:
+def test_bounds_across_row_groups(catalog: Catalog) -> None:
     """A file with several row groups: bounds are the first and last start overall."""
     big = lb.synth.minute_bars("MES", "2024-01-02", "2024-04-02", session="24h", gaps=0)
     assert big.height > 2 * 32_768
-    store = lb.BarStore(tmp_path)
+    store = catalog.open()
     store.write("MES", big)
     times = big["datetime"].to_list()
     assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
@@ -251,12 +257,11 @@ BAD_SYMBOLS = [
 
 @pytest.mark.parametrize("symbol", BAD_SYMBOLS)
 def test_unsafe_symbols_are_rejected_and_write_nothing(
-    tmp_path: Path, symbol: str, minute: pl.DataFrame
+    catalog: Catalog, symbol: str, minute: pl.DataFrame
 ) -> None:
-    root = tmp_path / "inner" / "catalog"
-    store = lb.BarStore(root)
+    store = catalog.open()
     store.write("MES", minute)
-    before = tree(tmp_path)
+    before = catalog.tree()
     with pytest.raises(lb.InvalidRequest) as info:
         store.write(symbol, minute)
     assert repr(symbol) in str(info.value)
@@ -266,7 +271,7 @@ def test_unsafe_symbols_are_rejected_and_write_nothing(
         store.timesteps(symbol)
     with pytest.raises(lb.InvalidRequest):
         lb.BarStore.from_frames({symbol: minute})
-    assert tree(tmp_path) == before
+    assert catalog.tree() == before
     assert store.symbols() == ["MES"]
     assert not Path("/abs.parquet").exists()
     assert not Path("/abs").exists()
@@ -297,25 +302,29 @@ def test_safe_symbols_stay_inside_the_root(tmp_path: Path, symbol: str, minute) 
 
 
 # -- what is listed ---------------------------------------------------------------------------
-def test_hidden_and_foreign_files_are_not_symbols(tmp_path: Path, minute: pl.DataFrame) -> None:
-    store = lb.BarStore(tmp_path)
+def test_hidden_and_foreign_files_are_not_symbols(catalog: Catalog, minute: pl.DataFrame) -> None:
+    store = catalog.open()
     store.write("MES", minute)
-    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
+    good = catalog.get("1m/MES.parquet")
     # Leftovers of a crash mid-write, and other clutter.
-    (tmp_path / "1m" / ".MNQ.abc123.tmp").write_bytes(good[:100])
-    (tmp_path / "1m" / ".MYM.parquet").write_bytes(good)
-    (tmp_path / "1m" / "notes.txt").write_text("hello")
-    (tmp_path / "1m" / "MES.parquet.bak").write_bytes(good)
-    (tmp_path / ".1m").mkdir()
-    (tmp_path / ".1m" / "HID.parquet").write_bytes(good)
-    (tmp_path / "junk").mkdir()
-    (tmp_path / "junk" / "JNK.parquet").write_bytes(good)
-    (tmp_path / "60m").mkdir()  # not the canonical name of a timestep
-    (tmp_path / "60m" / "SIX.parquet").write_bytes(good)
-    (tmp_path / "README.parquet").write_bytes(good)
+    clutter = {
+        "1m/.MNQ.abc123.tmp": good[:100],
+        "1m/.MYM.parquet": good,
+        "1m/notes.txt": b"hello",
+        "1m/MES.parquet.bak": good,
+        "1m/.parquet": good,
+        ".1m/HID.parquet": good,
+        "junk/JNK.parquet": good,
+        "60m/SIX.parquet": good,  # not the canonical name of a timestep
+        "README.parquet": good,
+        "1m/deeper/DEEP.parquet": good,
+    }
+    for name, data in clutter.items():
+        catalog.put(name, data)
     assert store.symbols() == ["MES"]
     assert store.timesteps("MES") == ["1m"]
-    for name in ("MNQ", "MYM", "HID", "JNK", "SIX", "README"):
+    assert store.info()["symbol"].to_list() == ["MES"]
+    for name in ("MNQ", "MYM", "HID", "JNK", "SIX", "README", "DEEP"):
         with pytest.raises(lb.UnknownAsset):
             store.scan(name)
 
@@ -331,10 +340,10 @@ def _failing_write_parquet(self: pl.DataFrame, file, *args, **kwargs) -> None:
     raise OSError(msg)
 
 
-def test_failed_write_keeps_the_previous_bars(tmp_path: Path, monkeypatch, minute) -> None:
-    store = lb.BarStore(tmp_path)
+def test_failed_write_keeps_the_previous_bars(catalog: Catalog, monkeypatch, minute) -> None:
+    store = catalog.open()
     store.write("MES", minute)
-    before = tree(tmp_path)
+    before = catalog.tree()
     monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write_parquet)
     with pytest.raises(OSError, match="disk full"):
         store.write("MES", minute.tail(5))
@@ -342,10 +351,10 @@ def test_failed_write_keeps_the_previous_bars(tmp_path: Path, monkeypatch, minut
         store.write("NEW", minute.tail(5))
     monkeypatch.undo()
     # Unchanged bytes, no temporary file left, the new symbol not listed.
-    assert tree(tmp_path) == before
+    assert catalog.tree() == before
     assert store.symbols() == ["MES"]
     assert store.scan("MES").collect().equals(minute)
-    assert lb.BarStore(tmp_path).scan("MES").collect().equals(minute)
+    assert catalog.open().scan("MES").collect().equals(minute)
     with pytest.raises(lb.UnknownAsset):
         store.scan("NEW")
 
@@ -370,11 +379,11 @@ def test_crash_before_the_rename_keeps_the_previous_bars(
 
 
 def test_keyboard_interrupt_mid_write_leaves_no_temporary_file(
-    tmp_path: Path, monkeypatch, minute
+    catalog: Catalog, monkeypatch, minute
 ) -> None:
-    store = lb.BarStore(tmp_path)
+    store = catalog.open()
     store.write("MES", minute)
-    before = tree(tmp_path)
+    before = catalog.tree()
 
     def interrupted(self, file, *args, **kwargs) -> None:
         file.write(b"PAR1")
@@ -384,7 +393,7 @@ def test_keyboard_interrupt_mid_write_leaves_no_temporary_file(
     with pytest.raises(KeyboardInterrupt):
         store.write("MES", minute.head(3))
     monkeypatch.undo()
-    assert tree(tmp_path) == before
+    assert catalog.tree() == before
 
 
 def test_schema_error_keeps_the_previous_bars(store: lb.BarStore, minute: pl.DataFrame) -> None:
@@ -403,15 +412,17 @@ def test_schema_error_keeps_the_previous_bars(store: lb.BarStore, minute: pl.Dat
     assert store.symbols() == ["MES"]
 
 
-def test_schema_error_writes_no_file(tmp_path: Path, minute: pl.DataFrame) -> None:
-    store = lb.BarStore(tmp_path)
+def test_schema_error_writes_no_file(catalog: Catalog, minute: pl.DataFrame) -> None:
+    store = catalog.open()
     store.write("MES", minute)
-    before = tree(tmp_path)
+    before = catalog.tree()
     with pytest.raises(lb.SchemaError):
         store.write("MES", minute.drop("high"))
     with pytest.raises(lb.SchemaError):
         store.write("NEW", minute.drop("high"))
-    assert tree(tmp_path) == before
+    with pytest.raises(lb.SchemaError):  # an append whose overlap differs
+        store.write("MES", minute.with_columns(pl.col("close") + 1), mode="append")
+    assert catalog.tree() == before
 
 
 def test_interrupted_write_is_invisible_to_a_second_store(tmp_path: Path, minute) -> None:
@@ -436,22 +447,76 @@ def _corrupt_variants(good: bytes) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("variant", ["garbage", "truncated", "empty", "magic-only"])
-def test_corrupt_file_bounds_name_the_file(tmp_path: Path, minute, variant: str) -> None:
-    store = lb.BarStore(tmp_path)
+def test_corrupt_file_bounds_name_the_file(catalog: Catalog, minute, variant: str) -> None:
+    store = catalog.open()
     store.write("MES", minute)
-    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
-    (tmp_path / "1m" / "BAD.parquet").write_bytes(_corrupt_variants(good)[variant])
+    catalog.put("1m/BAD.parquet", _corrupt_variants(catalog.get("1m/MES.parquet"))[variant])
     with pytest.raises(lb.LazyBarsError, match=r"BAD\.parquet"):
         store.bounds("BAD", Timestep.parse("1m"))
+    with pytest.raises(lb.LazyBarsError, match=r"BAD\.parquet"):
+        store.info()
     # The rest of the catalog still reads.
     assert store.scan("MES").collect().equals(minute)
 
 
 @pytest.mark.parametrize("variant", ["garbage", "truncated", "empty", "magic-only"])
-def test_corrupt_file_scan_names_the_file(tmp_path: Path, minute, variant: str) -> None:
-    store = lb.BarStore(tmp_path)
+def test_corrupt_file_scan_names_the_file(catalog: Catalog, minute, variant: str) -> None:
+    store = catalog.open()
     store.write("MES", minute)
-    good = (tmp_path / "1m" / "MES.parquet").read_bytes()
-    (tmp_path / "1m" / "BAD.parquet").write_bytes(_corrupt_variants(good)[variant])
+    catalog.put("1m/BAD.parquet", _corrupt_variants(catalog.get("1m/MES.parquet"))[variant])
     with pytest.raises(lb.LazyBarsError, match=r"BAD\.parquet"):
         store.scan("BAD").tail(5).collect()
+
+
+def test_a_footer_larger_than_the_first_read(catalog: Catalog) -> None:
+    """Many extra columns make a footer larger than the first read: read in a second go."""
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-03", gaps=0)
+    wide = bars.with_columns(pl.col("close").alias(f"feature_{i:04d}") for i in range(400))
+    store = catalog.open()
+    store.write("WIDE", wide)
+    assert store.info()["rows"].to_list() == [wide.height]
+    assert store.scan("WIDE").collect().equals(wide)
+
+
+def test_a_replaced_file_is_checked_again(catalog: Catalog, minute: pl.DataFrame) -> None:
+    """Schema checks are memoised per file version: a foreign replacement is caught."""
+    store = catalog.open()
+    store.write("MES", minute)
+    assert store.bounds("MES", Timestep.parse("1m"))[1] == epoch_ns(minute["datetime"][-1])
+    # The same name, other contents: a file that is not bars.
+    payload = catalog.get("1m/MES.parquet")
+    buffer = io.BytesIO()
+    minute.rename({"close": "last"}).write_parquet(buffer)
+    catalog.put("1m/MES.parquet", buffer.getvalue())
+    with pytest.raises(lb.SchemaError, match=r"MES\.parquet is not a lazybars bar file"):
+        store.scan("MES").collect()
+    catalog.put("1m/MES.parquet", payload)
+    assert store.scan("MES").collect().equals(minute)
+
+
+# -- locations ----------------------------------------------------------------------------------
+def test_a_file_uri_is_a_directory_catalog(tmp_path: Path, minute: pl.DataFrame) -> None:
+    lb.BarStore((tmp_path / "a b").as_uri()).write("MES", minute)
+    assert (tmp_path / "a b" / "1m" / "MES.parquet").is_file()
+    assert lb.BarStore(tmp_path / "a b").scan("MES").collect().equals(minute)
+
+
+@pytest.mark.parametrize(
+    ("root", "words"),
+    [
+        ("gs://bucket/prefix", "s3://"),
+        ("https://example.com/catalog", "s3://"),
+        ("file://otherhost/catalog", "remote host"),
+        (42, "path or a URI"),
+    ],
+)
+def test_unsupported_locations_are_named(root: object, words: str) -> None:
+    with pytest.raises(lb.InvalidRequest, match=words) as info:
+        lb.BarStore(root)  # type: ignore[arg-type]
+    assert str(root) in str(info.value)
+
+
+def test_storage_options_are_for_object_storage(tmp_path: Path) -> None:
+    with pytest.raises(lb.InvalidRequest, match="s3://"):
+        lb.BarStore(tmp_path, storage_options={"aws_region": "eu-west-1"})
+    assert not any(tmp_path.iterdir())

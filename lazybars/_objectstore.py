@@ -1,0 +1,339 @@
+"""Catalogs on S3-compatible object storage: the ``s3://`` backend of BarStore (an edge).
+
+``BarStore("s3://bucket/prefix", storage_options={...})`` keeps the directory catalog's
+layout under the prefix. Reads are polars' native cloud scans, which fetch byte ranges: the
+footer, then only the row groups (and columns) that a query's window needs. Listing uses
+the object store's LIST; a file's version is its ETag (one HEAD); its footer (schema and
+manifest) is one ranged GET of its last bytes, pinned to that ETag, and checked once per
+version. A write streams the finished parquet file to a local temporary file and uploads it
+whole: one PUT, or for large files a multipart upload that becomes visible only when it
+completes, so readers see the old object or the new one, never a torn one.
+
+The client is ``obstore`` (the ``s3`` extra), the Python binding of the Rust
+``object_store`` crate that polars itself uses for cloud scans, so one set of
+``storage_options`` means the same to both. It is imported when an ``s3://`` store is
+opened, never by ``import lazybars``.
+
+Credentials come from ``storage_options`` or the usual ``AWS_*`` environment variables.
+Without any, opening fails at once: the AWS default chain would end by asking the EC2
+instance metadata service (169.254.169.254), which off EC2 hangs or is refused. That
+service is used only when asked for (``aws_metadata_endpoint``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import polars as pl
+
+from lazybars._backend import (
+    FileBackend,
+    Frame,
+    Key,
+    Replaced,
+    file_name,
+    symbol_file,
+    timestep_folder,
+)
+from lazybars.errors import InvalidRequest, MissingExtra, SchemaError, StorageError
+from lazybars.ingest import write_bars
+from lazybars.timestep import Timestep
+
+__all__ = ["ObjectBackend", "resolve_options"]
+
+_INSTALL = "pip install 'lazybars[s3]'"
+# Spellings users bring from boto3, s3fs or the AWS CLI, as polars and object_store name them.
+_ALIASES = {
+    "aws_endpoint": "aws_endpoint_url",
+    "aws_endpoint_url_s3": "aws_endpoint_url",
+    "aws_key": "aws_access_key_id",
+    "aws_secret": "aws_secret_access_key",
+    "aws_token": "aws_session_token",
+    "aws_default_region": "aws_region",
+}
+_CREDENTIALS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+# Read from the environment when storage_options do not name them (the AWS CLI's names;
+# the first of several spellings found wins).
+_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ALLOW_HTTP",
+    "AWS_SKIP_SIGNATURE",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_METADATA_ENDPOINT",
+)
+# Credential sources other than keys that the user has set up on purpose.
+_OTHER_SOURCES = (
+    "aws_web_identity_token_file",
+    "aws_container_credentials_relative_uri",
+    "aws_container_credentials_full_uri",
+    "aws_metadata_endpoint",
+)
+# Options of polars' own, not of object_store (polars 2.1's list); max_retries also sets
+# lazybars' own requests' retries.
+_POLARS_ONLY = frozenset(
+    (
+        "file_cache_ttl",
+        "max_retries",
+        "retry_timeout_ms",
+        "retry_init_backoff_ms",
+        "retry_max_backoff_ms",
+        "retry_base_multiplier",
+        "rate_read_init",
+        "rate_read_floor",
+        "rate_read_ceiling",
+        "rate_write_init",
+        "rate_write_floor",
+        "rate_write_ceiling",
+    )
+)
+
+
+def resolve_options(
+    storage_options: Mapping[str, Any] | None, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """``storage_options`` in polars' spelling (``aws_*`` keys, string values), completed
+    from the ``AWS_*`` variables of ``environ`` for what they do not name.
+
+    Keys and secret are taken together: from ``storage_options`` when it names any of
+    them, else from ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+    ``AWS_SESSION_TOKEN``.
+
+    >>> env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "eu"}
+    >>> resolve_options({"endpoint_url": "http://127.0.0.1:9000", "allow_http": True}, env)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'aws_endpoint_url': 'http://127.0.0.1:9000', 'aws_allow_http': 'true',
+     'aws_region': 'eu', 'aws_access_key_id': 'k', 'aws_secret_access_key': 's'}
+    """
+    options: dict[str, Any] = {}
+    for key, value in (storage_options or {}).items():
+        if not isinstance(key, str):
+            msg = f"storage_options keys must be strings, got {key!r}"
+            raise InvalidRequest(msg)
+        name = key.lower()
+        if name in _POLARS_ONLY:
+            options[name] = value
+            continue
+        name = name if name.startswith("aws_") else f"aws_{name}"
+        name = _ALIASES.get(name, name)
+        if value is None or value == "":
+            continue
+        options[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    for variable in _ENVIRONMENT:
+        name = _ALIASES.get(variable.lower(), variable.lower())
+        if environ.get(variable) and name not in options:
+            options[name] = environ[variable]
+    if not any(options.get(k) for k in _CREDENTIALS):
+        for name in _CREDENTIALS:
+            if environ.get(name.upper()):
+                options[name] = environ[name.upper()]
+    return options
+
+
+def _require_credentials(options: Mapping[str, Any], uri: str, environ: Mapping[str, str]) -> None:
+    keys = options.get("aws_access_key_id") and options.get("aws_secret_access_key")
+    anonymous = str(options.get("aws_skip_signature", "")).lower() == "true"
+    if keys or anonymous or any(options.get(k) for k in _OTHER_SOURCES):
+        return
+    half = (
+        "only one of aws_access_key_id and aws_secret_access_key is set; "
+        if any(options.get(k) for k in _CREDENTIALS)
+        else ""
+    )
+    profile = (
+        f" AWS_PROFILE={environ['AWS_PROFILE']!r} is set, but profiles are not read: export "
+        'its keys, e.g. eval "$(aws configure export-credentials --format env)".'
+        if environ.get("AWS_PROFILE")
+        else ""
+    )
+    msg = (
+        f"no credentials for {uri}: {half}pass storage_options={{'aws_access_key_id': ..., "
+        "'aws_secret_access_key': ...}} or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(a public bucket: {'aws_skip_signature': 'true'}; an EC2 instance role: "
+        "{'aws_metadata_endpoint': 'http://169.254.169.254'}, as lazybars never asks the "
+        f"instance metadata service unless told to).{profile}"
+    )
+    raise StorageError(msg)
+
+
+def _obstore() -> ModuleType:
+    try:
+        import obstore  # noqa: PLC0415 - the s3 extra, imported when an s3:// store opens
+    except ImportError:
+        msg = f"s3:// catalogs need the s3 extra: {_INSTALL}"
+        raise MissingExtra(msg) from None
+    return obstore
+
+
+def _split(uri: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/prefix``."""
+    rest = uri.split("://", 1)[1]
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or "//" in prefix:
+        msg = f"catalog URI {uri!r} is malformed; use s3://bucket or s3://bucket/prefix"
+        raise InvalidRequest(msg)
+    return bucket, prefix
+
+
+class ObjectBackend(FileBackend):
+    """A catalog under an ``s3://bucket/prefix`` on S3 or an S3-compatible store."""
+
+    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
+        bucket, prefix = _split(uri)
+        self.where = f"s3://{bucket}/{prefix}".rstrip("/")
+        self._obs = _obstore()
+        options = resolve_options(storage_options, os.environ)
+        _require_credentials(options, self.where, os.environ)
+        config = {k: v for k, v in options.items() if k not in _POLARS_ONLY}
+        retries = options.get("max_retries")
+        retry = None if retries is None else {"max_retries": int(retries)}
+        try:
+            self._store = self._obs.store.S3Store(
+                bucket, prefix=prefix or None, config=config, retry_config=retry
+            )
+        except (ValueError, self._obs.exceptions.BaseError) as exc:
+            msg = f"invalid storage_options for {self.where} ({exc}); check the option names"
+            raise InvalidRequest(msg) from None
+        self._options = options
+        self._bucket, self._prefix = bucket, prefix
+        endpoint = options.get("aws_endpoint_url")
+        self.key = ("s3", endpoint, bucket, prefix)
+
+    # -- listing ----------------------------------------------------------------------------
+    def listing(self) -> set[Key]:
+        keys = set()
+        try:
+            for batch in self._obs.list(self._store, None, chunk_size=1000):
+                for meta in batch:
+                    found = _key(meta["path"])
+                    if found is not None:
+                        keys.add(found)
+        except (OSError, self._obs.exceptions.BaseError) as exc:
+            raise self._error(exc, "list") from None
+        return keys
+
+    def timesteps(self, symbol: str) -> list[Timestep]:
+        # One LIST of the timestep folders, then a HEAD per folder: not a whole listing.
+        try:
+            folders = self._obs.list_with_delimiter(self._store, None)["common_prefixes"]
+        except (OSError, self._obs.exceptions.BaseError) as exc:
+            raise self._error(exc, "list") from None
+        found = []
+        for folder in folders:
+            timestep = timestep_folder(folder.rsplit("/", 1)[-1])
+            if timestep is not None and self._head(file_name(symbol, timestep)) is not None:
+                found.append(timestep)
+        return sorted(found)
+
+    # -- files ------------------------------------------------------------------------------
+    def location(self, name: str) -> str:
+        return f"{self.where}/{name}"
+
+    def version(self, name: str) -> tuple[Hashable, int]:
+        meta = self._head(name)
+        if meta is None:
+            msg = (
+                f"catalog file {self.location(name)} is gone (deleted after it was listed?); "
+                "write the symbol again"
+            )
+            raise SchemaError(msg)
+        # A replaced object gets a new ETag (and version id, where the bucket keeps them).
+        token = (meta["e_tag"], meta.get("version")) if meta.get("e_tag") else None
+        return token or (meta["size"], meta["last_modified"]), meta["size"]
+
+    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
+        options: dict[str, Any] = {"range": (start, size)}
+        if isinstance(version, tuple) and isinstance(version[0], str):
+            options["if_match"] = version[0]  # the bytes of the version just checked
+        try:
+            return bytes(self._obs.get(self._store, name, options=options).bytes())
+        except FileNotFoundError:
+            self.version(name)  # says the file is gone
+            raise
+        except self._obs.exceptions.PreconditionError:
+            raise Replaced(name) from None
+        except (OSError, self._obs.exceptions.BaseError) as exc:
+            raise self._error(exc, f"read {name} from") from None
+
+    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
+        # Explicit options and no credential provider: polars neither reads other
+        # configuration nor falls back on instance metadata. Keys are used verbatim ('#',
+        # '?' or '%' in a symbol need no escaping).
+        return pl.scan_parquet(
+            self.location(name),
+            glob=False,
+            schema=schema,
+            hive_partitioning=False,
+            storage_options=self._options,
+            credential_provider=None,
+        )
+
+    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+        name = file_name(symbol, timestep)
+        # The whole file is written first (streamed, bounded memory), then uploaded whole:
+        # nothing reaches the store unless the file was complete.
+        with tempfile.TemporaryDirectory(prefix="lazybars-upload-") as folder:
+            path = Path(folder) / "bars.parquet"
+            with path.open("wb") as fh:
+                write_bars(bars, fh, metadata)
+            try:
+                # Large files go up in parts; S3 shows the object only once all are in.
+                self._obs.put(self._store, name, path)
+            except (OSError, self._obs.exceptions.BaseError) as exc:
+                raise self._error(exc, f"upload {name} to") from None
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _head(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._obs.head(self._store, name)
+        except FileNotFoundError:
+            return None
+        except (OSError, self._obs.exceptions.BaseError) as exc:
+            raise self._error(exc, f"read {name} from") from None
+
+    def _error(self, exc: Exception, doing: str) -> StorageError:
+        text = str(exc).split("\n", 1)[0].strip()
+        endpoint = self._options.get("aws_endpoint_url", "AWS S3")
+        errors = self._obs.exceptions
+        if "NoSuchBucket" in str(exc):
+            msg = (
+                f"bucket {self._bucket!r} does not exist at {endpoint}: create it, or check the "
+                "bucket name and aws_endpoint_url"
+            )
+        elif isinstance(exc, errors.PermissionDeniedError | errors.UnauthenticatedError) or any(
+            code in str(exc) for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoes")
+        ):
+            msg = (
+                f"access denied: cannot {doing} {self.where} ({text}); check the credentials "
+                "(aws_access_key_id, aws_secret_access_key) and the bucket's permissions"
+            )
+        else:
+            msg = (
+                f"cannot {doing} {self.where} at {endpoint} ({text}); check aws_endpoint_url, "
+                "aws_allow_http for http:// endpoints, and the network"
+            )
+        return StorageError(msg)
+
+
+def _key(path: str) -> Key | None:
+    """The (symbol, timestep) an object's path under the prefix stands for, if any."""
+    folder, _, name = path.partition("/")
+    if not name or "/" in name:
+        return None
+    timestep, symbol = timestep_folder(folder), symbol_file(name)
+    return None if timestep is None or symbol is None else (symbol, timestep)
