@@ -214,6 +214,11 @@ class ObjectBackend(FileBackend):
         endpoint = options.get("aws_endpoint_url")
         self.key = ("s3", endpoint, bucket, prefix)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A store sent to another process (a worker of a parameter sweep, say) opens the
+        # same catalog there, with the options resolved here.
+        return (ObjectBackend, (self.where, self._options))
+
     # -- listing ----------------------------------------------------------------------------
     def listing(self) -> set[Key]:
         keys = set()

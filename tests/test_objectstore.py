@@ -9,6 +9,7 @@ and the ingest and info commands on an ``s3://`` catalog.
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -359,3 +360,42 @@ def test_the_cli_ingests_into_and_shows_an_s3_catalog(
     result = runner.invoke(app, ["info", uri])
     assert result.exit_code == 1
     assert "AWS_SECRET_ACCESS_KEY" in result.output
+
+
+# -- concurrency and processes ------------------------------------------------------------
+def test_a_file_replaced_between_its_check_and_its_read_is_read_again(
+    s3_server, uri, monkeypatch
+) -> None:
+    """The footer is read pinned to the ETag just seen; a newer object means a new look."""
+    from lazybars._objectstore import ObjectBackend
+
+    store = open_store(s3_server, uri)
+    old, new = minutes(), minutes("2024-01-02", "2024-01-03")
+    store.write("MES", old)
+    seen = ObjectBackend.version
+    calls = []
+
+    def version_then_replaced(self, name):
+        found = seen(self, name)
+        if not calls:  # a writer replaces the object right after the first look
+            calls.append(name)
+            open_store(s3_server, uri).write("MES", new)
+        return found
+
+    monkeypatch.setattr(ObjectBackend, "version", version_then_replaced)
+    epochs = new["datetime"].dt.epoch("ns")
+    assert store.bounds("MES", MINUTE) == (epochs[0], epochs[-1])
+    assert calls == ["1m/MES.parquet"]
+    # The old bytes again (the same ETag): their own footer, not the one read in the race.
+    store.write("MES", old)
+    epochs = old["datetime"].dt.epoch("ns")
+    assert store.bounds("MES", MINUTE) == (epochs[0], epochs[-1])
+
+
+def test_a_store_pickles_and_opens_the_same_catalog(s3_server, uri) -> None:
+    store = open_store(s3_server, uri)
+    bars = minutes()
+    store.write("MES", bars)
+    again = pickle.loads(pickle.dumps(store))
+    polars.testing.assert_frame_equal(again.scan("MES").collect(), bars, check_exact=True)
+    assert again.scan("MES") == store.scan("MES")

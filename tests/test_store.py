@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import pickle
 from pathlib import Path
 
 import polars as pl
@@ -216,6 +217,13 @@ def test_scan_of_symbols_at_different_timesteps(
     daily_mes = store.scan("MES", "day").collect()
     assert daily_mes.columns == ["datetime", "open", "high", "low", "close", "volume"]
     assert store.scan("MNQ", "day").collect().height == daily.height
+
+
+def test_a_store_pickles(store: lb.BarStore, minute: pl.DataFrame) -> None:
+    """Workers of a sweep get the store pickled: the copy reads the same bars."""
+    store.write("MES", minute)
+    again = pickle.loads(pickle.dumps(store))
+    assert again.scan("MES").collect().equals(minute)
 
 
 def test_bounds_are_first_and_last_start(store: lb.BarStore, minute: pl.DataFrame) -> None:
