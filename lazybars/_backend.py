@@ -45,6 +45,7 @@ __all__ = [
     "Key",
     "MemoryBackend",
     "Replaced",
+    "Snapshot",
     "is_uri",
     "manifest_metadata",
     "open_backend",
@@ -196,11 +197,39 @@ class _Footer(NamedTuple):
     manifest: _Manifest | None
 
 
+class Snapshot(ABC):
+    """One version of a catalog file, whose bytes are read as that version: a writer that
+    replaces the file meanwhile never mixes its bytes in."""
+
+    #: Changes whenever the file is replaced (inode and mtime; an object's ETag).
+    version: Hashable
+    size: int
+
+    @abstractmethod
+    def tail(self, start: int) -> bytes:
+        """The bytes from ``start`` to the end (raises :class:`Replaced` when the version
+        can no longer be read)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the snapshot holds open."""
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Replaced(Exception):  # a signal between backends, never raised to users
+    """A file was replaced between reading its version and reading its bytes."""
+
+
 class FileBackend(Backend):
     """A backend of parquet files named ``<timestep>/<symbol>.parquet`` under a root.
 
-    Subclasses say how to find a file's version, read its tail, scan it and replace it;
-    checking the footer, memoised per version, is shared.
+    Subclasses say how to open one version of a file, scan it and replace it; checking the
+    footer, memoised per version, is shared.
     """
 
     @abstractmethod
@@ -208,14 +237,8 @@ class FileBackend(Backend):
         """The file's full name, for messages (a path, or an ``s3://`` URI)."""
 
     @abstractmethod
-    def version(self, name: str) -> tuple[Hashable, int]:
-        """(a token that changes whenever the file is replaced, its size in bytes); raises
-        SchemaError when the file is gone."""
-
-    @abstractmethod
-    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
-        """The file's bytes from ``start`` to its end (``size``), of that version (raises
-        :class:`Replaced` when the file is no longer that version)."""
+    def snapshot(self, name: str) -> Snapshot:
+        """The file's current version (raises SchemaError when the file is gone)."""
 
     @abstractmethod
     def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
@@ -243,35 +266,30 @@ class FileBackend(Backend):
     def _footer(self, name: str) -> tuple[_Footer, int]:
         """The file's checked footer (memoised per version), and its size."""
         for _ in range(_ATTEMPTS):
-            version, size = self.version(name)
-            memo_key = (self.key, name, version)
-            found = _FOOTERS.get(memo_key)
-            if found is not None:
-                return found, size
-            try:
-                found = self._read_footer(name, version, size)
-            except Replaced:
-                continue  # a writer replaced it between the two requests: look again
-            _FOOTERS.put(memo_key, found)
-            return found, size
+            with self.snapshot(name) as snapshot:
+                memo_key = (self.key, name, snapshot.version)
+                found = _FOOTERS.get(memo_key)
+                if found is None:
+                    try:
+                        found = _read_footer(snapshot, self.location(name))
+                    except Replaced:
+                        continue  # a writer replaced it since its version was read
+                    _FOOTERS.put(memo_key, found)
+                return found, snapshot.size
         msg = (
             f"catalog file {self.location(name)} was replaced {_ATTEMPTS} times while it was "
             "read; read it again when the writers are done"
         )
         raise SchemaError(msg)
 
-    def _read_footer(self, name: str, version: Hashable, size: int) -> _Footer:
-        where = self.location(name)
-        start = max(size - TAIL_BYTES, 0)
-        tail = self.tail(name, version, start, size) if size else b""
-        length = _footer_length(tail, size, where)
-        if length + 8 > len(tail):  # a footer larger than the first read
-            tail = self.tail(name, version, size - length - 8, size)
-        return _parse_footer(tail[-length - 8 :], where)
 
-
-class Replaced(Exception):  # a signal between backends, never raised to users
-    """A file was replaced between reading its version and reading its bytes."""
+def _read_footer(snapshot: Snapshot, where: str) -> _Footer:
+    size = snapshot.size
+    tail = snapshot.tail(max(size - TAIL_BYTES, 0)) if size else b""
+    length = _footer_length(tail, size, where)
+    if length + 8 > len(tail):  # a footer larger than the first read
+        tail = snapshot.tail(size - length - 8)
+    return _parse_footer(tail[-length - 8 :], where)
 
 
 def file_name(symbol: str, timestep: Timestep) -> str:
@@ -411,36 +429,8 @@ class DirectoryBackend(FileBackend):
     def location(self, name: str) -> str:
         return str(self._root / name)
 
-    def version(self, name: str) -> tuple[Hashable, int]:
-        path = self._root / name
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            st = None
-        if st is None or not stat.S_ISREG(st.st_mode):
-            msg = (
-                f"catalog file {path} is gone (deleted after it was listed?); "
-                "write the symbol again"
-            )
-            raise SchemaError(msg)
-        # A write replaces the file (new inode and mtime), so these tell versions apart.
-        return (st.st_ino, st.st_mtime_ns, st.st_size), st.st_size
-
-    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
-        path = self._root / name
-        try:
-            with path.open("rb") as fh:
-                fh.seek(start)
-                return fh.read(size - start)
-        except FileNotFoundError:
-            msg = (
-                f"catalog file {path} is gone (deleted after it was listed?); "
-                "write the symbol again"
-            )
-            raise SchemaError(msg) from None
-        except OSError as exc:
-            msg = f"cannot read catalog file {path} ({exc}); rewrite it with store.write()"
-            raise SchemaError(msg) from None
+    def snapshot(self, name: str) -> Snapshot:
+        return _OpenFile(self._root / name)
 
     def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
         # A file:// URI takes polars' byte-range reader: only the row groups that the window
@@ -454,3 +444,39 @@ class DirectoryBackend(FileBackend):
     def spill_dir(self) -> Path:
         # Inside the catalog: the same disk as the result; hidden from listings.
         return self._root
+
+
+class _OpenFile(Snapshot):
+    """A catalog file held open: its version and its bytes come from the same file, even
+    if a writer renames a new one over it meanwhile."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            # Non-blocking: a FIFO planted under a file's name must not hang the open.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except (FileNotFoundError, NotADirectoryError):
+            fd = None
+        st = None if fd is None else os.fstat(fd)
+        if st is None or not stat.S_ISREG(st.st_mode):
+            if fd is not None:
+                os.close(fd)
+            msg = (
+                f"catalog file {path} is gone (deleted after it was listed?); "
+                "write the symbol again"
+            )
+            raise SchemaError(msg)
+        self._fd = fd
+        # A write replaces the file (new inode and mtime), so these tell versions apart.
+        self.version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.size = st.st_size
+
+    def tail(self, start: int) -> bytes:
+        try:
+            return os.pread(self._fd, self.size - start, start)
+        except OSError as exc:
+            msg = f"cannot read catalog file {self._path} ({exc}); rewrite it with store.write()"
+            raise SchemaError(msg) from None
+
+    def close(self) -> None:
+        os.close(self._fd)

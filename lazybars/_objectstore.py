@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,6 +36,7 @@ from lazybars._backend import (
     Frame,
     Key,
     Replaced,
+    Snapshot,
     file_name,
     symbol_file,
     timestep_folder,
@@ -249,7 +250,7 @@ class ObjectBackend(FileBackend):
     def location(self, name: str) -> str:
         return f"{self.where}/{name}"
 
-    def version(self, name: str) -> tuple[Hashable, int]:
+    def snapshot(self, name: str) -> Snapshot:
         meta = self._head(name)
         if meta is None:
             msg = (
@@ -257,21 +258,14 @@ class ObjectBackend(FileBackend):
                 "write the symbol again"
             )
             raise SchemaError(msg)
-        # A replaced object gets a new ETag (and version id, where the bucket keeps them).
-        token = (meta["e_tag"], meta.get("version")) if meta.get("e_tag") else None
-        return token or (meta["size"], meta["last_modified"]), meta["size"]
+        return _ObjectVersion(self, name, meta)
 
-    def tail(self, name: str, version: Hashable, start: int, size: int) -> bytes:
-        options: dict[str, Any] = {"range": (start, size)}
-        if isinstance(version, tuple) and isinstance(version[0], str):
-            options["if_match"] = version[0]  # the bytes of the version just checked
+    def get(self, name: str, options: dict[str, Any]) -> bytes:
+        """The bytes of a ranged, conditional GET (Replaced when the condition fails)."""
         try:
             return bytes(self._obs.get(self._store, name, options=options).bytes())
-        except FileNotFoundError:
-            self.version(name)  # says the file is gone
-            raise
-        except self._obs.exceptions.PreconditionError:
-            raise Replaced(name) from None
+        except (FileNotFoundError, self._obs.exceptions.PreconditionError):
+            raise Replaced(name) from None  # deleted or replaced since it was looked at
         except (OSError, self._obs.exceptions.BaseError) as exc:
             raise self._error(exc, f"read {name} from") from None
 
@@ -342,3 +336,27 @@ def _key(path: str) -> Key | None:
         return None
     timestep, symbol = timestep_folder(folder), symbol_file(name)
     return None if timestep is None or symbol is None else (symbol, timestep)
+
+
+class _ObjectVersion(Snapshot):
+    """One version of an object: its ETag from a HEAD, its bytes by GETs pinned to it."""
+
+    def __init__(self, backend: ObjectBackend, name: str, meta: dict[str, Any]) -> None:
+        self._backend, self._name = backend, name
+        self._etag = meta.get("e_tag")
+        # A replaced object gets a new ETag (and version id, where the bucket keeps them).
+        self.version = (
+            (self._etag, meta.get("version"))
+            if self._etag
+            else (meta["size"], meta["last_modified"])
+        )
+        self.size = meta["size"]
+
+    def tail(self, start: int) -> bytes:
+        options: dict[str, Any] = {"range": (start, self.size)}
+        if self._etag:
+            options["if_match"] = self._etag
+        return self._backend.get(self._name, options)
+
+    def close(self) -> None:
+        pass  # nothing held open between requests

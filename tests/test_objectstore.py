@@ -372,17 +372,17 @@ def test_a_file_replaced_between_its_check_and_its_read_is_read_again(
     store = open_store(s3_server, uri)
     old, new = minutes(), minutes("2024-01-02", "2024-01-03")
     store.write("MES", old)
-    seen = ObjectBackend.version
+    seen = ObjectBackend.snapshot
     calls = []
 
-    def version_then_replaced(self, name):
+    def seen_then_replaced(self, name):
         found = seen(self, name)
         if not calls:  # a writer replaces the object right after the first look
             calls.append(name)
             open_store(s3_server, uri).write("MES", new)
         return found
 
-    monkeypatch.setattr(ObjectBackend, "version", version_then_replaced)
+    monkeypatch.setattr(ObjectBackend, "snapshot", seen_then_replaced)
     epochs = new["datetime"].dt.epoch("ns")
     assert store.bounds("MES", MINUTE) == (epochs[0], epochs[-1])
     assert calls == ["1m/MES.parquet"]

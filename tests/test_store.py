@@ -291,7 +291,9 @@ def test_non_string_symbols_are_rejected(store: lb.BarStore, symbol: object, min
         store.write(symbol, minute)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("symbol", ["BRK.B", "ES=F", "Ä€", "6E", "EUR-USD", "a b", "x" * 128])
+@pytest.mark.parametrize(
+    "symbol", ["BRK.B", "ES=F", "Ä€", "6E", "EUR-USD", "a b", "x" * 128, "#?%", "a*[b]", "c%20d"]
+)
 def test_unusual_but_safe_symbols_round_trip(store: lb.BarStore, symbol: str, minute) -> None:
     store.write(symbol, minute)
     assert store.symbols() == [symbol]
@@ -500,6 +502,33 @@ def test_a_replaced_file_is_checked_again(catalog: Catalog, minute: pl.DataFrame
         store.scan("MES").collect()
     catalog.put("1m/MES.parquet", payload)
     assert store.scan("MES").collect().equals(minute)
+
+
+def test_a_file_renamed_over_while_its_footer_is_read(
+    tmp_path: Path, monkeypatch, minute: pl.DataFrame
+) -> None:
+    """The version checked and the bytes read come from one open file: a writer renaming a
+    new file over it in between changes neither."""
+    from lazybars._backend import _OpenFile
+
+    store = lb.BarStore(tmp_path)
+    first = minute.head(100)
+    store.write("MES", first)
+    read_tail = _OpenFile.tail
+    renamed = []
+
+    def renamed_first(self, start: int) -> bytes:
+        if not renamed:  # a larger file takes the name after the version was read
+            renamed.append(True)
+            lb.BarStore(tmp_path).write("MES", minute)
+        return read_tail(self, start)
+
+    monkeypatch.setattr(_OpenFile, "tail", renamed_first)
+    when = first["datetime"].dt.epoch("ns")
+    assert store.bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
+    assert renamed
+    when = minute["datetime"].dt.epoch("ns")  # the next look sees the new version
+    assert store.bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
 
 
 # -- locations ----------------------------------------------------------------------------------
