@@ -14,6 +14,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -292,6 +293,14 @@ def requests(draw, ds: DataSet):
     )
 
 
+def _one_midnight(date: str, tz: str) -> bool:
+    """Whether the midnight starting ``date`` happens exactly once in ``tz``."""
+    wall = dt.datetime.fromisoformat(date)
+    # Repeated and skipped wall times are the ones whose two folds differ in offset.
+    earlier, later = (wall.replace(tzinfo=ZoneInfo(tz), fold=f) for f in (0, 1))
+    return earlier.utcoffset() == later.utcoffset()
+
+
 @st.composite
 def hints(draw, ds: DataSet) -> dict:
     """start/end/lookback for the fast source: anywhere around the data, or absent."""
@@ -309,7 +318,11 @@ def hints(draw, ds: DataSet) -> dict:
         # date rounds up to the next midnight so that it never falls before the start.
         wall = stamp.tz_localize(None)
         day = wall.normalize() + pd.Timedelta(days=1) if key == "end" else wall
-        out[key] = day.strftime("%Y-%m-%d") if draw(st.booleans()) else stamp
+        text = day.strftime("%Y-%m-%d")
+        # A date whose midnight is repeated or skipped (Havana, Santiago...) is ambiguous as
+        # a naive hint, which DataSource rejects by design: such hints are given tz-aware.
+        plain = draw(st.booleans()) and _one_midnight(text, ds.timezone)
+        out[key] = text if plain else stamp
     lookback = draw(st.sampled_from([None, "0s", "1h", "1d", "3d", "30d", dt.timedelta(hours=5)]))
     if lookback is not None:
         out["lookback"] = lookback
