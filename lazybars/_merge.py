@@ -66,6 +66,7 @@ def merge(parts: Sequence[Part]) -> Part:
         return parts[0]
     first = parts[0]
     parts = [first, *(_conform(p, first) for p in parts[1:])]
+    _check_chunks_of_one_source(parts)
     # Stable: on equal first starts the earlier part (the stored bars) leads.
     ordered = sorted(parts, key=lambda p: p.first)
     groups: list[Part] = []
@@ -138,15 +139,28 @@ def _fold(acc: Part, part: Part) -> Part:
     )
 
 
+def _check_chunks_of_one_source(parts: Sequence[Part]) -> None:
+    """Two chunks of one source (a big input spilled in pieces) that share a bar start hold
+    a duplicate bar: an error, even where the two copies are identical."""
+    for i, a in enumerate(parts):
+        for b in parts[i + 1 :]:
+            if a.sources != b.sources or b.first > a.last or a.first > b.last:
+                continue
+            lo, hi = max(a.first, b.first), min(a.last, b.last)
+            inside = pl.col("datetime").dt.epoch("ns").is_between(lo, hi)
+            starts = a.lazy.filter(inside).select("datetime")
+            common = starts.join(b.lazy.filter(inside).select("datetime"), on="datetime")
+            when = common.sort("datetime").collect()["datetime"]
+            if when.len():
+                msg = (
+                    f"{a.label} has {when.len()} duplicate bars (the first starts at "
+                    f"{when[0]}); each bar needs a unique start time: drop the duplicates"
+                )
+                raise SchemaError(msg)
+
+
 def _check_identical(common: pl.DataFrame, columns: list[str], acc: Part, part: Part) -> None:
     when = common["datetime"]
-    shared = set(acc.sources) & set(part.sources)
-    if shared:
-        msg = (
-            f"{sorted(shared)[0]} has {common.height} duplicate bars (the first starts at "
-            f"{when[0]}); each bar needs a unique start time: drop the duplicates"
-        )
-        raise SchemaError(msg)
     same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c + _NEW)) for c in columns)
     differs = common.select(same.not_()).to_series()
     if not differs.any():

@@ -48,7 +48,12 @@ def aware_ns(dt: Any, *, argument: str) -> int:
 
 
 def local_ns(value: Any, zone: str, *, argument: str) -> int:
-    """Nanoseconds of a datetime, date or ISO string; naive values are read in ``zone``."""
+    """Nanoseconds of a datetime, date or ISO string; naive values are read in ``zone``.
+
+    A naive midnight (a date) is the first instant of that local date, even where DST
+    repeats or skips midnight; any other naive wall time that a DST change repeats or skips
+    is an error, as it names no single instant.
+    """
     if not isinstance(value, date | str | pd.Timestamp):
         msg = f"{argument} must be a datetime, date or ISO string, got {type(value).__name__}"
         raise InvalidRequest(msg)
@@ -61,7 +66,11 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
     except (ValueError, TypeError) as exc:
         msg = f"{argument}={value!r} is not a date or time ({exc}); use e.g. '2024-01-02 09:30'"
         raise InvalidRequest(msg) from None
-    if ts.tzinfo is None:
+    if ts.tzinfo is None and ts == ts.normalize():
+        # A date (or a time at midnight) means the day, which starts at the first instant
+        # of its date: the first of a repeated midnight, the end of a skipped one.
+        ts = ts.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
+    elif ts.tzinfo is None:
         try:
             ts = ts.tz_localize(zone, ambiguous="raise", nonexistent="raise")
         except _NO_SUCH_TIME:

@@ -47,5 +47,5 @@ class WindowedStore:
     def timesteps(self, symbol: str) -> list[str]:
         return self._store.timesteps(symbol)
 
-    def scan(self, symbol: Any, timestep: str | None = None) -> lb.Query:
-        return self._store.scan(symbol, timestep).between(self._start, self._end)
+    def scan(self, symbol: Any, timestep: str | None = None, **options: Any) -> lb.Query:
+        return self._store.scan(symbol, timestep, **options).between(self._start, self._end)

@@ -91,6 +91,21 @@ def test_spilling_gives_the_same_catalog(tmp_path: Path, bars: pl.DataFrame) -> 
     assert [p.name for p in (tmp_path / "disk").iterdir()] == ["1m"]
 
 
+def test_spilled_chunks_overlapping_another_source_are_merged(
+    tmp_path: Path, bars: pl.DataFrame
+) -> None:
+    """Found in review: a source spilled in several chunks, overlapping another source
+    identically, was taken for a source with duplicate bars."""
+    full = csv(tmp_path, "full.csv", bars)
+    tail = csv(tmp_path, "tail.csv", bars[bars.height // 3 :])
+    lb.ingest_into(tmp_path / "cat", full, tail, symbol="MES", buffer_rows=1000)
+    assert stored(tmp_path / "cat", "MES").equals(bars)
+    # A duplicate bar inside one source still fails, when its copies land in two chunks.
+    twice = csv(tmp_path, "twice.csv", pl.concat([bars[:1500], bars[1400:3000]]))
+    with pytest.raises(lb.SchemaError, match=r"twice.csv.*(duplicate bars|share a timestamp)"):
+        lb.ingest_into(tmp_path / "dup", twice, symbol="MES", buffer_rows=1000)
+
+
 def test_symbol_for_a_many_symbol_source_is_refused(tmp_path: Path, bars: pl.DataFrame) -> None:
     two = pl.concat([bars.with_columns(symbol=pl.lit("A")), bars.with_columns(symbol=pl.lit("B"))])
     path = csv(tmp_path, "two.csv", two)

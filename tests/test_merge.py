@@ -209,3 +209,17 @@ def test_info_lists_rows_bounds_and_bytes(tmp_path: Path, bars: pl.DataFrame) ->
 def test_info_of_an_empty_store_is_empty(tmp_path: Path) -> None:
     assert lb.BarStore(tmp_path).info().height == 0
     assert lb.BarStore.from_frames({}).info().height == 0
+
+
+def test_chunks_of_one_source_sharing_a_start_are_duplicates(bars: pl.DataFrame) -> None:
+    """A big source spilled in chunks: two chunks with a common bar start hold a duplicate,
+    while a chunk overlapping another source identically is merged."""
+    from lazybars._merge import Part, merge
+
+    other = Part.of(bars, "other.csv")
+    chunks = [Part.of(bars[:600], "big.csv"), Part.of(bars[600:], "big.csv")]
+    merged = merge([other, *chunks])
+    assert merged.lazy.collect().equals(bars)
+    overlapping = [Part.of(bars[:600], "big.csv"), Part.of(bars[599:], "big.csv")]
+    with pytest.raises(lb.SchemaError, match=r"big.csv has 1 duplicate bars"):
+        merge([other, *overlapping])

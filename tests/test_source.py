@@ -1200,3 +1200,28 @@ def test_constructor_validation_agrees_with_the_reference(ten_minutes, options):
         src.set_datetime(ts("2024-01-03 10:05:30"))
         outcomes.append(src.get_historical_prices("X", 3).pl)
     _assert_same_outcome(*outcomes)
+
+
+@pytest.mark.parametrize(
+    ("zone", "date", "first_instant"),
+    [
+        (HAVANA, "2024-11-03", "2024-11-03 04:00"),  # midnight repeated: its first occurrence
+        (SANTIAGO, "2024-09-08", "2024-09-08 04:00"),  # midnight skipped: 01:00 -03
+    ],
+)
+def test_a_naive_date_is_the_first_instant_of_that_day(zone, date, first_instant):
+    bars = every_minute(zone, "2024-09-01", "2024-11-10")
+    src = lb.DataSource(store_of({"X": bars}), timezone=zone, start=date, end=date, lookback="1h")
+    src.set_datetime(ts(first_instant, UTC) + HOUR)
+    day = src.get_historical_prices("X", 3000).filter(date, None)
+    assert len(day) == 60
+    assert day.df.index[0] == ts(first_instant, UTC).tz_convert(zone)
+    query = (
+        lb.BarStore.from_frames({"X": bars}).scan("X", timezone=zone).between(date, "2024-11-11")
+    )
+    # (As int64: Python never finds a datetime in a repeated hour equal to another zone's.)
+    assert query.collect()["datetime"].dt.epoch("ns")[0] == ts(first_instant, UTC).value
+    # A wall time that the change repeats or skips is not a day: it names no single instant.
+    wall = "2024-11-03 00:30" if zone == HAVANA else "2024-09-08 00:30"
+    with pytest.raises(lb.InvalidRequest, match="ambiguous or does not exist"):
+        lb.DataSource(store_of({"X": bars}), timezone=zone, start=wall)
