@@ -11,11 +11,21 @@ import importlib.util
 
 import pytest
 
-_PLOT = importlib.util.find_spec("matplotlib") is not None
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ValueError:  # sys.modules[name] is None: its import is blocked
+        return False
+
+
+_PLOT = _importable("matplotlib")
 
 collect_ignore = [] if _PLOT else ["lazybars/_plot.py"]
-if importlib.util.find_spec("ray") is None:
+if not _importable("ray"):
     collect_ignore.append("lazybars/_ray.py")
+# lazybars.lumibot imports lumibot at the top (its tests skip themselves with the reason).
+collect_ignore_glob = [] if _importable("lumibot") else ["lazybars/lumibot/*"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,13 @@
+"""lumibot integration: ``LazyBarsBacktesting``, a drop-in for ``PandasDataBacktesting``.
+
+Needs the ``lumibot`` extra (``pip install 'lazybars[lumibot]'``); ``import lazybars``
+never imports this package or lumibot.
+
+>>> from lazybars.lumibot import LazyBarsBacktesting
+>>> LazyBarsBacktesting.SOURCE
+'PANDAS'
+"""
+
+from lazybars.lumibot._source import OFFLINE, LazyBarsBacktesting, store_symbol
+
+__all__ = ["OFFLINE", "LazyBarsBacktesting", "store_symbol"]

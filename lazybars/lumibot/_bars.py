@@ -1,0 +1,261 @@
+"""lumibot ``Bars`` whose frames are built on first use, and the answers they are built from.
+
+lumibot's ``Bars.__init__`` takes a finished pandas frame (and converts it to polars at once
+for ``return_polars=True``). :class:`LazyBars` takes an *answer* instead: a slice of a cached
+series or bucket table that can make either frame on demand. ``len``, ``empty``,
+``get_last_price`` and ``get_momentum`` need no frame at all, and with ``return_polars=True``
+pandas is never built.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
+from lumibot.entities import Bars
+
+from lazybars.lumibot import _rules as rules
+from lazybars.lumibot._series import LOCAL, Series
+
+
+class Answer(Protocol):
+    """What a request found; it makes its frames only when asked."""
+
+    def __len__(self) -> int: ...
+
+    def polars(self) -> pl.DataFrame: ...
+
+    def pandas(self) -> pd.DataFrame: ...
+
+    def last_close(self) -> Any: ...
+
+
+def _own(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` if writes to it cannot reach the cache (copy-on-write), else a copy."""
+    return frame if pd.options.mode.copy_on_write is True else frame.copy()
+
+
+class SliceAnswer:
+    """Rows ``[start, stop)`` of a repaired series, as lumibot's native requests return."""
+
+    __slots__ = ("series", "start", "stop")
+
+    def __init__(self, series: Series, start: int, stop: int) -> None:
+        self.series, self.start, self.stop = series, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def polars(self) -> pl.DataFrame:
+        return self.series.frame.slice(self.start, self.stop - self.start)
+
+    def pandas(self) -> pd.DataFrame:
+        return _own(self.series.pandas().iloc[self.start : self.stop])
+
+    def last_close(self) -> Any:
+        return self.series.closes[self.stop - 1]
+
+
+@functools.lru_cache(maxsize=64)
+def _column_index(names: tuple[str, ...]) -> pd.Index:
+    # Indexes are immutable: one per column set serves every frame (building one is ~5 us).
+    return pd.Index(names)
+
+
+class _Computed:
+    """An answer whose rows are computed (not a slice of a cached frame): float columns
+    plus lumibot's derived ones, built into either frame on demand."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None
+
+    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """(bar starts int64 ns, values, column names) before the derived columns."""
+        raise NotImplementedError
+
+    def _columns(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        if self._values is None:
+            starts, values, names = self._compute()
+            # lumibot/entities/bars.py Bars.__init__ adds these to a frame without them.
+            dividend = values[:, names.index("dividend")] if "dividend" in names else None
+            derived = rules.derived_columns(values[:, names.index("close")], dividend)
+            table = np.empty((len(values), len(names) + len(derived)))
+            table[:, : len(names)] = values
+            for j, column in enumerate(derived.values(), start=len(names)):
+                table[:, j] = column
+            self._values = starts, table, (*names, *derived)
+        return self._values
+
+    def polars(self) -> pl.DataFrame:
+        starts, values, names = self._columns()
+        when = pl.Series("datetime", starts).cast(pl.Datetime("ns", "UTC"))
+        columns = [pl.Series(name, values[:, j]) for j, name in enumerate(names)]
+        frame = pl.DataFrame([when.dt.convert_time_zone(LOCAL), *columns])
+        return frame.with_columns(pl.col(n for n in names if n in rules.DERIVED).fill_nan(None))
+
+    def pandas(self) -> pd.DataFrame:
+        starts, values, names = self._columns()
+        return pd.DataFrame(values, index=self._index(starts), columns=_column_index(names))
+
+    def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
+        return rules.instants_index(starts, LUMIBOT_DEFAULT_PYTZ)
+
+    def last_close(self) -> Any:
+        _, values, names = self._columns()
+        return values[-1, names.index("close")]
+
+
+class TableAnswer(_Computed):
+    """Buckets ``[lo, hi]`` of a bucket table, the first or last one cut to window rows
+    ``[a, b)`` when the window starts or ends inside it."""
+
+    __slots__ = ("a", "b", "hi", "index", "lo", "series", "table")
+
+    def __init__(
+        self,
+        series: Series,
+        table: rules.Buckets,
+        index: pd.DatetimeIndex,
+        lo: int,
+        hi: int,
+        a: int,
+        b: int,
+    ) -> None:
+        super().__init__()
+        self.series, self.table, self.index = series, table, index
+        self.lo, self.hi, self.a, self.b = lo, hi, a, b
+
+    def __len__(self) -> int:
+        return max(self.hi - self.lo + 1, 0)
+
+    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        t, lo, hi, a, b = self.table, self.lo, self.hi, self.a, self.b
+        values = t.values[lo : hi + 1].copy()
+        if len(values):
+            if t.first[lo] < a:
+                values[0] = rules.aggregate_rows(
+                    self.series.columns, t.columns, a, min(int(t.stop[lo]), b)
+                )
+            if t.stop[hi] > b:
+                values[-1] = rules.aggregate_rows(
+                    self.series.columns, t.columns, max(int(t.first[hi]), a), b
+                )
+        return t.labels[lo : hi + 1], values, t.columns
+
+    def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
+        return self.index[self.lo : self.hi + 1]
+
+
+class StrictAnswer(_Computed):
+    """A lazybars :class:`~lazybars.Bars` (strict semantics) in lumibot's columns and zone."""
+
+    __slots__ = ("bars",)
+
+    def __init__(self, bars: Any) -> None:
+        super().__init__()
+        self.bars = bars
+
+    def __len__(self) -> int:
+        return len(self.bars)
+
+    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        frame = self.bars.pl
+        names = tuple(c for c in rules.AGGREGATIONS if c in frame.columns)
+        starts = frame["datetime"].dt.epoch("ns").to_numpy()
+        return starts, frame.select(names).to_numpy(), names
+
+    def last_close(self) -> Any:
+        return np.float64(self.bars.pl["close"][-1])
+
+
+class LazyBars(Bars):
+    """A lumibot ``Bars`` that builds its pandas or polars frame only when it is read.
+
+    Everything lumibot's ``Bars`` offers works; ``df`` (pandas, or polars with
+    ``return_polars=True``), ``pandas_df`` and ``polars_df`` are built on first access and
+    cached. ``len()``, ``empty``, ``get_last_price()`` and ``get_momentum()`` build nothing
+    in polars mode and no pandas in either mode.
+    """
+
+    def __init__(
+        self,
+        answer: Answer,
+        source: str,
+        asset: Any,
+        quote: Any = None,
+        return_polars: bool = False,
+    ) -> None:
+        # lumibot/entities/bars.py Bars.__init__: the same attributes, no frame yet.
+        self.source = source.upper()
+        self.asset = asset
+        if isinstance(asset, tuple):
+            self.symbol = f"{asset[0].symbol}/{asset[1].symbol}".upper()
+        else:
+            self.symbol = asset.symbol.upper()
+        self.quote = quote
+        self._raw = None
+        self._return_polars = return_polars
+        self._polars_cache = None
+        self._pandas_cache = None
+        self._tzinfo = LUMIBOT_DEFAULT_PYTZ
+        self._answer: Answer | None = answer
+        self._frame: Any = None
+
+    # lumibot's Bars keeps its frame in `_df`; here `_df` builds it on first read, and a
+    # frame assigned to it (Bars.df's setter) replaces the answer for good.
+    @property
+    def _df(self) -> Any:
+        if self._answer is not None:
+            return self.polars_df if self._return_polars else self.pandas_df
+        return self._frame
+
+    @_df.setter
+    def _df(self, value: Any) -> None:
+        self._answer = None
+        self._frame = value
+
+    @property
+    def polars_df(self) -> pl.DataFrame:
+        """The bars as polars (built on first access)."""
+        if self._answer is None:
+            return super().polars_df
+        if self._polars_cache is None:
+            self._polars_cache = self._answer.polars()
+        return self._polars_cache
+
+    @property
+    def pandas_df(self) -> pd.DataFrame:
+        """The bars as pandas, indexed by ``datetime`` (built on first access)."""
+        if self._answer is None:
+            return super().pandas_df
+        if self._pandas_cache is None:
+            self._pandas_cache = self._answer.pandas()
+        return self._pandas_cache
+
+    def __len__(self) -> int:
+        return len(self._answer) if self._answer is not None else super().__len__()
+
+    @property
+    def empty(self) -> bool:
+        """True when there are no bars."""
+        return len(self) == 0
+
+    def get_last_price(self) -> Any:
+        """The last bar's close (as lumibot: numpy float in pandas mode, float in polars)."""
+        if self._answer is None or not len(self._answer):
+            return super().get_last_price()
+        close = self._answer.last_close()
+        return float(close) if self._return_polars else close
+
+    def get_momentum(self, num_periods: int = 1) -> float:
+        """lumibot's momentum: the compounded ``return`` of the last ``num_periods`` bars."""
+        if self._answer is None:
+            return super().get_momentum(num_periods)
+        returns = self.polars_df["return"].tail(num_periods)
+        return float((1 + returns).product() - 1)
