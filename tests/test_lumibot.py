@@ -262,22 +262,29 @@ def mes_source():
 
 
 def test_no_frame_is_built_until_one_is_read(mes_source, monkeypatch):
-    built = Counter()
-    from lazybars.lumibot import _series
+    from lazybars.lumibot import _bars, _series
 
-    real = _series.frame_to_pandas
-    monkeypatch.setattr(_series, "frame_to_pandas", lambda f: built.update(["mirror"]) or real(f))
+    built = Counter()
+    for owner in (_series.Series, _bars._Computed):
+        real = owner.rows if owner is _series.Series else owner.pandas
+        name = "rows" if owner is _series.Series else "pandas"
+
+        def counted(*args, _real=real, _name=name):
+            built[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(owner, name, counted)
     bars = mes_source.get_historical_prices(MES, 200, "minute")
     five = mes_source.get_historical_prices(MES, 20, "5 minutes")
     assert len(bars) == 200 and not bars.empty and len(five) == 20
     assert bars.get_last_price() == mes_source.get_historical_prices(MES, 1).get_last_price()
     assert np.isfinite(bars.get_momentum(5)) and np.isfinite(five.get_momentum(3))
     assert bars._pandas_cache is None and five._pandas_cache is None and not built
-    # The first .df builds the asset's pandas mirror once; later frames are slices of it.
+    # The first .df builds the frame, once; .pandas_df is the same frame.
     frame = bars.df
-    assert frame is bars.df and built["mirror"] == 1
-    assert mes_source.get_historical_prices(MES, 50).df.index[-1] == frame.index[-1]
-    assert built["mirror"] == 1
+    assert frame is bars.df is bars.pandas_df and built == {"rows": 1}
+    assert five.df is five.df and built == {"rows": 1, "pandas": 1}
+    assert len(frame) == 200 and len(five.df) == 20
 
 
 def test_return_polars_never_builds_pandas(mes_source, monkeypatch):

@@ -19,7 +19,7 @@ from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
 from lumibot.entities import Bars
 
 from lazybars.lumibot import _rules as rules
-from lazybars.lumibot._series import LOCAL, Series
+from lazybars.lumibot._series import LOCAL, IndexSlices, Series
 
 
 class Answer(Protocol):
@@ -32,11 +32,6 @@ class Answer(Protocol):
     def pandas(self) -> pd.DataFrame: ...
 
     def last_close(self) -> Any: ...
-
-
-def _own(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` if writes to it cannot reach the cache (copy-on-write), else a copy."""
-    return frame if pd.options.mode.copy_on_write is True else frame.copy()
 
 
 class SliceAnswer:
@@ -54,7 +49,7 @@ class SliceAnswer:
         return self.series.frame.slice(self.start, self.stop - self.start)
 
     def pandas(self) -> pd.DataFrame:
-        return _own(self.series.pandas().iloc[self.start : self.stop])
+        return self.series.rows(self.start, self.stop)
 
     def last_close(self) -> Any:
         return self.series.closes[self.stop - 1]
@@ -101,7 +96,8 @@ class _Computed:
 
     def pandas(self) -> pd.DataFrame:
         starts, values, names = self._columns()
-        return pd.DataFrame(values, index=self._index(starts), columns=_column_index(names))
+        index = self._index(starts)
+        return pd.DataFrame(values, index=index, columns=_column_index(names), copy=False)
 
     def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
         return rules.instants_index(starts, LUMIBOT_DEFAULT_PYTZ)
@@ -121,7 +117,7 @@ class TableAnswer(_Computed):
         self,
         series: Series,
         table: rules.Buckets,
-        index: pd.DatetimeIndex,
+        index: IndexSlices,
         lo: int,
         hi: int,
         a: int,
@@ -149,7 +145,7 @@ class TableAnswer(_Computed):
         return t.labels[lo : hi + 1], values, t.columns
 
     def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
-        return self.index[self.lo : self.hi + 1]
+        return self.index[self.lo, self.hi + 1]
 
 
 class StrictAnswer(_Computed):

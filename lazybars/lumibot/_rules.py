@@ -91,10 +91,14 @@ def derived_columns(close: np.ndarray, dividend: np.ndarray | None) -> dict[str,
 
 def pct_change(close: np.ndarray) -> np.ndarray:
     """lumibot's ``return``: ``(curr - prev) / prev`` with NaN first (Bars.__init__)."""
-    out = np.full(len(close), np.nan)
-    if len(close) > 1:
+    out = np.empty(len(close))
+    out[:1] = np.nan
+    prev = close[:-1]
+    if prev.all():  # no zero to divide by (np.errstate costs more than the division)
+        np.divide(close[1:] - prev, prev, out=out[1:])
+    else:
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[1:] = (close[1:] - close[:-1]) / close[:-1]
+            np.divide(close[1:] - prev, prev, out=out[1:])
     return out
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars.bars import frame_to_pandas
 from lazybars.lumibot import _rules as rules
 
 LOCAL = "America/New_York"  # lumibot's Data converts every index to LUMIBOT_DEFAULT_PYTZ
@@ -57,8 +56,9 @@ class Series:
         self.tz = tz
         self._lock = threading.Lock()
         self._built = False
+        self._block: np.ndarray | None = None
         self._mirror: pd.DataFrame | None = None
-        self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, pd.DatetimeIndex]] = {}
+        self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, IndexSlices]] = {}
         self._midnights: np.ndarray | None = None
         self._days: np.ndarray | None = None
 
@@ -83,18 +83,30 @@ class Series:
         self._built = True
 
     # -- pandas ---------------------------------------------------------------------------
-    def pandas(self) -> pd.DataFrame:
-        """The whole series as pandas (lumibot's index zone), built once and shared."""
-        if self._mirror is None:
+    def rows(self, start: int, stop: int) -> pd.DataFrame:
+        """Rows ``[start, stop)`` as a pandas frame of their own (a caller may change it).
+
+        Built from a float block made once per series: copying a slice of it costs ~1 us,
+        pandas' construction the rest, the same as a view would.
+        """
+        if self._block is None:
             with self._lock:
-                if self._mirror is None:
-                    mirror = frame_to_pandas(self.frame)
-                    mirror.index = mirror.index.tz_convert(self.tz)
-                    self._mirror = mirror
+                if self._block is None:
+                    names = self.frame.columns[1:]
+                    self._slices = IndexSlices(rules.instants_index(self.starts, self.tz))
+                    self._names = pd.Index(names)
+                    self._block = np.ascontiguousarray(self.frame.select(names).to_numpy())
+        block = self._block[start:stop].copy()
+        return pd.DataFrame(block, index=self._slices[start, stop], columns=self._names, copy=False)
+
+    def pandas(self) -> pd.DataFrame:
+        """The whole series as pandas (lumibot's ``Data.df``), built once."""
+        if self._mirror is None:
+            self._mirror = self.rows(0, self.n)
         return self._mirror
 
     # -- buckets --------------------------------------------------------------------------
-    def buckets(self, unit: str, quantity: int, row: int) -> tuple[rules.Buckets, pd.DatetimeIndex]:
+    def buckets(self, unit: str, quantity: int, row: int) -> tuple[rules.Buckets, IndexSlices]:
         """The bucket table that pandas' resample would use for a window starting at ``row``."""
         if unit == "D":
             key = int(self._wall_days()[row]) % quantity
@@ -109,7 +121,7 @@ class Series:
                     table = self._tables[(unit, quantity, key)] = self._table(unit, quantity, key)
         return table
 
-    def _table(self, unit: str, quantity: int, key: int) -> tuple[rules.Buckets, pd.DatetimeIndex]:
+    def _table(self, unit: str, quantity: int, key: int) -> tuple[rules.Buckets, IndexSlices]:
         days = self._wall_days() if unit == "D" else None
         bins, labels = rules.bucket_ids(self.starts, unit, quantity, key, days)
         if unit == "D":
@@ -118,7 +130,7 @@ class Series:
             local = walls.tz_localize(LOCAL, ambiguous=True, nonexistent="shift_forward")
             labels = local.asi8
         table = rules.build_buckets(self.columns, bins, labels)
-        return table, rules.instants_index(table.labels, self.tz)
+        return table, IndexSlices(rules.instants_index(table.labels, self.tz))
 
     def _local_midnights(self) -> np.ndarray:
         if self._midnights is None:
@@ -129,3 +141,25 @@ class Series:
         if self._days is None:
             self._days = rules.wall_days(self.starts, LOCAL)
         return self._days
+
+
+class IndexSlices:
+    """Slices of one pandas index, the last one remembered: a backtest asks for the same
+    window several times at one clock (each pending order's fill check), and slicing a
+    zoned DatetimeIndex costs more than the rest of a small frame. Indexes are immutable,
+    so frames may share them."""
+
+    __slots__ = ("_last", "index")
+
+    def __init__(self, index: pd.DatetimeIndex) -> None:
+        self.index = index
+        self._last: tuple[int, int, pd.DatetimeIndex] = (0, 0, index[:0])
+
+    def __getitem__(self, bounds: tuple[int, int]) -> pd.DatetimeIndex:
+        start, stop = bounds
+        last = self._last  # one read: threads may replace it, never tear it
+        if last[0] == start and last[1] == stop:
+            return last[2]
+        index = self.index[start:stop]
+        self._last = (start, stop, index)
+        return index
