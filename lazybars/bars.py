@@ -17,7 +17,7 @@ from lazybars.timestep import Timestep
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Bars", "frame_to_pandas"]
+__all__ = ["Bars", "frame_to_pandas", "pandas_rows"]
 
 _PREVIEW_ROWS = 10  # head and tail shown by repr; the shape line gives the full size
 _ALWAYS_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
@@ -27,6 +27,17 @@ def _views_are_isolated() -> bool:
     """Whether a caller's writes to an ``.iloc`` view copy instead of reaching the mirror:
     always on pandas 3; on pandas 2 only when the caller turned copy-on-write on."""
     return _ALWAYS_COPY_ON_WRITE or pd.get_option("mode.copy_on_write") is True
+
+
+def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of a cached pandas frame, for a caller to keep and change.
+
+    An ``.iloc`` view where views are isolated; on pandas 2 without copy-on-write, where a
+    view's writes reach the frame it views, a copy.
+    """
+    if _views_are_isolated():
+        return frame.iloc[start:stop]
+    return copied_rows(frame, start, stop)
 
 
 def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
@@ -170,11 +181,7 @@ class Bars:
         """
         if self._df is None:
             if self._mirror is not None:
-                mirror = self._mirror.pandas()
-                if _views_are_isolated():
-                    self._df = mirror.iloc[self._start : self._stop]
-                else:
-                    self._df = copied_rows(mirror, self._start, self._stop)
+                self._df = pandas_rows(self._mirror.pandas(), self._start, self._stop)
             else:
                 self._df = frame_to_pandas(self._pl)
         return self._df

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from lazybars.bars import frame_to_pandas, pandas_rows
 from lazybars.lumibot import _rules as rules
 
 LOCAL = "America/New_York"  # lumibot's Data converts every index to LUMIBOT_DEFAULT_PYTZ
@@ -56,7 +57,6 @@ class Series:
         self.tz = tz
         self._lock = threading.Lock()
         self._built = False
-        self._block: np.ndarray | None = None
         self._mirror: pd.DataFrame | None = None
         self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, IndexSlices]] = {}
         self._midnights: np.ndarray | None = None
@@ -84,25 +84,18 @@ class Series:
 
     # -- pandas ---------------------------------------------------------------------------
     def rows(self, start: int, stop: int) -> pd.DataFrame:
-        """Rows ``[start, stop)`` as a pandas frame of their own (a caller may change it).
-
-        Built from a float block made once per series: copying a slice of it costs ~1 us,
-        pandas' construction the rest, the same as a view would.
-        """
-        if self._block is None:
-            with self._lock:
-                if self._block is None:
-                    names = self.frame.columns[1:]
-                    self._slices = IndexSlices(rules.instants_index(self.starts, self.tz))
-                    self._names = pd.Index(names)
-                    self._block = np.ascontiguousarray(self.frame.select(names).to_numpy())
-        block = self._block[start:stop].copy()
-        return pd.DataFrame(block, index=self._slices[start, stop], columns=self._names, copy=False)
+        """Rows ``[start, stop)`` as pandas, for a caller to keep and change (a slice of the
+        series' pandas mirror, copied where pandas would let writes reach the mirror)."""
+        return pandas_rows(self.pandas(), start, stop)
 
     def pandas(self) -> pd.DataFrame:
-        """The whole series as pandas (lumibot's ``Data.df``), built once."""
+        """The whole series as pandas in lumibot's zone (lumibot's ``Data.df``), built once."""
         if self._mirror is None:
-            self._mirror = self.rows(0, self.n)
+            with self._lock:
+                if self._mirror is None:
+                    mirror = frame_to_pandas(self.frame)
+                    mirror.index = mirror.index.tz_convert(self.tz)
+                    self._mirror = mirror
         return self._mirror
 
     # -- buckets --------------------------------------------------------------------------
@@ -144,10 +137,9 @@ class Series:
 
 
 class IndexSlices:
-    """Slices of one pandas index, the last one remembered: a backtest asks for the same
-    window several times at one clock (each pending order's fill check), and slicing a
-    zoned DatetimeIndex costs more than the rest of a small frame. Indexes are immutable,
-    so frames may share them."""
+    """Slices of one pandas index, the last one remembered: a coarse request keeps asking
+    for the same buckets (a day request, all day long), and slicing a zoned DatetimeIndex
+    costs more than the rest of a small frame. Indexes are immutable: frames share them."""
 
     __slots__ = ("_last", "index")
 
