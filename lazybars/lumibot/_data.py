@@ -22,7 +22,7 @@ from lazybars._time import aware_ns
 from lazybars.bars import frame_to_pandas
 from lazybars.lumibot import _rules as rules
 from lazybars.lumibot._bars import Answer, SliceAnswer, StrictAnswer, TableAnswer
-from lazybars.lumibot._series import LOCAL, Series
+from lazybars.lumibot._series import Series
 from lazybars.source import DataSource
 
 # lumibot/entities/data.py _DATA_QUOTE_FIELDS: the quote fields lumibot fills from quote
@@ -82,9 +82,6 @@ class _DataBase:
 
     df: pd.DataFrame
 
-    def _starts(self) -> np.ndarray:
-        raise NotImplementedError
-
     def get_bars(
         self,
         dt: Any,
@@ -103,27 +100,6 @@ class _DataBase:
     ) -> Answer | None:
         raise NotImplementedError
 
-    def get_bars_between_dates(
-        self,
-        timestep: str = "minute",
-        exchange: Any = None,
-        start_date: Any = None,
-        end_date: Any = None,
-    ) -> pd.DataFrame:
-        """lumibot/entities/data.py ``Data.get_bars_between_dates``: from the bar at
-        ``start_date`` up to (not including) the bar at ``end_date``, resampled in pandas
-        as lumibot does (a rare, not a per-iteration, request)."""
-        quantity, unit = _parse(timestep, self.timestep)
-        starts = self._starts()
-        stop = int(np.searchsorted(starts, aware_ns(end_date, argument="end_date"), "right")) - 1
-        start = int(np.searchsorted(starts, aware_ns(start_date, argument="start_date"), "right"))
-        frame = self.df.iloc[max(start - 1, 0) : stop]
-        if frame.empty or (unit == "minute" and quantity == 1):
-            return frame
-        code = {"minute": "min", "hour": "h"}.get(unit, "D")
-        how = {name: rules.AGGREGATIONS[name] for name in rules.AGGREGATIONS if name in frame}
-        return frame.resample(f"{quantity}{code}").agg(how).dropna()
-
 
 class LumibotData(_DataBase):
     """One asset's bars answered as lumibot's ``Data`` answers them after ``load_data``."""
@@ -139,9 +115,6 @@ class LumibotData(_DataBase):
     def df(self) -> pd.DataFrame:
         """The whole repaired series as pandas (lumibot's ``Data.df`` after ``load_data``)."""
         return self.series.build().pandas()
-
-    def _starts(self) -> np.ndarray:
-        return self.series.build().starts
 
     # -- requests ---------------------------------------------------------------------------
     def _bars(
@@ -211,9 +184,7 @@ class LumibotData(_DataBase):
         if self.timestep != "day" and not self._closed(series, i, now):
             # A forming bar's close is the future: lumibot quotes its open.
             row["close"] = row["open"]
-        row["bar_timestamp"] = series.tz.fromutc(
-            _EPOCH + timedelta(microseconds=int(series.starts[i]) // 1000)
-        )
+        row["bar_timestamp"] = _bar_time(int(series.starts[i]))
         row["bar_timestep"] = self.timestep
         return row
 
@@ -264,9 +235,6 @@ class StrictData(_DataBase):
         self._member = member
         self._df: pd.DataFrame | None = None
 
-    def _starts(self) -> np.ndarray:
-        return self._member.starts()
-
     @property
     def df(self) -> pd.DataFrame:
         """The asset's stored bars as pandas."""
@@ -305,10 +273,14 @@ class StrictData(_DataBase):
             for name in ("open", "high", "low", "close"):
                 row[name] = np.float64(bars[name][0])
             row["volume"] = round(np.float64(bars["volume"][0]), 0)
-            when = bars["datetime"].dt.convert_time_zone(LOCAL).to_pandas()[0]
-            row["bar_timestamp"] = when.tz_convert(LUMIBOT_DEFAULT_PYTZ).to_pydatetime()
+            row["bar_timestamp"] = _bar_time(int(bars["datetime"].dt.epoch("ns")[0]))
         row["bar_timestep"] = self.timestep
         return row
+
+
+def _bar_time(ns: int) -> datetime:
+    """A bar start as lumibot's quotes carry it: a datetime in its pytz zone."""
+    return LUMIBOT_DEFAULT_PYTZ.fromutc(_EPOCH + timedelta(microseconds=ns // 1000))
 
 
 def _parse(timestep: str, mine: str) -> tuple[int, str]:
