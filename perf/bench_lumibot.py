@@ -1,25 +1,30 @@
 """lumibot backtests on PandasDataBacktesting and on LazyBarsBacktesting (needs the lumibot extra).
 
-    python -m perf.bench_lumibot            # a month of minute bars (about 20 minutes)
-    python -m perf.bench_lumibot --quick    # a week
+    python -m perf.bench_lumibot            # a month of minute bars (about 30 minutes)
+    python -m perf.bench_lumibot --quick    # a week (about 8 minutes)
 
 The strategy is the MES momentum strategy of lumibot's polars plan, written here from its
 description: every minute it asks for the last 200 bars, trades only when the close is on
 the same side of its 9-bar SMA as the last bar's move, and enters with a 3:1 bracket (stop
 1.5 ATR away, target 4.5 ATR). It runs three times per data source: on minute bars, on
-'5 minutes' and on 'day' bars, all made from one month of synthetic 24h MES minute bars.
+'5 minutes' and on 'day' bars, all made from synthetic 24h MES minute bars (a month of
+backtest, after a month of history).
 
-Every run is a fresh process (imports, caches and lumibot's own state start cold, then a
-one-day warm-up backtest runs before the measured one). Per run: wall time of the measured
-backtest, the share of it spent in the data layer (data-source calls and, for lazybars,
-the deferred building of frames; timed by wrappers around them), fills and final value.
+Every mode runs in a fresh process: a one-day warm-up backtest, then the measured one
+(``--repeats N``: the fastest of N). Time is the CPU time of lumibot's strategy thread,
+where the whole backtest runs: on a shared machine other processes stretch wall time by
+tens of percent from run to run, and barely touch a thread's CPU time. Per run: that time;
+the share of it in the data layer (data-source calls, lumibot's own PandasData code in them
+included, plus lazybars' deferred frame building; timed by wrappers, ~0.1 us a call of
+overhead), and in lazybars' own code alone; fills and final value.
 
 Baselines: ``PandasDataBacktesting`` is what a lumibot user runs today; the *ceiling* is
 the same backtest with every history answer computed before the run (recorded from a
-LazyBarsBacktesting run, pandas frames included, then replayed from a dict): the speedup
-that free history would give, lumibot's own per-call work left as it is. Targets: identical
-fills and final values; data-layer share <= 5% of the lazybars run; speedup >= 90% of the
-ceiling's. A profile of the lazybars minute run shows where the remaining time goes.
+LazyBarsBacktesting run in the same process, pandas frames built, then replayed from a
+dict, lumibot's history plumbing skipped): what free history would give, everything else
+lumibot does per clock left as it is. Targets: identical fills and final values;
+data-layer share <= 5% of the lazybars run; speedup >= 90% of the ceiling's. A profile of
+the lazybars minute run shows where the remaining time goes.
 Exit code 1 if a target is missed.
 """
 
@@ -39,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict, deque
 from typing import Any
 
 from perf._harness import Check, print_checks, print_table
@@ -65,6 +71,7 @@ def strategy_class() -> type:
         def initialize(self) -> None:
             self.sleeptime = "1M"
             self.set_market("us_futures")
+            self.bracket = None  # the last bracket order: its legs are the only live orders
 
         def on_trading_iteration(self) -> None:
             bars = self.get_historical_prices(mes, 200, self.parameters["timestep"])
@@ -76,8 +83,8 @@ def strategy_class() -> type:
             ranges = np.maximum(high[1:] - low[1:], np.abs(high[1:] - close[:-1]))
             atr = np.maximum(ranges, np.abs(low[1:] - close[:-1]))[-14:].mean()
             position = self.get_position(mes)
-            busy = any(order.is_active() for order in self.get_orders())
-            if busy or (position is not None and position.quantity != 0):
+            legs = [] if self.bracket is None else [self.bracket, *self.bracket.child_orders]
+            if any(leg.is_active() for leg in legs) or (position and position.quantity != 0):
                 return
             move = close[-1] - close[-2]
             if close[-1] > sma and move > 0:
@@ -96,6 +103,7 @@ def strategy_class() -> type:
                 secondary_stop_price=_tick(price - sign * 1.5 * atr),
             )
             self.submit_order(order)
+            self.bracket = order
 
     return MesMomentum
 
@@ -106,11 +114,11 @@ def _tick(price: float) -> float:
 
 # -- a child process: measured backtests --------------------------------------------------
 class _Clock:
-    """Adds up the CPU time of this thread inside the wrapped callables (outermost only).
+    """Adds up the time spent inside the wrapped callables (outermost calls only).
 
-    CPU time, not wall time: on a shared machine other processes stretch wall time by tens
-    of percent from run to run; lumibot's backtest runs in one thread, whose CPU time they
-    barely touch. ``time.thread_time`` costs ~0.4 us a call, two per timed call.
+    ``perf_counter``: it costs ~0.04 us a read (``thread_time`` ten times more, which
+    would weigh on the runs it times); a data-layer call lasts microseconds, too short for
+    other processes to stretch it much, unlike a whole backtest (timed in CPU time).
     """
 
     def __init__(self) -> None:
@@ -123,11 +131,11 @@ class _Clock:
             if self.depth:
                 return fn(*args, **kwargs)
             self.depth += 1
-            t0 = time.thread_time()
+            t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.thread_time() - t0
+                self.seconds += time.perf_counter() - t0
                 self.depth -= 1
 
         return timed
@@ -136,17 +144,21 @@ class _Clock:
 _DATA_METHODS = ("get_historical_prices", "get_last_price", "get_last_prices", "get_quote")
 
 
-def _time_data_layer(clock: _Clock) -> None:
-    """Time the data layer: data-source calls and lazybars' deferred frame building."""
+def _time_data_layer(clock: _Clock, own: _Clock) -> None:
+    """Time the data layer: data-source calls (lumibot's PandasData code included) and
+    lazybars' deferred frame building; ``own`` times lazybars' code only."""
     from lumibot.data_sources import PandasData
 
     from lazybars.lumibot._bars import LazyBars
+    from lazybars.lumibot._data import LumibotData
 
     for name in _DATA_METHODS:
         setattr(PandasData, name, clock.wrap(getattr(PandasData, name)))
+    for name in ("get_bars", "get_last_price", "get_quote"):
+        setattr(LumibotData, name, own.wrap(getattr(LumibotData, name)))
     for name in ("pandas_df", "polars_df"):
         getter = getattr(LazyBars, name).fget
-        setattr(LazyBars, name, property(clock.wrap(getter)))
+        setattr(LazyBars, name, property(clock.wrap(own.wrap(getter))))
 
 
 class _StrategyThread:
@@ -174,20 +186,26 @@ class _StrategyThread:
 
 
 def _record_and_replay(source_class: type) -> dict:
-    """Make ``get_historical_prices`` record its answers (pandas built) or replay them."""
-    answers: dict = {}
+    """Make ``get_historical_prices`` record its answers or replay them.
+
+    Each answer is recorded twice: one copy goes to lumibot, the other is kept with its
+    frames built and untouched, so that the replay hands out answers as fresh as a data
+    source's (lumibot's first use of a frame warms pandas caches on it). Identical
+    requests (two orders checked at one clock) get one recorded answer each, in order.
+    """
+    answers: dict = defaultdict(deque)
     state = {"replay": False}
     original = source_class.get_historical_prices
 
     def get_historical_prices(self: Any, asset: Any, length: int, *args: Any, **kw: Any) -> Any:
         key = (self.get_datetime(), asset, length, args, tuple(sorted(kw.items())))
         if state["replay"]:
-            return answers[key]
-        bars = original(self, asset, length, *args, **kw)
-        if bars is not None:
-            bars.pandas_df  # noqa: B018 (built now, so that the replay builds nothing)
-        answers[key] = bars
-        return bars
+            return answers[key].popleft()
+        kept = original(self, asset, length, *args, **kw)
+        if kept is not None:
+            kept.polars_df if kw.get("return_polars") else kept.pandas_df
+        answers[key].append(kept)
+        return original(self, asset, length, *args, **kw)
 
     source_class.get_historical_prices = get_historical_prices
     return state
@@ -238,16 +256,17 @@ def child(variant: str, mode: str, quick: bool, profile: bool, repeats: int) -> 
     if state is not None:
         _backtest(source_class, frames, START, end, variant)
         state["replay"] = True
-    clock = _Clock()
-    _time_data_layer(clock)
+    clock, own = _Clock(), _Clock()
+    _time_data_layer(clock, own)
     thread = _StrategyThread(profile)
     runs = []
     for _ in range(repeats):
-        clock.seconds = 0.0
+        clock.seconds = own.seconds = 0.0
         t0 = time.perf_counter()
         strategy = _backtest(source_class, frames, START, end, variant)
         wall = time.perf_counter() - t0
-        runs.append({"cpu": thread.seconds[-1], "wall": wall, "data": clock.seconds})
+        cpu = thread.seconds[-1]
+        runs.append({"cpu": cpu, "wall": wall, "data": clock.seconds, "own": own.seconds})
     fills = _fills(strategy)
     out = {
         **min(runs, key=lambda run: run["cpu"]),
@@ -312,6 +331,7 @@ def _compare(variant: str, runs: dict) -> tuple[tuple, list[Check]]:
         f"{pandas_run['data'] / pandas_run['cpu']:.0%}",
         lazy["cpu"],
         f"{share:.1%}",
+        f"{lazy['own'] / lazy['cpu']:.1%}",
         ceiling["cpu"],
         f"{speedup:.2f}x",
         f"{ceiling_speedup:.2f}x",
@@ -354,13 +374,14 @@ def main() -> int:
             "data layer",
             "lazybars s",
             "data layer",
+            "lazybars code",
             "ceiling s",
             "speedup",
             "ceiling",
             "of ceiling",
             "fills",
-            "final value",
-            "identical",
+            "value",
+            "same",
         ],
         rows,
     )

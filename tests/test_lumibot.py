@@ -251,6 +251,31 @@ def test_store_symbols_of_pairs():
     assert store_symbol(SPY, None) == "SPY"
 
 
+def test_a_crypto_pair_from_a_store_as_from_pandas_data():
+    frame = lb.synth.minute_bars("BTC", start="2024-01-02", end="2024-01-05", session="24h")
+    btc, usd = Asset("BTC", asset_type="crypto"), Asset("USD", asset_type="forex")
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)
+    want = PandasDataBacktesting(
+        datetime_start=start,
+        datetime_end=end,
+        pandas_data=[Data(btc, pandas_bars(frame), timestep="minute", quote=usd)],
+        show_progress_bar=False,
+    )
+    got = LazyBarsBacktesting(
+        datetime_start=start,
+        datetime_end=end,
+        store=lb.BarStore.from_frames({"BTC-USD": frame}),
+        show_progress_bar=False,
+    )
+    for source in (want, got):
+        source.load_data()
+        source._update_datetime(clock("2024-01-03 14:07"))
+    for step in ("minute", "hour"):
+        a, b = (s.get_historical_prices(btc, 10, step, quote=usd) for s in (want, got))
+        same_bars(a, b, polars_mode=False)
+    assert got.get_last_price(btc, quote=usd) == want.get_last_price(btc, quote=usd)
+
+
 # -- the answers are lazy -----------------------------------------------------------------------
 @pytest.fixture
 def mes_source():
@@ -265,7 +290,7 @@ def test_no_frame_is_built_until_one_is_read(mes_source, monkeypatch):
     from lazybars.lumibot import _bars, _series
 
     built = Counter()
-    for owner in (_series.Series, _bars._Computed):
+    for owner in (_series.Series, _bars._Rows):
         real = owner.rows if owner is _series.Series else owner.pandas
         name = "rows" if owner is _series.Series else "pandas"
 

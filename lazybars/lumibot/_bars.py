@@ -18,8 +18,9 @@ import polars as pl
 from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
 from lumibot.entities import Bars
 
+from lazybars.bars import pandas_rows
 from lazybars.lumibot import _rules as rules
-from lazybars.lumibot._series import LOCAL, IndexSlices, Series
+from lazybars.lumibot._series import LOCAL, Series, TableMemo
 
 
 class Answer(Protocol):
@@ -61,110 +62,135 @@ def _column_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(names)
 
 
-class _Computed:
-    """An answer whose rows are computed (not a slice of a cached frame): float columns
-    plus lumibot's derived ones, built into either frame on demand."""
+class _Rows:
+    """Computed rows: float columns plus the ones lumibot's ``Bars.__init__`` derives,
+    and their pandas and polars frames, each built once."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_pandas", "_polars", "index", "names", "starts", "values")
 
-    def __init__(self) -> None:
-        self._values: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None
-
-    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-        """(bar starts int64 ns, values, column names) before the derived columns."""
-        raise NotImplementedError
-
-    def _columns(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-        if self._values is None:
-            starts, values, names = self._compute()
-            # lumibot/entities/bars.py Bars.__init__ adds these to a frame without them.
-            dividend = values[:, names.index("dividend")] if "dividend" in names else None
-            derived = rules.derived_columns(values[:, names.index("close")], dividend)
-            table = np.empty((len(values), len(names) + len(derived)))
-            table[:, : len(names)] = values
-            for j, column in enumerate(derived.values(), start=len(names)):
-                table[:, j] = column
-            self._values = starts, table, (*names, *derived)
-        return self._values
-
-    def polars(self) -> pl.DataFrame:
-        starts, values, names = self._columns()
-        when = pl.Series("datetime", starts).cast(pl.Datetime("ns", "UTC"))
-        columns = [pl.Series(name, values[:, j]) for j, name in enumerate(names)]
-        frame = pl.DataFrame([when.dt.convert_time_zone(LOCAL), *columns])
-        return frame.with_columns(pl.col(n for n in names if n in rules.DERIVED).fill_nan(None))
+    def __init__(
+        self,
+        starts: np.ndarray,
+        values: np.ndarray,
+        names: tuple[str, ...],
+        index: pd.DatetimeIndex | None = None,
+    ) -> None:
+        # lumibot/entities/bars.py Bars.__init__ adds these to a frame without them.
+        dividend = values[:, names.index("dividend")] if "dividend" in names else None
+        derived = rules.derived_columns(values[:, names.index("close")], dividend)
+        table = np.empty((len(values), len(names) + len(derived)))
+        table[:, : len(names)] = values
+        for j, column in enumerate(derived.values(), start=len(names)):
+            table[:, j] = column
+        self.starts, self.values, self.names = starts, table, (*names, *derived)
+        self.index = index
+        self._pandas: pd.DataFrame | None = None
+        self._polars: pl.DataFrame | None = None
 
     def pandas(self) -> pd.DataFrame:
-        starts, values, names = self._columns()
-        index = self._index(starts)
-        return pd.DataFrame(values, index=index, columns=_column_index(names), copy=False)
+        if self._pandas is None:
+            index = self.index
+            if index is None:
+                index = rules.instants_index(self.starts, LUMIBOT_DEFAULT_PYTZ)
+            columns = _column_index(self.names)
+            self._pandas = pd.DataFrame(self.values, index=index, columns=columns, copy=False)
+        return self._pandas
 
-    def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
-        return rules.instants_index(starts, LUMIBOT_DEFAULT_PYTZ)
+    def polars(self) -> pl.DataFrame:
+        if self._polars is None:
+            when = pl.Series("datetime", self.starts).cast(pl.Datetime("ns", "UTC"))
+            columns = [pl.Series(name, self.values[:, j]) for j, name in enumerate(self.names)]
+            frame = pl.DataFrame([when.dt.convert_time_zone(LOCAL), *columns])
+            derived = pl.col(n for n in self.names if n in rules.DERIVED)
+            self._polars = frame.with_columns(derived.fill_nan(None))
+        return self._polars
 
     def last_close(self) -> Any:
-        _, values, names = self._columns()
-        return values[-1, names.index("close")]
+        return self.values[-1, self.names.index("close")]
 
 
-class TableAnswer(_Computed):
+class TableAnswer:
     """Buckets ``[lo, hi]`` of a bucket table, the first or last one cut to window rows
-    ``[a, b)`` when the window starts or ends inside it."""
+    ``[a, b)`` when the window starts or ends inside it.
 
-    __slots__ = ("a", "b", "hi", "index", "lo", "series", "table")
+    A coarse request often repeats its answer (a day request, all day long): the table's
+    memo keeps the last answer's rows and frames, and a repeat hands out a copy of them
+    (pandas; on pandas 3 a view, which copies on write) or the same polars frame (immutable).
+    """
+
+    __slots__ = ("a", "b", "hi", "lo", "memo", "series", "table")
 
     def __init__(
         self,
         series: Series,
         table: rules.Buckets,
-        index: IndexSlices,
+        memo: TableMemo,
         lo: int,
         hi: int,
         a: int,
         b: int,
     ) -> None:
-        super().__init__()
-        self.series, self.table, self.index = series, table, index
+        self.series, self.table, self.memo = series, table, memo
         self.lo, self.hi, self.a, self.b = lo, hi, a, b
 
     def __len__(self) -> int:
         return max(self.hi - self.lo + 1, 0)
 
-    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    def _rows(self) -> _Rows:
         t, lo, hi, a, b = self.table, self.lo, self.hi, self.a, self.b
+        cut_first = hi >= lo and t.first[lo] < a
+        cut_last = hi >= lo and t.stop[hi] > b
+        # Cut buckets depend on the window's rows; whole ones on nothing else.
+        key = (lo, hi, a if cut_first else -1, b if cut_last else -1)
+        last = self.memo.last  # one read: threads may replace it, never tear it
+        if last[0] == key:
+            return last[1]
         values = t.values[lo : hi + 1].copy()
-        if len(values):
-            if t.first[lo] < a:
-                values[0] = rules.aggregate_rows(
-                    self.series.columns, t.columns, a, min(int(t.stop[lo]), b)
-                )
-            if t.stop[hi] > b:
-                values[-1] = rules.aggregate_rows(
-                    self.series.columns, t.columns, max(int(t.first[hi]), a), b
-                )
-        return t.labels[lo : hi + 1], values, t.columns
+        if cut_first:
+            stop = min(int(t.stop[lo]), b)
+            values[0] = rules.aggregate_rows(self.series.columns, t.columns, a, stop)
+        if cut_last:
+            start = max(int(t.first[hi]), a)
+            values[-1] = rules.aggregate_rows(self.series.columns, t.columns, start, b)
+        rows = _Rows(t.labels[lo : hi + 1], values, t.columns, self.memo.index[lo : hi + 1])
+        self.memo.last = (key, rows)
+        return rows
 
-    def _index(self, starts: np.ndarray) -> pd.DatetimeIndex:
-        return self.index[self.lo, self.hi + 1]
+    def polars(self) -> pl.DataFrame:
+        return self._rows().polars()
+
+    def pandas(self) -> pd.DataFrame:
+        return pandas_rows(self._rows().pandas(), 0, len(self))
+
+    def last_close(self) -> Any:
+        return self._rows().last_close()
 
 
-class StrictAnswer(_Computed):
+class StrictAnswer:
     """A lazybars :class:`~lazybars.Bars` (strict semantics) in lumibot's columns and zone."""
 
-    __slots__ = ("bars",)
+    __slots__ = ("_done", "bars")
 
     def __init__(self, bars: Any) -> None:
-        super().__init__()
         self.bars = bars
+        self._done: _Rows | None = None
 
     def __len__(self) -> int:
         return len(self.bars)
 
-    def _compute(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-        frame = self.bars.pl
-        names = tuple(c for c in rules.AGGREGATIONS if c in frame.columns)
-        starts = frame["datetime"].dt.epoch("ns").to_numpy()
-        return starts, frame.select(names).to_numpy(), names
+    def _rows(self) -> _Rows:
+        if self._done is None:
+            frame = self.bars.pl
+            names = tuple(c for c in rules.AGGREGATIONS if c in frame.columns)
+            starts = frame["datetime"].dt.epoch("ns").to_numpy()
+            self._done = _Rows(starts, frame.select(names).to_numpy(), names)
+        return self._done
+
+    def polars(self) -> pl.DataFrame:
+        return self._rows().polars()
+
+    def pandas(self) -> pd.DataFrame:
+        return self._rows().pandas()
 
     def last_close(self) -> Any:
         return np.float64(self.bars.pl["close"][-1])

@@ -141,7 +141,7 @@ class LumibotData(_DataBase):
         a, b = rules.native_rows(series.starts, now, rows, shift, series.closed_length)
         if b <= a:
             return None
-        table, index = series.buckets(code, quantity, a)
+        table, memo = series.buckets(code, quantity, a)
         first, last = int(table.of_row[a]), int(table.of_row[b - 1])
         if unit in {"minute", "hour"}:
             base = rules.MINUTE_NS if mine == "minute" else rules.HOUR_NS
@@ -157,7 +157,7 @@ class LumibotData(_DataBase):
             cutoff = aware_ns(midnight, argument="dt")
             last = min(last, int(np.searchsorted(table.labels, cutoff, "left")) - 1)
         lo = max(first, last - length + 1)
-        return TableAnswer(series, table, index, lo, last, a, b)
+        return TableAnswer(series, table, memo, lo, last, a, b)
 
     def get_last_price(self, dt: Any, length: int = 1, timeshift: Any = 0) -> Any:
         """lumibot/entities/data.py ``Data.get_last_price``: a day bar's close, else the

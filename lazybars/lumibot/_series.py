@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ class Series:
         self._lock = threading.Lock()
         self._built = False
         self._mirror: pd.DataFrame | None = None
-        self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, IndexSlices]] = {}
+        self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, TableMemo]] = {}
         self._midnights: np.ndarray | None = None
         self._days: np.ndarray | None = None
 
@@ -99,7 +100,7 @@ class Series:
         return self._mirror
 
     # -- buckets --------------------------------------------------------------------------
-    def buckets(self, unit: str, quantity: int, row: int) -> tuple[rules.Buckets, IndexSlices]:
+    def buckets(self, unit: str, quantity: int, row: int) -> tuple[rules.Buckets, TableMemo]:
         """The bucket table that pandas' resample would use for a window starting at ``row``."""
         if unit == "D":
             key = int(self._wall_days()[row]) % quantity
@@ -114,7 +115,7 @@ class Series:
                     table = self._tables[(unit, quantity, key)] = self._table(unit, quantity, key)
         return table
 
-    def _table(self, unit: str, quantity: int, key: int) -> tuple[rules.Buckets, IndexSlices]:
+    def _table(self, unit: str, quantity: int, key: int) -> tuple[rules.Buckets, TableMemo]:
         days = self._wall_days() if unit == "D" else None
         bins, labels = rules.bucket_ids(self.starts, unit, quantity, key, days)
         if unit == "D":
@@ -123,7 +124,7 @@ class Series:
             local = walls.tz_localize(LOCAL, ambiguous=True, nonexistent="shift_forward")
             labels = local.asi8
         table = rules.build_buckets(self.columns, bins, labels)
-        return table, IndexSlices(rules.instants_index(table.labels, self.tz))
+        return table, TableMemo(rules.instants_index(table.labels, self.tz))
 
     def _local_midnights(self) -> np.ndarray:
         if self._midnights is None:
@@ -136,22 +137,11 @@ class Series:
         return self._days
 
 
-class IndexSlices:
-    """Slices of one pandas index, the last one remembered: a coarse request keeps asking
-    for the same buckets (a day request, all day long), and slicing a zoned DatetimeIndex
-    costs more than the rest of a small frame. Indexes are immutable: frames share them."""
+class TableMemo:
+    """A bucket table's pandas index, and its last answer (key, rows) for repeats."""
 
-    __slots__ = ("_last", "index")
+    __slots__ = ("index", "last")
 
     def __init__(self, index: pd.DatetimeIndex) -> None:
         self.index = index
-        self._last: tuple[int, int, pd.DatetimeIndex] = (0, 0, index[:0])
-
-    def __getitem__(self, bounds: tuple[int, int]) -> pd.DatetimeIndex:
-        start, stop = bounds
-        last = self._last  # one read: threads may replace it, never tear it
-        if last[0] == start and last[1] == stop:
-            return last[2]
-        index = self.index[start:stop]
-        self._last = (start, stop, index)
-        return index
+        self.last: tuple[Any, Any] = (None, None)
