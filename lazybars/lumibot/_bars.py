@@ -88,12 +88,17 @@ class _Rows:
         self._polars: pl.DataFrame | None = None
 
     def pandas(self) -> pd.DataFrame:
+        """A new pandas frame of the rows (its values a copy: the caller may change it)."""
+        index = self.index
+        if index is None:
+            index = rules.instants_index(self.starts, LUMIBOT_DEFAULT_PYTZ)
+        values = self.values.copy()
+        return pd.DataFrame(values, index=index, columns=_column_index(self.names), copy=False)
+
+    def shared_pandas(self) -> pd.DataFrame:
+        """The rows' pandas frame kept for repeats (hand out ``pandas_rows`` of it)."""
         if self._pandas is None:
-            index = self.index
-            if index is None:
-                index = rules.instants_index(self.starts, LUMIBOT_DEFAULT_PYTZ)
-            columns = _column_index(self.names)
-            self._pandas = pd.DataFrame(self.values, index=index, columns=columns, copy=False)
+            self._pandas = self.pandas()
         return self._pandas
 
     def polars(self) -> pl.DataFrame:
@@ -114,8 +119,9 @@ class TableAnswer:
     ``[a, b)`` when the window starts or ends inside it.
 
     A coarse request often repeats its answer (a day request, all day long): the table's
-    memo keeps the last answer's rows and frames, and a repeat hands out a copy of them
-    (pandas; on pandas 3 a view, which copies on write) or the same polars frame (immutable).
+    memo keeps the last answer's rows, and a repeat hands out rows of a pandas frame kept
+    for repeats (copied; on pandas 3 a view, which copies on write) or the same polars
+    frame (immutable).
     """
 
     __slots__ = ("a", "b", "hi", "lo", "memo", "series", "table")
@@ -136,7 +142,8 @@ class TableAnswer:
     def __len__(self) -> int:
         return max(self.hi - self.lo + 1, 0)
 
-    def _rows(self) -> _Rows:
+    def _rows(self) -> tuple[_Rows, bool]:
+        """The answer's rows, and whether they repeat the table's last answer."""
         t, lo, hi, a, b = self.table, self.lo, self.hi, self.a, self.b
         cut_first = hi >= lo and t.first[lo] < a
         cut_last = hi >= lo and t.stop[hi] > b
@@ -144,7 +151,7 @@ class TableAnswer:
         key = (lo, hi, a if cut_first else -1, b if cut_last else -1)
         last = self.memo.last  # one read: threads may replace it, never tear it
         if last[0] == key:
-            return last[1]
+            return last[1], True
         values = t.values[lo : hi + 1].copy()
         if cut_first:
             stop = min(int(t.stop[lo]), b)
@@ -154,16 +161,17 @@ class TableAnswer:
             values[-1] = rules.aggregate_rows(self.series.columns, t.columns, start, b)
         rows = _Rows(t.labels[lo : hi + 1], values, t.columns, self.memo.index[lo : hi + 1])
         self.memo.last = (key, rows)
-        return rows
+        return rows, False
 
     def polars(self) -> pl.DataFrame:
-        return self._rows().polars()
+        return self._rows()[0].polars()
 
     def pandas(self) -> pd.DataFrame:
-        return pandas_rows(self._rows().pandas(), 0, len(self))
+        rows, repeat = self._rows()
+        return pandas_rows(rows.shared_pandas(), 0, len(self)) if repeat else rows.pandas()
 
     def last_close(self) -> Any:
-        return self._rows().last_close()
+        return self._rows()[0].last_close()
 
 
 class StrictAnswer:
