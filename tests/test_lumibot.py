@@ -16,6 +16,8 @@ import pandas as pd
 import polars as pl
 import polars.testing
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("lumibot", reason="needs the lumibot extra: pip install -e '.[lumibot]'")
 
@@ -82,6 +84,29 @@ def outcome(call):
         return type(exc)
 
 
+def same_answers(want, got, now, asset, length, step, shift, polars_mode, after_hours):
+    """One request to both data sources at the clock ``now``: the same bars, last price
+    and quote; returns lumibot's answer."""
+    for source in (want, got):
+        source._update_datetime(now)
+    request = {"timeshift": shift, "return_polars": polars_mode}
+    request["include_after_hours"] = after_hours
+    a = want.get_historical_prices(asset, length, step, **request)
+    b = got.get_historical_prices(asset, length, step, **request)
+    context = (now, asset, step, length, shift, polars_mode)
+    try:
+        same_bars(a, b, polars_mode)
+        price_a, price_b = want.get_last_price(asset), got.get_last_price(asset)
+        assert price_a == price_b or price_a is price_b is None
+        assert type(price_a) is type(price_b)
+        quote_a = outcome(lambda: want.get_quote(asset).raw_data)
+        quote_b = outcome(lambda: got.get_quote(asset).raw_data)
+        assert quote_a == quote_b
+    except AssertionError as exc:
+        raise AssertionError(f"{context}: {exc}") from None
+    return a
+
+
 def sweep(datas, start, end, steps, n=1200, seed=0, sub_minute=False, **options):
     """The same seeded random requests to PandasDataBacktesting and LazyBarsBacktesting."""
     want = loaded(PandasDataBacktesting, datas, start, end)
@@ -106,23 +131,7 @@ def sweep(datas, start, end, steps, n=1200, seed=0, sub_minute=False, **options)
         shift = SHIFTS[int(rng.integers(len(SHIFTS)))]
         polars_mode = bool(rng.random() < 0.2)
         after_hours = bool(rng.random() < 0.8)
-        for source in (want, got):
-            source._update_datetime(now)
-        request = {"timeshift": shift, "return_polars": polars_mode}
-        request["include_after_hours"] = after_hours
-        a = want.get_historical_prices(asset, length, step, **request)
-        b = got.get_historical_prices(asset, length, step, **request)
-        context = (now, asset, step, length, shift, polars_mode)
-        try:
-            same_bars(a, b, polars_mode)
-            price_a, price_b = want.get_last_price(asset), got.get_last_price(asset)
-            assert price_a == price_b or price_a is price_b is None
-            assert type(price_a) is type(price_b)
-            quote_a = outcome(lambda a=asset: want.get_quote(a).raw_data)
-            quote_b = outcome(lambda a=asset: got.get_quote(a).raw_data)
-            assert quote_a == quote_b
-        except AssertionError as exc:
-            raise AssertionError(f"{context}: {exc}") from None
+        a = same_answers(want, got, now, asset, length, step, shift, polars_mode, after_hours)
         seen[step if a is not None else "none"] += 1
     return seen
 
@@ -150,6 +159,43 @@ def test_minute_data_across_the_autumn_dst_week():
     assert seen["day"] > 50
 
 
+@pytest.fixture(scope="module")
+def dst_sources(tmp_path_factory):
+    """Both data sources over a 24h future and a regular-hours stock with gaps, across the
+    spring DST week (built once: hypothesis draws many requests against them)."""
+    mes = lb.synth.minute_bars("MES", start="2024-03-06", end="2024-03-13", session="24h")
+    spy = lb.synth.minute_bars("SPY", start="2024-03-06", end="2024-03-13", gaps=0.1)
+    datas = [(MES, pandas_bars(mes), "minute"), (SPY, pandas_bars(spy), "minute")]
+    start, end = dt.datetime(2024, 3, 7), dt.datetime(2024, 3, 12)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("lumibot"))  # lumibot writes logs/ there
+        return loaded(PandasDataBacktesting, datas, start, end), loaded(
+            LazyBarsBacktesting, datas, start, end
+        )
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    minute=st.integers(0, 9 * 24 * 60),
+    second=st.sampled_from([0, 0, 0, 1, 59]),
+    asset=st.sampled_from([MES, SPY]),
+    step=st.sampled_from(MINUTE_STEPS),
+    length=st.integers(1, 300),
+    shift=st.sampled_from(SHIFTS) | st.integers(-3, 5),
+    polars_mode=st.booleans(),
+    after_hours=st.booleans(),
+)
+def test_any_request_answers_as_lumibot(
+    dst_sources, minute, second, asset, step, length, shift, polars_mode, after_hours
+):
+    want, got = dst_sources
+    start = pd.Timestamp("2024-03-05", tz=LUMIBOT_DEFAULT_PYTZ)
+    now = (start + pd.Timedelta(minutes=minute, seconds=second)).to_pydatetime()
+    same_answers(want, got, now, asset, length, step, shift, polars_mode, after_hours)
+
+
 def test_minute_data_with_gaps_and_clocks_between_minutes():
     spy = lb.synth.minute_bars("SPY", start="2024-01-02", end="2024-01-12", gaps=0.05)
     sweep(
@@ -161,6 +207,22 @@ def test_minute_data_with_gaps_and_clocks_between_minutes():
         seed=2,
         sub_minute=True,
     )
+
+
+@pytest.mark.parametrize(
+    "now", ["2024-01-04 16:00", "2024-01-04 16:01", "2024-01-04 09:30", "2024-01-05 00:00"]
+)
+@pytest.mark.parametrize("step", ["minute", "5 minutes", "hour", "day"])
+def test_clocks_at_the_edges_of_a_session(now, step):
+    # Regular hours only: at 16:00 the 15:59 bar has just closed and no bar starts.
+    spy = lb.synth.minute_bars("SPY", start="2024-01-02", end="2024-01-06")
+    datas = [(SPY, pandas_bars(spy), "minute")]
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 5)
+    want, got = (
+        loaded(cls, datas, start, end) for cls in (PandasDataBacktesting, LazyBarsBacktesting)
+    )
+    for shift in (0, -1, 1):
+        same_answers(want, got, clock(now), SPY, 2, step, shift, False, True)
 
 
 def test_daily_data():
