@@ -12,8 +12,9 @@ bar, bytes) and replaces one atomically. The backends share one layout,
 
 Files are checked once per version: the footer (schema and the lazybars manifest in the
 parquet key-value metadata) is read from the file's last bytes, validated, and memoised
-under the file's version (inode, mtime and size; an object's ETag). :func:`open_backend`
-is the one place that reads a catalog's location: a path, a ``file://`` or an ``s3://`` URI.
+under the file's version (inode, mtime and size; an object's ETag). :func:`open_local`
+reads a local catalog's location (a path or a ``file://`` URI); ``lazybars.store`` sends
+``s3://`` URIs (:func:`is_object_uri`) to the object store instead.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ __all__ = [
     "MemoryBackend",
     "Replaced",
     "Snapshot",
+    "is_object_uri",
     "is_uri",
     "manifest_metadata",
-    "open_backend",
+    "open_local",
 ]
 
 Key = tuple[str, Timestep]
@@ -113,16 +115,17 @@ def is_uri(root: Any) -> bool:
     return isinstance(root, str) and _SCHEME.match(root) is not None
 
 
-def open_backend(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
-    """The backend for a catalog location: a directory path, ``file://`` or ``s3://`` URI."""
-    if isinstance(root, str) and (found := _SCHEME.match(root)):
-        scheme = found.group(1).lower()
-        if scheme in ("s3", "s3a"):
-            # An edge module: it imports the object-store client only when it is used.
-            from lazybars._objectstore import ObjectBackend  # noqa: PLC0415
+def is_object_uri(root: Any) -> bool:
+    """Whether a catalog location is an object-store URI (``s3://``), which
+    ``lazybars._objectstore`` serves."""
+    found = _SCHEME.match(root) if isinstance(root, str) else None
+    return found is not None and found.group(1).lower() in ("s3", "s3a")
 
-            return ObjectBackend(root, storage_options)
-        if scheme != "file":
+
+def open_local(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
+    """The backend for a local catalog location: a directory path or a ``file://`` URI."""
+    if isinstance(root, str) and (found := _SCHEME.match(root)):
+        if found.group(1).lower() != "file":
             msg = (
                 f"catalog location {root!r}: lazybars catalogs live in a directory or under "
                 "s3:// (S3 and S3-compatible stores such as MinIO or R2); use one of those"

@@ -23,7 +23,13 @@ from typing import Any, Literal
 
 import polars as pl
 
-from lazybars._backend import Backend, MemoryBackend, manifest_metadata, open_backend
+from lazybars._backend import (
+    Backend,
+    MemoryBackend,
+    is_object_uri,
+    manifest_metadata,
+    open_local,
+)
 from lazybars._merge import Part, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.ingest import normalize, validate_zone
@@ -69,6 +75,15 @@ def check_symbol(symbol: Any) -> str:
     return symbol
 
 
+def _open_backend(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
+    if is_object_uri(root):
+        # The object store is an edge module: its client is imported for s3:// catalogs only.
+        from lazybars._objectstore import ObjectBackend  # noqa: PLC0415
+
+        return ObjectBackend(root, storage_options)
+    return open_local(root, storage_options)
+
+
 class BarStore:
     """A catalog of OHLCV bars per symbol and timestep.
 
@@ -101,7 +116,7 @@ class BarStore:
         *,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._backend = open_backend(root, storage_options)
+        self._backend = _open_backend(root, storage_options)
 
     @classmethod
     def from_frames(
