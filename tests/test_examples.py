@@ -11,11 +11,16 @@ from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SCRIPTS = [p for p in sorted(EXAMPLES.glob("*.py")) if p.name != "build_notebook.py"]
+# Scripts built on an optional extra: skipped, with the reason, where it is not installed.
+NEEDS = {"lumibot_backtest.py": ("lumibot", "pip install -e '.[lumibot]'")}
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_example_script_runs(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if path.name in NEEDS:
+        module, install = NEEDS[path.name]
+        pytest.importorskip(module, reason=f"needs the {module} extra: {install}")
     runpy.run_path(str(path), run_name="__main__")
     assert capsys.readouterr().out.strip()
 
