@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
-from lazybars._pandas2 import copied_rows
+from lazybars._pandas2 import copied_rows, using_copy_on_write
 from lazybars._time import local_ns
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
@@ -26,7 +26,7 @@ _ALWAYS_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 def _views_are_isolated() -> bool:
     """Whether a caller's writes to an ``.iloc`` view copy instead of reaching the mirror:
     always on pandas 3; on pandas 2 only when the caller turned copy-on-write on."""
-    return _ALWAYS_COPY_ON_WRITE or pd.get_option("mode.copy_on_write") is True
+    return _ALWAYS_COPY_ON_WRITE or using_copy_on_write()
 
 
 def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:

@@ -347,3 +347,23 @@ def test_copied_rows_equal_an_iloc_copy_and_share_no_memory() -> None:
             got.iloc[:, 1] = -2
         assert part["open"].iloc[0] == 1.0  # ... never reaches the frame it came from
         assert not (part.iloc[:, 1] < 0).any()
+
+
+@pytest.mark.skipif(pd.__version__ >= "3", reason="pandas 3 always copies on write")
+def test_pandas_2_windows_follow_the_copy_on_write_option(frame: pl.DataFrame) -> None:
+    """A copy without copy-on-write; a view of the shared mirror once the caller turns it on
+    (its writes then copy), so no one pays for a copy they do not need."""
+    src = lb.DataSource(lb.BarStore.from_frames({"MES": frame}), NY)
+    src.set_datetime(frame["datetime"][-1] + dt.timedelta(minutes=1))
+
+    def two_windows() -> tuple[pd.DataFrame, pd.DataFrame]:
+        return src.get_historical_prices("MES", 5).df, src.get_historical_prices("MES", 5).df
+
+    a, b = two_windows()
+    assert not np.shares_memory(a["open"].to_numpy(), b["open"].to_numpy())
+    with pd.option_context("mode.copy_on_write", True):
+        a, b = two_windows()
+        assert np.shares_memory(a["open"].to_numpy(), b["open"].to_numpy())
+        a.iloc[0, 0] = -1.0
+        assert b.iloc[0, 0] == frame["open"][-5]
+    assert src.get_historical_prices("MES", 5).df.iloc[0, 0] == frame["open"][-5]

@@ -110,6 +110,8 @@ class LumibotData(_DataBase):
         super().__init__(asset, quote, series.timestep, first, last)
         self.series = series
         self._end_date = last.astimezone(UTC).date()
+        # The last quote, by (row, closed): lumibot's broker asks twice per clock.
+        self._quote: tuple[Any, dict[str, Any]] = (None, {})
 
     @property
     def df(self) -> pd.DataFrame:
@@ -134,11 +136,15 @@ class LumibotData(_DataBase):
         now = _clock.ns(dt)
         shift = rules.timeshift_rows(timeshift, mine)
         if quantity == 1 and unit == mine:
-            start, stop = rules.native_rows(series.starts, now, length, shift, series.closed_length)
+            start, stop = rules.native_rows(
+                series.starts, series.row(now), now, length, shift, series.closed_length
+            )
             return SliceAnswer(series, start, stop) if stop > start else None
         rows, code = _resample_rows(unit, quantity, mine, length)
         self._check(dt, now, rows)
-        a, b = rules.native_rows(series.starts, now, rows, shift, series.closed_length)
+        a, b = rules.native_rows(
+            series.starts, series.row(now), now, rows, shift, series.closed_length
+        )
         if b <= a:
             return None
         table, memo = series.buckets(code, quantity, a)
@@ -165,7 +171,7 @@ class LumibotData(_DataBase):
         series = self.series.build()
         now = _clock.ns(dt)
         self._check(dt, now, length)
-        i = int(np.searchsorted(series.starts, now, "right")) - 1
+        i = series.row(now)
         if self.timestep == "day" or self._closed(series, i, now):
             price = series.closes[i]
         else:
@@ -177,21 +183,26 @@ class LumibotData(_DataBase):
         series = self.series.build()
         now = _clock.ns(dt)
         self._check(dt, now, length)
-        i = int(np.searchsorted(series.starts, now, "right")) - 1
+        i = series.row(now)
+        closed = self.timestep == "day" or self._closed(series, i, now)
+        last = self._quote  # one read: threads may replace it, never tear it
+        if last[0] == (i, closed):
+            return dict(last[1])  # its values are immutable scalars: a shallow copy is new
         row = {name: series.columns[name][i] for name in ("open", "high", "low", "close")}
         row["volume"] = round(series.columns["volume"][i], 0)
         row.update(dict.fromkeys(_QUOTE_ONLY))
-        if self.timestep != "day" and not self._closed(series, i, now):
+        if not closed:
             # A forming bar's close is the future: lumibot quotes its open.
             row["close"] = row["open"]
         row["bar_timestamp"] = _bar_time(int(series.starts[i]))
         row["bar_timestep"] = self.timestep
-        return row
+        self._quote = ((i, closed), row)
+        return dict(row)
 
     def get_iter_count(self, dt: Any) -> int:
         """The row of the last bar starting at or before ``dt`` (Data.get_iter_count)."""
         series = self.series.build()
-        return int(np.searchsorted(series.starts, _clock.ns(dt), "right")) - 1
+        return series.row(_clock.ns(dt))
 
     # -- lumibot's guards -------------------------------------------------------------------
     def _check(self, dt: Any, now: int, length: Any) -> None:

@@ -143,17 +143,16 @@ def wall_days(instants: np.ndarray, zone: str) -> np.ndarray:
 
 
 def native_rows(
-    starts: np.ndarray, now: int, length: int, shift: int, closed_length: int | None
+    starts: np.ndarray, i: int, now: int, length: int, shift: int, closed_length: int | None
 ) -> tuple[int, int]:
     """Rows ``[start, stop)`` of a window of ``length`` bars ending at the clock ``now``.
 
-    lumibot/entities/data.py ``Data._get_bars_row_bounds``: the last bar starting at or
-    before ``now`` is row ``i``. Day bars: rows up to and including ``i`` (a day bar is
+    lumibot/entities/data.py ``Data._get_bars_row_bounds``: ``i`` is the last bar starting
+    at or before ``now`` (-1 if none). Day bars: rows up to and including ``i`` (a day bar is
     visible on its own date). Intraday: rows before ``i``, plus ``i`` once it has closed
     (``start + closed_length <= now``), that extra row only when ``shift >= 0``. The window
     then ends ``shift`` rows earlier, clipped to the data, and keeps ``length`` rows.
     """
-    i = int(np.searchsorted(starts, now, "right")) - 1
     if closed_length is None:
         stop = i + 1 - shift
     else:

@@ -62,6 +62,7 @@ class Series:
         self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, TableMemo]] = {}
         self._midnights: np.ndarray | None = None
         self._days: np.ndarray | None = None
+        self._row: tuple[int | None, int] = (None, -1)
 
     def build(self) -> Series:
         """Repair the bars (once); returns self for chaining."""
@@ -82,6 +83,19 @@ class Series:
         self.opens, self.closes = self.columns["open"], self.columns["close"]
         self.closed_length = rules.closed_bar_length(self.starts, self.timestep, LOCAL)
         self._built = True
+
+    def row(self, now: int) -> int:
+        """The last row starting at or before ``now`` (-1 if none).
+
+        One backtest clock asks several questions (bars, quotes, last price, the broker's
+        fills): the last clock's row is kept, a tuple compare instead of a ~1 us search.
+        """
+        last = self._row  # one read: threads may replace it, never tear it
+        if last[0] == now:
+            return last[1]
+        i = int(np.searchsorted(self.starts, now, "right")) - 1
+        self._row = (now, i)
+        return i
 
     # -- pandas ---------------------------------------------------------------------------
     def rows(self, start: int, stop: int) -> pd.DataFrame:
