@@ -47,7 +47,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table
 
 VARIANTS = ("minute", "5 minutes", "day")
 MODES = ("pandas", "lazybars", "ceiling")
@@ -354,7 +354,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="measured runs per process")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser)
     if args.child:
         result = child(*args.child, args.quick, args.profile, args.repeats)
         print(json.dumps(result))
