@@ -1,7 +1,7 @@
 """lumibot backtests on PandasDataBacktesting and on LazyBarsBacktesting (needs the lumibot extra).
 
-    python -m perf.bench_lumibot            # a month of minute bars (about 30 minutes)
-    python -m perf.bench_lumibot --quick    # a week (about 8 minutes)
+    python -m perf.bench_lumibot            # a month of minute bars (about 15 minutes)
+    python -m perf.bench_lumibot --quick    # a week (about 4 minutes)
 
 The strategy is the MES momentum strategy of lumibot's polars plan, written here from its
 description: every minute it asks for the last 200 bars, trades only when the close is on

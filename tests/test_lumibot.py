@@ -272,6 +272,22 @@ def test_fractional_volumes_sum_as_pandas_does():
         pd.testing.assert_frame_equal(b.df, a.df, check_exact=True, check_freq=False)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-(10**12), 10**12) | st.floats(-1e6, 1e6), max_size=60))
+def test_whole_number_sums_take_numpys_sum_only_where_it_is_exact(values):
+    from lazybars.lumibot import _rules
+
+    column = np.array(values, dtype=float)
+    whole = _rules.whole_numbers(column)
+    assert whole == all(float(v).is_integer() for v in values)
+    names = ("volume",)
+    fast = _rules.aggregate_rows({"volume": column}, names, 0, len(values), frozenset(names))
+    if whole and values:
+        assert fast == [_rules.kahan_sum(column.tolist())]
+    assert not _rules.whole_numbers(np.array([2.0**52, 2.0**52]))  # the total reaches 2**53
+    assert not _rules.whole_numbers(np.array([1.0, np.nan]))
+
+
 def test_a_store_answers_as_the_same_pandas_data(tmp_path):
     mes = lb.synth.minute_bars("MES", start="2024-01-02", end="2024-01-10", session="24h")
     spy = lb.synth.minute_bars("SPY", start="2024-01-02", end="2024-01-10", price=500.0)

@@ -145,6 +145,7 @@ class TableAnswer:
     def _rows(self) -> tuple[_Rows, bool]:
         """The answer's rows, and whether they repeat the table's last answer."""
         t, lo, hi, a, b = self.table, self.lo, self.hi, self.a, self.b
+        series = self.series
         cut_first = hi >= lo and t.first[lo] < a
         cut_last = hi >= lo and t.stop[hi] > b
         # Cut buckets depend on the window's rows; whole ones on nothing else.
@@ -155,10 +156,10 @@ class TableAnswer:
         values = t.values[lo : hi + 1].copy()
         if cut_first:
             stop = min(int(t.stop[lo]), b)
-            values[0] = rules.aggregate_rows(self.series.columns, t.columns, a, stop)
+            values[0] = rules.aggregate_rows(series.columns, t.columns, a, stop, series.whole)
         if cut_last:
             start = max(int(t.first[hi]), a)
-            values[-1] = rules.aggregate_rows(self.series.columns, t.columns, start, b)
+            values[-1] = rules.aggregate_rows(series.columns, t.columns, start, b, series.whole)
         rows = _Rows(t.labels[lo : hi + 1], values, t.columns, self.memo.index[lo : hi + 1])
         self.memo.last = (key, rows)
         return rows, False

@@ -81,6 +81,12 @@ class Series:
             name: frame[name].to_numpy() for name in rules.AGGREGATIONS if name in frame.columns
         }
         self.opens, self.closes = self.columns["open"], self.columns["close"]
+        summed = (name for name, how in rules.AGGREGATIONS.items() if how == "sum")
+        self.whole = frozenset(
+            name
+            for name in summed
+            if name in self.columns and rules.whole_numbers(self.columns[name])
+        )
         self.closed_length = rules.closed_bar_length(self.starts, self.timestep, LOCAL)
         self._built = True
 
