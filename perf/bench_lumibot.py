@@ -47,6 +47,7 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from perf import _lumibot
 from perf._harness import Check, parse_args, print_checks, print_table
 
 VARIANTS = ("minute", "5 minutes", "day")
@@ -355,6 +356,9 @@ def main() -> int:
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = parse_args(parser)
+    reason = _lumibot.missing()
+    if reason:
+        sys.exit(f"bench_lumibot needs lumibot: {reason}")
     if args.child:
         result = child(*args.child, args.quick, args.profile, args.repeats)
         print(json.dumps(result))
