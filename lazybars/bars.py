@@ -23,19 +23,13 @@ _PREVIEW_ROWS = 10  # head and tail shown by repr; the shape line gives the full
 _ALWAYS_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 
 
-def _views_are_isolated() -> bool:
-    """Whether a caller's writes to an ``.iloc`` view copy instead of reaching the mirror:
-    always on pandas 3; on pandas 2 only when the caller turned copy-on-write on."""
-    return _ALWAYS_COPY_ON_WRITE or using_copy_on_write()
-
-
 def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
     """Rows ``[start, stop)`` of a cached pandas frame, for a caller to keep and change.
 
-    An ``.iloc`` view where views are isolated; on pandas 2 without copy-on-write, where a
-    view's writes reach the frame it views, a copy.
+    An ``.iloc`` view where a caller's writes to it copy instead of reaching the frame
+    (always on pandas 3; on pandas 2 once the caller turned copy-on-write on), else a copy.
     """
-    if _views_are_isolated():
+    if _ALWAYS_COPY_ON_WRITE or using_copy_on_write():
         return frame.iloc[start:stop]
     return copied_rows(frame, start, stop)
 
