@@ -205,7 +205,11 @@ def _record_and_replay(source_class: type, runs: int) -> dict:
         if state["replay"]:
             occurrence = state["seen"][key]
             state["seen"][key] += 1
-            return answers[key][occurrence][state["run"]]
+            copies = answers[key][occurrence]
+            # Released once handed out, as a data source's answers are: the garbage
+            # collector would otherwise scan every recorded answer for the whole run.
+            answer, copies[state["run"]] = copies[state["run"]], None
+            return answer
         kept = [original(self, asset, length, *args, **kw) for _ in range(runs)]
         for answer in kept:
             if answer is not None:
