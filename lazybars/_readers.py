@@ -32,6 +32,7 @@ __all__ = [
     "is_table",
     "read_data",
     "read_table",
+    "symbol_of_file",
 ]
 
 # DataBento OHLCV record types -> (schema, timestep as stored); 1s bars become minutes.
@@ -63,8 +64,11 @@ ALIASES = {
 # Record metadata in DataBento exports: not bar data.
 _DATABENTO_META = ("rtype", "publisher_id", "instrument_id")
 _DATABENTO_HEADER = ("ts_event", "rtype", "instrument_id")
-_SUFFIXES = (".csv", ".csv.zst", ".parquet")
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_SUFFIXES = (".csv", ".csv.gz", ".csv.zst", ".parquet")
+# Every suffix lazybars reads (DBN's too), longest first: a file's name minus its suffix is
+# its symbol, dots and all (BRK.A.csv is BRK.A).
+_KNOWN_SUFFIXES = (".csv.gz", ".csv.zst", ".dbn.zst", ".parquet", ".csv", ".dbn")
+_COMPRESSION = {b"\x28\xb5\x2f\xfd": "zstd", b"\x1f\x8b": "gzip"}
 _PRICE_SCALE = 1e9
 # Epoch magnitude limits (exclusive) for s, ms, us; above: ns. Each holds dates up to 5138.
 _EPOCH_UNITS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
@@ -74,18 +78,34 @@ _EPOCH_UNITS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 class Batch:
     """Rows of one source: a time column, OHLC(V) and extras, an optional ``symbol``
     column, and ``__row``, each row's number in the source (``word``: lines, records...).
-    A lumibot ``Data`` batch is its pandas frame as it is (no ``__row``)."""
+    A lumibot ``Data`` batch is its pandas frame as it is (no ``__row``).
+
+    ``symbol`` names the bars of a frame without a symbol column; ``sole`` names them
+    instead of the symbol column when the whole source holds a single symbol (a DataBento
+    export named by instrument ids: one instrument is named after its file)."""
 
     frame: pl.DataFrame | pd.DataFrame
     word: str
     nbytes: int
     timestep: Timestep | None = None
     symbol: str | None = None
+    sole: str | None = None
 
 
 def is_table(path: Path) -> bool:
     """True for the file names this module reads."""
     return path.name.lower().endswith(_SUFFIXES)
+
+
+def symbol_of_file(path: Path) -> str:
+    """The symbol a file's name gives: its name without the suffix lazybars reads it by.
+
+    >>> symbol_of_file(Path("BRK.A.csv.zst")), symbol_of_file(Path("MES.c.0.DBN"))
+    ('BRK.A', 'MES.c.0')
+    """
+    name = path.name
+    suffix = next((s for s in _KNOWN_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)]
 
 
 def is_data(obj: Any) -> bool:
@@ -115,15 +135,16 @@ def read_table(path: Path, *, tz: str | None, batch_rows: int) -> Iterator[Batch
     for frame, word, nbytes in blocks:
         if shape is None:
             shape = _Shape.of(frame, path, tz)
-        yield shape.apply(frame, word, nbytes, path.stem.split(".")[0])
+        yield shape.apply(frame, word, nbytes, symbol_of_file(path))
 
 
 def _csv_blocks(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame, str, int]]:
     raw = pa.OSFile(str(path), "rb")
     try:
-        compressed = raw.read(4) == _ZSTD_MAGIC
+        magic = raw.read(4)
         raw.seek(0)
-        stream = pa.CompressedInputStream(raw, "zstd") if compressed else raw
+        codec = next((c for m, c in _COMPRESSION.items() if magic.startswith(m)), None)
+        stream = raw if codec is None else pa.CompressedInputStream(raw, codec)
         yield from _csv_lines(path, stream, raw, batch_rows)
     except OSError as exc:
         msg = f"{path}: cannot read the file ({exc}); it is damaged or truncated"
@@ -251,18 +272,19 @@ class _Shape:
     timestep: Timestep | None
     tz: str | None
     drop: tuple[str, ...]
+    by_instrument: bool
 
     @classmethod
     def of(cls, frame: pl.DataFrame, path: Path, tz: str | None) -> _Shape:
-        renames = {}
-        for name in frame.columns:
-            key = name.lower().strip()
-            if name != "__row" and key in ALIASES:
-                renames[name] = ALIASES[key]
+        renames = _renames(frame.columns, path)
         named = frame.rename(renames)
         lower = {c.lower(): c for c in named.columns}
         time = next((lower[c] for c in _TIME if c in lower), None)
         databento = set(_DATABENTO_HEADER) <= set(lower)
+        # An export without symbols may interleave instruments: they stay apart by id.
+        by_instrument = databento and "symbol" not in named.columns
+        if by_instrument:
+            renames[lower["instrument_id"]] = "symbol"  # never aliased: the file's own name
         timestep = None
         if databento and named.height:
             rtype = named[lower["rtype"]][0]
@@ -293,9 +315,10 @@ class _Shape:
                 "naming the zone of that calendar, e.g. 'America/Chicago' for CME futures"
             )
             raise SchemaError(msg)
-        drop = tuple(lower[c] for c in _DATABENTO_META if databento and c in lower)
+        meta = [c for c in _DATABENTO_META if databento and c in lower]
+        drop = tuple(lower[c] for c in meta if not (by_instrument and c == "instrument_id"))
         day_tz = tz if timestep is not None and timestep.is_day else None
-        return cls(renames, time or "", unit, fmt, fixed, timestep, day_tz, drop)
+        return cls(renames, time or "", unit, fmt, fixed, timestep, day_tz, drop, by_instrument)
 
     def apply(self, frame: pl.DataFrame, word: str, nbytes: int, stem: str) -> Batch:
         frame = frame.rename(self.renames).drop(self.drop)
@@ -322,7 +345,26 @@ class _Shape:
             midnight = when.dt.date().cast(pl.Datetime("ns")).dt.replace_time_zone(self.tz)
             frame = frame.with_columns(midnight.alias(self.time))
         symbol = None if "symbol" in frame.columns else stem
-        return Batch(frame, word, nbytes, timestep=self.timestep, symbol=symbol)
+        sole = stem if self.by_instrument else None
+        return Batch(frame, word, nbytes, timestep=self.timestep, symbol=symbol, sole=sole)
+
+
+def _renames(columns: list[str], path: Path) -> dict[str, str]:
+    """Aliased columns to their lazybars names; two columns of one meaning are refused."""
+    meaning: dict[str, list[str]] = {}
+    for name in columns:
+        if name != "__row":
+            meaning.setdefault(_alias(name), []).append(name)
+    for target, names in meaning.items():
+        # Names that differ only in case and alias nothing are left to normalize().
+        if len(names) > 1 and any(n.lower().strip() in ALIASES for n in names):
+            shown = " and ".join(repr(n) for n in names)
+            msg = (
+                f"{path}: columns {shown} both mean {target!r}; drop one of them, or rename it "
+                f"to a name lazybars does not read as {target!r}"
+            )
+            raise SchemaError(msg)
+    return {n: ALIASES[n.lower().strip()] for n in columns if n.lower().strip() in ALIASES}
 
 
 _TIME = ("datetime", "timestamp", "ts_event", "date", "time")

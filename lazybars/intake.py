@@ -6,8 +6,11 @@ with the same rules as ``store.write`` (``lazybars.ingest.normalize``), and stor
 catalog file per symbol and timestep.
 
 How big inputs stay in bounded memory: sources are read in batches; the validated bars
-are buffered per symbol and timestep, and spilled as sorted parquet chunks to a hidden
-temporary folder inside the catalog when the buffers pass ``buffer_rows``. Each catalog
+are buffered per source and symbol, and spilled as sorted parquet chunks to a hidden
+temporary folder inside the catalog when the buffers pass ``buffer_rows``
+(``lazybars._spill``). A source's timestep, when it does not state one, is inferred from
+all of its bars once it has been read, and only then are its bars assigned to catalog
+files. Each catalog
 file is then streamed from its chunks by polars' streaming parquet sink (chunks that do
 not overlap in time are concatenated; only overlapping ranges are read to compare them)
 into a hidden temporary file that is atomically renamed into place.
@@ -18,20 +21,21 @@ input leaves the catalog exactly as it was.
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from lazybars._dbn import is_dbn, read_dbn
 from lazybars._merge import Part
 from lazybars._readers import Batch, is_data, is_table, read_data, read_table
+from lazybars._spill import Key, Spill, remove_stale
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
 from lazybars.ingest import RowNames, normalize, validate_zone
 from lazybars.store import BarStore, check_symbol
@@ -42,9 +46,12 @@ __all__ = ["Progress", "ingest_into"]
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage "read" counts input bytes, "write" catalog files."""
 
-_Key = tuple[str, Timestep]
-_DAY_NS = 86_400_000_000_000
 _MINUTE_NS = 60_000_000_000
+_HOUR_NS = 60 * _MINUTE_NS
+_DAY_NS = 24 * _HOUR_NS
+# Day bars are 24 h apart in the wall-clock time of their zone; 23 and 25 h when a skipped
+# midnight makes a day start at 01:00. Below: intraday bars; above: weekly and coarser.
+_DAY_SPACING = (20 * _HOUR_NS, 25 * _HOUR_NS)
 
 
 def ingest_into(
@@ -70,10 +77,14 @@ def ingest_into(
     symbol
         The catalog symbol for a source holding one symbol, or ``{source name: catalog
         name}`` renames. By default a file's symbols come from its ``symbol``/``ticker``
-        column or DBN mappings, else from its name (``SPY.csv`` -> ``SPY``).
+        column or DBN mappings, else from its name without its suffix (``BRK.B.csv`` ->
+        ``BRK.B``); a DataBento export without symbols names each instrument by its id.
     timestep
-        The bars' timestep; by default the one a DBN file or lumibot ``Data`` states, else
-        the most common spacing of the bars.
+        The bars' timestep; by default the one a DBN file, a DataBento export or lumibot
+        ``Data`` states, else inferred from all bars of the source: the largest step that
+        every spacing between bars of one symbol is a whole multiple of (day bars: 24 h
+        apart on the clock). A spacing that is no lazybars timestep (weekly bars, 90 s)
+        is a ``SchemaError``: pass ``timestep`` when the bars have another size.
     tz
         The zone of naive times (and of DataBento day bars' dates); aware times keep theirs.
     append
@@ -104,13 +115,17 @@ def ingest_into(
     wanted = None if timestep is None else Timestep.parse(timestep)
     if tz is not None:
         validate_zone(tz)
+    # Spills live in the catalog of a directory store: walking folders skips it.
+    where = store._spill_dir()
+    catalog = None if where is None else where.resolve()
     # A file named twice (or inside a folder also named) is read once.
-    inputs = list({_same(s): s for s in _expand(sources)}.values())
+    inputs = list({_same(s): s for s in _expand(sources, catalog)}.values())
     if not inputs:
         msg = "no sources given: pass files, folders or lumibot Data objects"
         raise InvalidRequest(msg)
     batch_rows = max(min(buffer_rows // 2, 1 << 20), 1024)
-    with _Spill(store, buffer_rows) as spill:
+    remove_stale(where)
+    with Spill(where, buffer_rows) as spill:
         _read_all(inputs, spill, _Options(symbol, wanted, tz, batch_rows), progress)
         plans = {key: store._plan(*key, parts, append=append) for key, parts in spill.parts()}
         stored = store.info() if append else None
@@ -130,16 +145,16 @@ class _Options:
     batch_rows: int
 
 
-def _expand(sources: Iterable[Any]) -> Iterator[Any]:
+def _expand(sources: Iterable[Any], catalog: Path | None) -> Iterator[Any]:
     for source in sources:
         if isinstance(source, str | os.PathLike):
-            yield from _files(Path(source))
+            yield from _files(Path(source), catalog)
         elif is_data(source):
             yield source
         elif isinstance(source, Mapping):
-            yield from _expand(source.values())
+            yield from _expand(source.values(), catalog)
         elif isinstance(source, list | tuple):
-            yield from _expand(source)
+            yield from _expand(source, catalog)
         else:
             msg = (
                 f"cannot ingest a {type(source).__name__}: give file or folder paths, or "
@@ -152,11 +167,14 @@ def _same(source: Any) -> object:
     return source.resolve() if isinstance(source, Path) else id(source)
 
 
-def _files(path: Path) -> Iterator[Path]:
+def _files(path: Path, catalog: Path | None) -> Iterator[Path]:
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and _known(p))
+        found = sorted(_walk(path, catalog))
         if not found:
-            msg = f"folder {path} holds no .dbn, .dbn.zst, .csv, .csv.zst or .parquet files"
+            msg = (
+                f"folder {path} holds no .dbn, .dbn.zst, .csv, .csv.gz, .csv.zst or .parquet "
+                "files (hidden entries and the target catalog are skipped)"
+            )
             raise InvalidRequest(msg)
         yield from found
     elif not path.is_file():
@@ -172,18 +190,31 @@ def _files(path: Path) -> Iterator[Path]:
         yield path
 
 
+def _walk(folder: Path, catalog: Path | None) -> Iterator[Path]:
+    """The files of ``folder`` and its subfolders that lazybars reads, leaving out hidden
+    entries (spills, ``.git``...) and the catalog being written, if it is inside."""
+    if folder.resolve() == catalog:
+        return
+    for top, folders, files in os.walk(folder):
+        folders[:] = [
+            f for f in folders if not f.startswith(".") and Path(top, f).resolve() != catalog
+        ]
+        found = (Path(top, f) for f in files if not f.startswith("."))
+        yield from (f for f in found if _known(f) and f.is_file())
+
+
 def _known(path: Path) -> bool:
     return is_dbn(path) or is_table(path)
 
 
 def _read_all(
-    inputs: list[Any], spill: _Spill, options: _Options, progress: Progress | None
+    inputs: list[Any], spill: Spill, options: _Options, progress: Progress | None
 ) -> None:
     total = sum(p.stat().st_size for p in inputs if isinstance(p, Path))
     done = 0
-    for source in inputs:
+    for number, source in enumerate(inputs):
         label = str(source) if isinstance(source, Path) else f"lumibot Data {source.asset.symbol}"
-        reader = _Source(label, options, spill)
+        reader = _Source(number, label, options, spill)
         for batch in _batches(source, options):
             reader.add(batch)
             done += batch.nbytes
@@ -201,28 +232,35 @@ def _batches(source: Any, options: _Options) -> Iterator[Batch]:
 
 
 class _Source:
-    """Validates the batches of one source and hands its bars to the spill."""
+    """Validates the batches of one source and hands its bars to the spill; once the
+    source has been read, settles the catalog symbol and timestep of each of its symbols."""
 
-    def __init__(self, label: str, options: _Options, spill: _Spill) -> None:
-        self._label, self._options, self._spill = label, options, spill
-        self._timesteps: dict[str, Timestep] = {}
-        self._names: set[str] = set()  # the source's own symbol names
+    def __init__(self, number: int, label: str, options: _Options, spill: Spill) -> None:
+        self._number, self._label, self._options, self._spill = number, label, options, spill
+        self._names: dict[str, None] = {}  # the source's own symbol names, in order
+        self._stated: Timestep | None = None
+        self._sole: str | None = None
+        self._spacing = _Spacing()
         self._unsorted = False
 
     def add(self, batch: Batch) -> None:
+        self._check_timestep(batch.timestep)
+        self._sole = batch.sole
         frame = batch.frame
         if isinstance(frame, pl.DataFrame) and "symbol" in frame.columns:
+            self._check_symbols(frame, batch.word)
             # Categorical: the split hashes a few symbols, not every row's string.
             by = frame.with_columns(pl.col("symbol").cast(pl.String).cast(pl.Categorical))
             split = by.partition_by("symbol", maintain_order=True, include_key=False, as_dict=True)
             names, groups = [str(k[0]) for k in split], list(split.values())
         else:
             groups, names = [frame], [batch.symbol or "bars"]
-        self._check_override(names)
+        self._names.update(dict.fromkeys(names))
+        self._check_override()
         for name, group in zip(names, groups, strict=True):
-            self._add(self._catalog_name(name), group, batch)
+            self._add(name, group, batch)
 
-    def _add(self, symbol: str, group: pl.DataFrame, batch: Batch) -> None:
+    def _add(self, name: str, group: pl.DataFrame, batch: Batch) -> None:
         rows = RowNames(batch.word, group["__row"]) if "__row" in group.columns else RowNames()
         bars = group.drop("__row") if "__row" in group.columns else group
         with warnings.catch_warnings(record=True) as caught:
@@ -230,21 +268,41 @@ class _Source:
             try:
                 bars = normalize(bars, tz=self._options.tz, rows=rows)
             except SchemaError as exc:
-                msg = f"{self._label} ({symbol}): {exc}"
+                msg = f"{self._label} ({name}): {exc}"
                 raise SchemaError(msg) from None
         self._unsorted |= any(issubclass(w.category, UnsortedBarsWarning) for w in caught)
-        timestep = self._timestep(symbol, bars, batch)
-        self._spill.add((symbol, timestep), bars, self._label)
+        if self._options.timestep is None and self._stated is None:
+            self._spacing.add(name, bars)
+        self._spill.add(self._number, name, bars, self._label)
 
-    def _check_override(self, names: list[str]) -> None:
-        if not isinstance(self._options.symbol, str):
-            return
-        self._names.update(names)
-        if len(self._names) > 1:
+    def _check_timestep(self, stated: Timestep | None) -> None:
+        given = self._options.timestep
+        if given and stated and stated != given:
+            msg = (
+                f"{self._label} holds {stated} bars but timestep='{given}' was given; drop "
+                "timestep= for this source"
+            )
+            raise InvalidRequest(msg)
+        self._stated = stated
+
+    def _check_symbols(self, frame: pl.DataFrame, word: str) -> None:
+        symbol = frame["symbol"].cast(pl.String)
+        missing = symbol.is_null() | (symbol.str.strip_chars() == "")
+        if missing.any():
+            at = missing.arg_true().head(5)
+            shown = at.to_list() if "__row" not in frame.columns else frame["__row"][at].to_list()
+            msg = (
+                f"{self._label}: {int(missing.sum())} rows have no symbol ({word} {shown}); "
+                "fill in their symbol, or drop those rows"
+            )
+            raise SchemaError(msg)
+
+    def _check_override(self) -> None:
+        if isinstance(self._options.symbol, str) and len(self._names) > 1:
             msg = (
                 f"{self._label} holds several symbols ({sorted(self._names)[:5]}); "
-                "--symbol (symbol=) names the one symbol of a source: drop it, or rename "
-                "with SOURCE=NAME ({'SOURCE': 'NAME'})"
+                "symbol='NAME' names the one symbol of a source: drop it, or rename with "
+                "symbol={'SOURCE': 'NAME'}"
             )
             raise InvalidRequest(msg)
 
@@ -256,23 +314,18 @@ class _Source:
             return check_symbol(wanted[name])
         return safe_symbol(name)
 
-    def _timestep(self, symbol: str, bars: pl.DataFrame, batch: Batch) -> Timestep:
-        if symbol not in self._timesteps:
-            found = self._options.timestep or batch.timestep or _spacing(bars, self._label)
-            stated = batch.timestep
-            if self._options.timestep and stated and stated != self._options.timestep:
-                msg = (
-                    f"{self._label} holds {stated} bars but timestep={self._options.timestep} "
-                    "was given; drop --timestep for this source"
-                )
-                raise InvalidRequest(msg)
-            self._timesteps[symbol] = found
-        return self._timesteps[symbol]
-
     def finish(self) -> None:
         if self._unsorted:
             msg = f"the bars of {self._label} were not in time order; lazybars sorted them"
             warnings.warn(msg, UnsortedBarsWarning, stacklevel=4)
+        if not self._names:
+            return
+        timestep = self._options.timestep or self._stated or self._spacing.timestep(self._label)
+        names = list(self._names)
+        # The source's only instrument takes the file's name, as a plain file's bars do.
+        shown = {names[0]: self._sole} if self._sole and len(names) == 1 else {}
+        keys = {n: (self._catalog_name(shown.get(n, n)), timestep) for n in names}
+        self._spill.settle(self._number, keys)
 
 
 def safe_symbol(name: str) -> str:
@@ -290,103 +343,73 @@ def safe_symbol(name: str) -> str:
     return check_symbol(cleaned)
 
 
-def _spacing(bars: pl.DataFrame, label: str) -> Timestep:
-    """The timestep of bars whose source does not state it: their most common spacing."""
-    gaps = bars["datetime"].dt.epoch("ns").diff().drop_nulls()
-    if gaps.is_empty():
-        msg = f"{label}: a single bar does not tell its timestep; pass --timestep (timestep=)"
-        raise InvalidRequest(msg)
-    common = int(gaps.mode().min())
-    if common >= 20 * 3_600_000_000_000:
-        return Timestep.parse("1d")
-    if common % _MINUTE_NS or common >= _DAY_NS:
+class _Spacing:
+    """The spacing of a source's bars, over all its symbols and batches, for a source that
+    does not state its timestep.
+
+    Spacings are measured between consecutive bars of one symbol on the wall clock of the
+    bars' own zone, so day bars are 24 h apart across DST changes. Bars on a grid of one
+    timestep are whole multiples of it apart, so the timestep is the largest step all
+    spacings are multiples of (their gcd): an illiquid symbol's 2 and 3 minute gaps give
+    1m, never 2m. Day bars are told by their smallest spacing instead (a day that starts
+    at 01:00 after a skipped midnight is 23 or 25 hours apart from its neighbours).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._smallest: int | None = None
+        self._step = 0
+
+    def add(self, name: str, bars: pl.DataFrame) -> None:
+        wall = bars["datetime"].dt.replace_time_zone(None).dt.epoch("ns")
+        gaps = wall.diff().drop_nulls()
+        if name in self._last:
+            gaps = gaps.append(pl.Series([wall[0] - self._last[name]]))
+        self._last[name] = int(wall[-1])
+        # A wall clock going back (the repeated hour in autumn) is no spacing.
+        positive = gaps.filter(gaps > 0).to_numpy()
+        if positive.size:
+            smallest = int(positive.min())
+            self._smallest = min(self._smallest or smallest, smallest)
+            self._step = math.gcd(self._step, int(np.gcd.reduce(positive)))
+
+    def timestep(self, label: str) -> Timestep:
+        if self._smallest is None:
+            msg = (
+                f"{label}: one bar per symbol does not tell the timestep; pass timestep= "
+                "naming the bars' size, e.g. timestep='1d'"
+            )
+            raise InvalidRequest(msg)
+        low, high = _DAY_SPACING
+        if low <= self._smallest <= high:
+            return Timestep.parse("1d")
+        if self._smallest < low and self._step % _MINUTE_NS == 0:
+            return Timestep(self._step // _MINUTE_NS)
+        apart = self._step if self._smallest < low else self._smallest
         msg = (
-            f"{label}: most bars are {common / 1e9:g} s apart, which is no lazybars timestep "
-            "(whole minutes below a day, or a day); pass --timestep (timestep=)"
+            f"{label}: its bars are {_duration(apart)} apart, which is no lazybars timestep "
+            "(whole minutes below a day, or a day; there are no weekly or monthly bars); "
+            "ingest finer bars, or pass timestep= if the bars' size is another one"
         )
-        raise InvalidRequest(msg)
-    return Timestep(common // _MINUTE_NS)
+        raise SchemaError(msg)
 
 
-def _stored_rows(info: pl.DataFrame | None, key: _Key) -> int:
+def _duration(ns: int) -> str:
+    for unit, size in (("days", _DAY_NS), ("hours", _HOUR_NS), ("minutes", _MINUTE_NS)):
+        if ns % size == 0:
+            return f"{ns // size} {unit}"
+    return f"{ns / 1e9:g} s"
+
+
+def _stored_rows(info: pl.DataFrame | None, key: Key) -> int:
     if info is None:
         return 0
     found = info.filter(symbol=key[0], timestep=str(key[1]))["rows"]
     return int(found[0]) if found.len() else 0
 
 
-class _Spill:
-    """Validated bars per key and source: in memory up to ``buffer_rows``, then on disk."""
-
-    def __init__(self, store: BarStore, buffer_rows: int) -> None:
-        self._store = store
-        self._budget = max(buffer_rows, 1)
-        self._buffers: dict[tuple[_Key, str], list[pl.DataFrame]] = {}
-        self._parts: dict[_Key, list[Part]] = {}
-        self._rows = 0
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
-        self.sources: dict[_Key, set[str]] = {}
-
-    def __enter__(self) -> _Spill:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._folder is not None:
-            self._folder.cleanup()
-
-    def add(self, key: _Key, bars: pl.DataFrame, source: str) -> None:
-        self._buffers.setdefault((key, source), []).append(bars)
-        self.sources.setdefault(key, set()).add(source)
-        self._rows += bars.height
-        if self._rows >= self._budget:
-            for (k, s), frames in self._buffers.items():
-                self._parts.setdefault(k, []).append(self._to_disk(_joined(frames, s), s))
-            self._buffers.clear()
-            self._rows = 0
-
-    def parts(self) -> list[tuple[_Key, list[Part]]]:
-        for (key, source), frames in self._buffers.items():
-            self._parts.setdefault(key, []).append(Part.of(_joined(frames, source), source))
-        self._buffers.clear()
-        return sorted(self._parts.items())
-
-    def _to_disk(self, bars: pl.DataFrame, source: str) -> Part:
-        if self._folder is None:
-            # Inside a directory catalog (same disk as the result, hidden from listings);
-            # for other stores, in the system's temporary directory.
-            where = self._store._spill_dir()
-            self._folder = tempfile.TemporaryDirectory(prefix=".ingest-", dir=where)
-        fd, name = tempfile.mkstemp(suffix=".parquet", dir=self._folder.name)
-        os.close(fd)
-        bars.write_parquet(name, compression="lz4", statistics=False)
-        part = Part.of(bars, source)
-        return Part(
-            pl.scan_parquet(Path(name).as_uri()), part.rows, part.first, part.last, (source,)
-        )
-
-
-def _joined(frames: list[pl.DataFrame], source: str) -> pl.DataFrame:
-    """One source's batches of one key as canonical bars: sorted, no duplicate starts."""
-    if len(frames) == 1:
-        return frames[0]
-    bounds = [(f["datetime"][0], f["datetime"][-1]) for f in frames]
-    bars = pl.concat(frames, how="vertical", rechunk=True)
-    if all(prev[1] < nxt[0] for prev, nxt in pairwise(bounds)):
-        return bars
-    bars = bars.sort("datetime", maintain_order=True)
-    dup = bars["datetime"].is_duplicated()
-    if dup.any():
-        msg = (
-            f"{source} has {int(dup.sum())} rows sharing a start (e.g. "
-            f"{bars['datetime'].filter(dup)[0]}); each bar needs a unique start time: drop "
-            "or aggregate the duplicates"
-        )
-        raise SchemaError(msg)
-    return bars
-
-
 def _summary(
-    plans: dict[_Key, Part], before: dict[_Key, int], sources: dict[_Key, set[str]]
+    plans: dict[Key, Part], before: dict[Key, int], sources: dict[Key, set[str]]
 ) -> pl.DataFrame:
     rows = [
         (sym, str(ts), p.rows, p.rows - before[(sym, ts)], p.first, p.last, len(sources[(sym, ts)]))

@@ -161,7 +161,7 @@ def test_odd_spacing_needs_a_timestep(tmp_path: Path) -> None:
     lines = ["timestamp,open,high,low,close"] + [
         f"{1_704_205_800 + 90 * i},1,2,0.5,1.5" for i in range(5)
     ]
-    with pytest.raises(lb.InvalidRequest, match=r"90 s apart.*--timestep"):
+    with pytest.raises(lb.SchemaError, match=r"90 s apart.*pass timestep="):
         ingest(tmp_path, "X.csv", "\n".join(lines) + "\n")
     store = ingest(tmp_path, "X.csv", "\n".join(lines) + "\n", timestep="1m")
     assert store.timesteps("X") == ["1m"]
