@@ -363,7 +363,7 @@ class AssetCache:
     def _build(self, entry: Entry, lo: int, hi: int) -> Slab:
         """A slab of ``entry`` holding every bar starting in ``[lo, hi)``, widened to local
         midnights (or to the whole file on a side that reaches past it)."""
-        first, last = self._store.bounds(entry.symbol, entry.native)
+        first, last = self._store._bounds(entry.symbol, entry.native)
         lo = NS_MIN if lo <= first else local_day(lo, self._local)[0]
         if hi > last:
             hi = NS_MAX

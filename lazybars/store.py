@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import polars as pl
 
 from lazybars._backend import (
@@ -288,8 +289,26 @@ class BarStore:
             raise InvalidRequest(msg)
         return stored[0]
 
-    def bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
-        """The first and last bar start (int64 ns) stored for ``symbol`` at ``timestep``."""
+    def bounds(self, symbol: str, timestep: str | Timestep) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The first and last bar start stored for ``symbol`` at ``timestep`` (any spelling
+        ``write`` takes), in UTC, read from the file's footer.
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
+        >>> store.bounds("MES", "minute")[0]
+        Timestamp('2024-01-02 14:30:00+0000', tz='UTC')
+        """
+        wanted = Timestep.parse(timestep)
+        if wanted not in self._timesteps(symbol):
+            msg = f"{symbol} is not stored at {wanted}; it is stored at {self.timesteps(symbol)}"
+            raise UnknownAsset(msg)
+        first, last = self._bounds(symbol, wanted)
+        return pd.Timestamp(first, tz="UTC"), pd.Timestamp(last, tz="UTC")
+
+    def _bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
+        """``bounds`` as int64 ns, for the cache (no listing, no conversion)."""
         description = self._backend.describe(symbol, timestep)
         return description.first, description.last
 

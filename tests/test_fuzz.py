@@ -287,7 +287,7 @@ def test_written_frames_read_back_exactly(disk: lb.BarStore, disk_root: Path, ca
         polars.testing.assert_frame_equal(got, shown, check_exact=True)
         assert store.timesteps("F") == ["1m"]
         when = case.expected["datetime"].dt.epoch("ns")
-        assert store.bounds("F", Timestep.parse("1m")) == (when.min(), when.max())
+        assert store._bounds("F", Timestep.parse("1m")) == (when.min(), when.max())
     # Hidden temporary files never outlive a successful write.
     assert [p.name for p in (root / "1m").iterdir()] == ["F.parquet"]
 

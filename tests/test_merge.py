@@ -177,7 +177,7 @@ def test_append_manifest_and_row_groups_match_a_fresh_write(tmp_path: Path) -> N
     assert [ma.row_group(i).num_rows for i in range(ma.num_row_groups)] == [
         mb.row_group(i).num_rows for i in range(mb.num_row_groups)
     ]
-    assert appended.bounds("M", lb.Timestep.parse("1m")) == fresh.bounds(
+    assert appended._bounds("M", lb.Timestep.parse("1m")) == fresh._bounds(
         "M", lb.Timestep.parse("1m")
     )
     assert appended.scan("M").collect().equals(bars)

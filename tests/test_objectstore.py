@@ -203,7 +203,7 @@ def test_a_month_of_three_years_transfers_a_tenth_of_the_file(s3_server, uri) ->
     # Listing, bounds and manifests read metadata only.
     with s3_server.log() as requests:
         assert open_store(s3_server, uri).info()["rows"].item() == years.height
-        assert store.bounds("MES", MINUTE)[0] == years["datetime"].dt.epoch("ns")[0]
+        assert store._bounds("MES", MINUTE)[0] == years["datetime"].dt.epoch("ns")[0]
     assert sum(r.sent for r in requests) < 100_000
     # A backtest over that month, with the DataSource's default 30 days of lookback.
     src = lb.DataSource(open_store(s3_server, uri), start="2023-03-01", end="2023-03-31")
@@ -227,13 +227,13 @@ def test_a_schema_check_is_memoised_per_etag(s3_server, uri) -> None:
 
     with s3_server.log() as requests:
         store.scan("MES").tail(1).collect()
-        store.bounds("MES", MINUTE)
+        store._bounds("MES", MINUTE)
     assert any(r.method == "HEAD" for r in requests)  # versions are checked
     assert footer_reads(requests) == []
     store.write("MES", bars.tail(10))  # a new ETag: checked and read afresh
     size = store.info()["bytes"].item()
     with s3_server.log() as requests:
-        first = store.bounds("MES", MINUTE)[0]
+        first = store._bounds("MES", MINUTE)[0]
     assert first == bars.tail(10)["datetime"].dt.epoch("ns")[0]
     assert footer_reads(requests) == []  # info() above read the new version's footer
 
@@ -384,12 +384,12 @@ def test_a_file_replaced_between_its_check_and_its_read_is_read_again(
 
     monkeypatch.setattr(ObjectBackend, "snapshot", seen_then_replaced)
     epochs = new["datetime"].dt.epoch("ns")
-    assert store.bounds("MES", MINUTE) == (epochs[0], epochs[-1])
+    assert store._bounds("MES", MINUTE) == (epochs[0], epochs[-1])
     assert calls == ["1m/MES.parquet"]
     # The old bytes again (the same ETag): their own footer, not the one read in the race.
     store.write("MES", old)
     epochs = old["datetime"].dt.epoch("ns")
-    assert store.bounds("MES", MINUTE) == (epochs[0], epochs[-1])
+    assert store._bounds("MES", MINUTE) == (epochs[0], epochs[-1])
 
 
 def test_a_store_pickles_and_opens_the_same_catalog(s3_server, uri) -> None:

@@ -109,7 +109,7 @@ def test_from_frames_behaves_like_the_directory_store(
     both_disk = disk.scan(["MES", "MNQ"]).between("2024-01-03", "2024-01-04").collect()
     assert both_memory.equals(both_disk)
     one_minute = Timestep.parse("1m")
-    assert memory.bounds("MES", one_minute) == disk.bounds("MES", one_minute)
+    assert memory._bounds("MES", one_minute) == disk._bounds("MES", one_minute)
     with pytest.raises(lb.UnknownAsset):
         memory.scan("MYM")
     with pytest.raises(lb.UnknownAsset):
@@ -229,7 +229,14 @@ def test_a_store_pickles(store: lb.BarStore, minute: pl.DataFrame) -> None:
 def test_bounds_are_first_and_last_start(store: lb.BarStore, minute: pl.DataFrame) -> None:
     store.write("MES", minute)
     times = minute["datetime"].to_list()
-    assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+    assert store._bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+    # The public form takes write's spellings and answers datetimes (UTC).
+    for spelling in ("minute", "1min", "1m", Timestep.parse("1m")):
+        first, last = store.bounds("MES", spelling)
+        assert (first, last) == (times[0], times[-1])
+        assert isinstance(first, dt.datetime) and first.utcoffset() == dt.timedelta(0)
+    with pytest.raises(lb.UnknownAsset, match=r"MES is not stored at 1h.*\['1m'\]"):
+        store.bounds("MES", "hour")
 
 
 def test_bounds_across_row_groups(catalog: Catalog) -> None:
@@ -239,7 +246,7 @@ def test_bounds_across_row_groups(catalog: Catalog) -> None:
     store = catalog.open()
     store.write("MES", big)
     times = big["datetime"].to_list()
-    assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+    assert store._bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
 
 
 # -- symbol names ---------------------------------------------------------------------------
@@ -492,7 +499,7 @@ def test_a_replaced_file_is_checked_again(catalog: Catalog, minute: pl.DataFrame
     """Schema checks are memoised per file version: a foreign replacement is caught."""
     store = catalog.open()
     store.write("MES", minute)
-    assert store.bounds("MES", Timestep.parse("1m"))[1] == epoch_ns(minute["datetime"][-1])
+    assert store._bounds("MES", Timestep.parse("1m"))[1] == epoch_ns(minute["datetime"][-1])
     # The same name, other contents: a file that is not bars.
     payload = catalog.get("1m/MES.parquet")
     buffer = io.BytesIO()
@@ -525,10 +532,10 @@ def test_a_file_renamed_over_while_its_footer_is_read(
 
     monkeypatch.setattr(_OpenFile, "tail", renamed_first)
     when = first["datetime"].dt.epoch("ns")
-    assert store.bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
+    assert store._bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
     assert renamed
     when = minute["datetime"].dt.epoch("ns")  # the next look sees the new version
-    assert store.bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
+    assert store._bounds("MES", Timestep.parse("1m")) == (when[0], when[-1])
 
 
 # -- locations ----------------------------------------------------------------------------------
