@@ -1,4 +1,5 @@
-"""``lazybars ingest`` and ``lazybars info``: the catalog commands of the CLI.
+"""``lazybars ingest`` and ``lazybars info``: the catalog commands of the CLI, and the
+command classes every command of the CLI uses.
 
 Registered on the app by ``lazybars/cli.py``; like it, an outermost module (typer, rich).
 """
@@ -6,24 +7,72 @@ Registered on the app by ``lazybars/cli.py``; like it, an outermost module (type
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from lazybars._backend import is_uri
 from lazybars.errors import LazyBarsError
 from lazybars.intake import ingest_into
 from lazybars.store import BarStore
 
-__all__ = ["info", "ingest"]
+__all__ = ["Command", "Group", "cli_words", "info", "ingest"]
 
 console = Console()
 errors = Console(stderr=True)
+
+# Library messages name Python arguments (tz='UTC'); on the command line they are options.
+_RENAMES = re.compile(r"\bsymbol=\{'([^']*)': '([^']*)'\}")
+_ARGUMENT = re.compile(r"\b(tz|timestep|symbol)=(?:'([^']*)')?")
+
+
+def cli_words(message: str) -> str:
+    """``message`` with the Python arguments it names written as the CLI's options.
+
+    >>> cli_words("pass tz= naming the zone, e.g. tz='UTC'; or symbol={'A': 'B'}")
+    'pass --tz naming the zone, e.g. --tz UTC; or --symbol A=B'
+    """
+    message = _RENAMES.sub(r"--symbol \1=\2", message)
+    return _ARGUMENT.sub(lambda m: f"--{m[1]}" + ("" if m[2] is None else f" {m[2]}"), message)
+
+
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    # Typer's help shows a value type after flags ('--append <bool>'); flags take no value.
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    """A CLI command: a ``LazyBarsError`` is one line on stderr in the CLI's words and
+    exit status 1, never a traceback; flags are shown without a value type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LazyBarsError as exc:
+            errors.print(
+                f"error: {cli_words(str(exc))}", style="red", markup=False, highlight=False
+            )
+            raise typer.Exit(code=1) from None
+
+
+class Group(TyperGroup):
+    """The CLI's command group: its own ``--help`` shown without a value type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
 
 
 def ingest(
@@ -66,21 +115,17 @@ def ingest(
     ] = False,
 ) -> None:
     """Read vendor files into a catalog: DataBento DBN, CSV, parquet."""
-    try:
-        renames = _symbols(symbol or [])
-        with Progress(*_COLUMNS, console=console, transient=True) as bar:
-            summary = ingest_into(
-                store,
-                *sources,
-                symbol=renames,
-                timestep=timestep,
-                tz=tz,
-                append=append,
-                progress=_Reporter(bar),
-            )
-    except LazyBarsError as exc:
-        errors.print(f"error: {exc}", style="red", markup=False, highlight=False)
-        raise typer.Exit(code=1) from None
+    renames = _symbols(symbol or [])
+    with Progress(*_COLUMNS, console=console, transient=True) as bar:
+        summary = ingest_into(
+            store,
+            *sources,
+            symbol=renames,
+            timestep=timestep,
+            tz=tz,
+            append=append,
+            progress=_Reporter(bar),
+        )
     _print_summary(summary, store, append)
 
 
@@ -95,11 +140,7 @@ def info(
     if not is_uri(store) and not Path(store).is_dir():  # reading never creates a catalog
         errors.print(f"error: no catalog directory at {store}", style="red", markup=False)
         raise typer.Exit(code=1)
-    try:
-        table = BarStore(store).info()
-    except LazyBarsError as exc:
-        errors.print(f"error: {exc}", style="red", markup=False, highlight=False)
-        raise typer.Exit(code=1) from None
+    table = BarStore(store).info()
     if as_json:
         rows = table.with_columns(pl.col("first", "last").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
         typer.echo(json.dumps(rows.to_dicts(), indent=2))

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lazybars import sim, synth
-from lazybars._cli_catalog import info, ingest
+from lazybars._cli_catalog import Command, Group, info, ingest
 from lazybars.reference import PandasDataSource
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -27,9 +27,11 @@ from lazybars.strategies import MomentumStrategy
 
 # Markdown: docstrings are reflowed to the terminal's width, and brackets such as
 # 'lazybars[plot]' stay literal (rich markup would take them for style tags).
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown")
-app.command()(ingest)
-app.command()(info)
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode="markdown", cls=Group
+)
+app.command(cls=Command)(ingest)
+app.command(cls=Command)(info)
 console = Console()
 
 SYMBOLS = ("MES", "MNQ", "MYM")
@@ -48,7 +50,7 @@ def _main() -> None:
     """OHLCV bar history for backtesters and notebooks, on polars."""
 
 
-@app.command()
+@app.command(cls=Command)
 def demo(
     data: Annotated[
         Path | None,
