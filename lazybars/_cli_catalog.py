@@ -62,9 +62,9 @@ class Command(TyperCommand):
         try:
             return super().invoke(ctx)
         except LazyBarsError as exc:
-            errors.print(
-                f"error: {cli_words(str(exc))}", style="red", markup=False, highlight=False
-            )
+            # One line however long: soft_wrap leaves the wrapping to the terminal.
+            message = f"error: {cli_words(str(exc))}"
+            errors.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
 
 

@@ -102,8 +102,8 @@ class _Reader:
         self._seconds = name == "ohlcv-1s"
         if self._timestep.is_day and tz is None:
             msg = (
-                f"{path}: {name} bars are labelled by their date: pass tz= (--tz) naming the "
-                "zone of that calendar, e.g. 'America/Chicago' for CME futures, so that each "
+                f"{path}: {name} bars are labelled by their date: pass tz= naming the "
+                "zone of that calendar, e.g. tz='America/Chicago' for CME futures, so that each "
                 "bar starts at local midnight"
             )
             raise SchemaError(msg)

@@ -311,8 +311,8 @@ class _Shape:
         )
         if timestep is not None and timestep.is_day and tz is None:
             msg = (
-                f"{path}: DataBento day bars are labelled by their date: pass tz= (--tz) "
-                "naming the zone of that calendar, e.g. 'America/Chicago' for CME futures"
+                f"{path}: DataBento day bars are labelled by their date: pass tz= naming "
+                "the zone of that calendar, e.g. tz='America/Chicago' for CME futures"
             )
             raise SchemaError(msg)
         meta = [c for c in _DATABENTO_META if databento and c in lower]

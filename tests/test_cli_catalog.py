@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 import lazybars as lb
@@ -93,3 +94,43 @@ def test_info_of_a_missing_catalog(tmp_path: Path) -> None:
     code, out = run("info", str(tmp_path / "nothing"))
     assert code == 1 and "no catalog directory" in out
     assert not (tmp_path / "nothing").exists()
+
+
+def test_errors_name_the_cli_options(tmp_path: Path) -> None:
+    naive = tmp_path / "naive.csv"
+    naive.write_text("datetime,open,high,low,close\n2024-01-02 09:30,1,2,0.5,1.5\n")
+    code, out = run("ingest", str(naive), "--store", str(tmp_path / "cat"))
+    assert code == 1 and "pass --tz naming the zone" in out and "--tz UTC" in out
+    assert "tz=" not in out
+    code, out = run("ingest", str(naive), "--store", str(tmp_path / "cat"), "--tz", "Mars/Base")
+    assert code == 1 and "--tz Mars/Base is not a known IANA time zone" in out
+    # Python callers keep the words of Python.
+    with pytest.raises(lb.SchemaError, match=r"pass tz= naming .* tz='UTC'"):
+        lb.ingest_into(tmp_path / "cat", naive)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("ticker", "symbol"), ("t", "timestamp"), ("v", "Volume")]
+)
+def test_clashing_aliases_are_one_line_not_a_traceback(
+    tmp_path: Path, first: str, second: str
+) -> None:
+    columns = {"timestamp": 1_704_205_800, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5}
+    columns |= {"symbol": "A", first: 1, second: 2}
+    frame = pl.DataFrame([columns, columns | {"timestamp": 1_704_205_860}])
+    path = csv(tmp_path / "clash.csv", frame)
+    result = CliRunner().invoke(app, ["ingest", str(path), "--store", str(tmp_path / "cat")])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert repr(first) in lines[0] and repr(second) in lines[0] and "both mean" in lines[0]
+    assert "drop one of them" in lines[0]
+
+
+def test_flags_are_shown_without_a_value_type() -> None:
+    for command in ("ingest", "info"):
+        code, out = run(command, "--help")
+        assert code == 0 and "--help" in out and "<bool>" not in out
+    assert "--append" in run("ingest", "--help")[1]
+    assert "--json" in run("info", "--help")[1]
