@@ -7,6 +7,7 @@ import importlib.util
 import types
 from pathlib import Path
 
+import pandas as pd
 import polars as pl
 import pytest
 
@@ -251,3 +252,53 @@ def test_dbn_without_its_extra_says_how_to_install(
     monkeypatch.setattr(builtins, "__import__", blocked)
     with pytest.raises(lb.SchemaError, match=r"pip install 'lazybars\[databento\]'"):
         lb.ingest_into(tmp_path / "cat", path)
+
+
+# -- timestep inference ---------------------------------------------------------------------
+def test_an_illiquid_symbol_gets_the_timestep_of_its_file(tmp_path: Path) -> None:
+    start = 1_704_205_800
+    minutes = {"LIQ": range(60), "ILL": [m for m in range(60) if m % 5 in (0, 2)]}
+    rows = sorted((m, s) for s, ms in minutes.items() for m in ms)
+    text = "ticker,timestamp,open,high,low,close\n" + "".join(
+        f"{s},{start + 60 * m},1,2,0.5,1.5\n" for m, s in rows
+    )
+    (tmp_path / "flat.csv").write_text(text)
+    summary = lb.ingest_into(tmp_path / "cat", tmp_path / "flat.csv")
+    assert summary["timestep"].to_list() == ["1m", "1m"]
+    # Alone, its 2 and 3 minute spacings are still minute bars: never a coarser timestep.
+    (tmp_path / "ILL.csv").write_text(
+        "timestamp,open,high,low,close\n"
+        + "".join(f"{start + 60 * m},1,2,0.5,1.5\n" for m in minutes["ILL"])
+    )
+    assert lb.ingest_into(tmp_path / "cat", tmp_path / "ILL.csv")["timestep"][0] == "1m"
+
+
+def test_the_timestep_is_inferred_from_the_whole_source(tmp_path: Path) -> None:
+    # A quiet start (a bar every 2 minutes) fills the first batches; minute bars follow.
+    start = pd.Timestamp("2024-01-02 00:00", tz="UTC")
+    when = [start + pd.Timedelta(minutes=2 * i) for i in range(3000)]
+    when += [when[-1] + pd.Timedelta(minutes=1 + i) for i in range(1000)]
+    n = len(when)
+    frame = pl.DataFrame({"datetime": when, "open": [1.0] * n, "high": 2.0, "low": 0.5})
+    frame = frame.with_columns(close=pl.lit(1.5), volume=pl.lit(1.0))
+    frame.write_parquet(tmp_path / "X.parquet", row_group_size=1024)
+    summary = lb.ingest_into(tmp_path / "cat", tmp_path / "X.parquet", buffer_rows=2048)
+    assert summary["timestep"].to_list() == ["1m"]
+    local = pl.col("datetime").dt.cast_time_unit("ns").dt.convert_time_zone(NY)
+    assert stored(tmp_path / "cat", "X").equals(frame.with_columns(local))
+    assert [p.name for p in (tmp_path / "cat").iterdir()] == ["1m"]  # no spill left
+
+
+# -- folders --------------------------------------------------------------------------------
+def test_folders_skip_hidden_entries_and_the_catalog(tmp_path: Path, bars: pl.DataFrame) -> None:
+    data = tmp_path / "data"
+    csv(data, "MES.csv", bars)
+    csv(data / ".cache", "OLD.csv", bars[:10])
+    csv(data, ".MNQ.csv", bars[:10])
+    for _ in range(2):  # the second time, the catalog is inside the folder
+        summary = lb.ingest_into(data / "catalog", data)
+        assert summary["symbol"].to_list() == ["MES"] and summary["sources"].to_list() == [1]
+    assert lb.BarStore(data / "catalog").symbols() == ["MES"]
+    # A folder holding only the catalog (or hidden files) holds nothing to read.
+    with pytest.raises(lb.InvalidRequest, match="hidden entries and the target catalog"):
+        lb.ingest_into(data / "catalog", data / "catalog")

@@ -318,3 +318,106 @@ def test_plain_parquet_round_trip(tmp_path: Path) -> None:
     frame.write_parquet(tmp_path / "MES.parquet", row_group_size=500)
     lb.ingest_into(tmp_path / "cat", tmp_path / "MES.parquet", buffer_rows=1500)
     assert lb.BarStore(tmp_path / "cat").scan("MES").collect().equals(frame)
+
+
+# -- spacings that are no lazybars timestep -------------------------------------------------
+@pytest.mark.parametrize(
+    ("dates", "apart"),
+    [
+        (pd.date_range("2024-01-01", periods=8, freq="W-MON"), "7 days"),  # yahoo 1wk
+        (pd.date_range("2024-01-01", periods=6, freq="MS"), "29 days"),  # yahoo 1mo
+    ],
+)
+def test_weekly_and_monthly_bars_are_refused_not_stored_as_days(
+    tmp_path: Path, dates: pd.DatetimeIndex, apart: str
+) -> None:
+    text = "Date,Open,High,Low,Close,Adj Close,Volume\n" + "".join(
+        f"{d:%Y-%m-%d},10,12,9,11,11,1000\n" for d in dates
+    )
+    with pytest.raises(lb.SchemaError, match=rf"SPY\.csv: its bars are {apart} apart.*timestep="):
+        ingest(tmp_path, "SPY.csv", text, tz="America/New_York")
+    assert not (tmp_path / "cat" / "1d").exists()
+    # Told their size, the caller owns it.
+    store = ingest(tmp_path, "SPY.csv", text, tz="America/New_York", timestep="1d")
+    assert store.timesteps("SPY") == ["1d"]
+
+
+def test_day_bars_across_a_dst_change_are_days(tmp_path: Path) -> None:
+    # Every day of March 2024 in New York: one day is 23 hours long.
+    text = "date,open,high,low,close\n" + "".join(
+        f"2024-03-{d:02},1,2,0.5,1.5\n" for d in range(1, 32)
+    )
+    assert ingest(tmp_path, "BTC.csv", text, tz="America/New_York").timesteps("BTC") == ["1d"]
+
+
+# -- symbols --------------------------------------------------------------------------------
+def test_symbols_keep_the_whole_file_name(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("X", "2024-01-02", "2024-01-03")
+    for name in ("BRK.A.csv", "BRK.B.csv", "MES.c.0.parquet", "ES.FUT.csv.zst", "6E.v.1.CSV.GZ"):
+        path = tmp_path / "in" / name
+        path.parent.mkdir(exist_ok=True)
+        if name.endswith(".parquet"):
+            frame.write_parquet(path)
+            continue
+        codec = {"zst": "zstd", "GZ": "gzip"}.get(name.rpartition(".")[2])
+        if codec is None:
+            frame.write_csv(path)
+            continue
+        with pa.CompressedOutputStream(str(path), codec) as out:
+            out.write(frame.write_csv().encode())
+    summary = lb.ingest_into(tmp_path / "cat", tmp_path / "in")
+    assert summary["symbol"].to_list() == ["6E.v.1", "BRK.A", "BRK.B", "ES.FUT", "MES.c.0"]
+    store = lb.BarStore(tmp_path / "cat")
+    assert all(store.scan(s).collect().equals(frame) for s in store.symbols())
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_rows_without_a_symbol_are_refused_naming_them(tmp_path: Path, empty: str) -> None:
+    text = "ticker,timestamp,open,high,low,close\n" + "".join(
+        f"{s},{1_704_205_800 + 60 * i},1,2,0.5,1.5\n"
+        for i, s in enumerate(["A", "A", empty, "A", empty])
+    )
+    with pytest.raises(lb.SchemaError, match=r"2 rows have no symbol \(lines \[4, 6\]\)"):
+        ingest(tmp_path, "flat.csv", text)
+    assert not (tmp_path / "cat" / "1m").exists()
+
+
+def test_null_symbols_in_parquet_are_refused(tmp_path: Path) -> None:
+    frame = lb.synth.minute_bars("X", "2024-01-02", "2024-01-03").head(4)
+    frame = frame.with_columns(symbol=pl.Series(["A", None, "A", "A"]))
+    frame.write_parquet(tmp_path / "flat.parquet")
+    with pytest.raises(lb.SchemaError, match=r"1 rows have no symbol \(rows \[1\]\)"):
+        lb.ingest_into(tmp_path / "cat", tmp_path / "flat.parquet")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("ticker", "symbol"), ("t", "timestamp"), ("v", "volume"), ("Adj Close", "adj_close")],
+)
+def test_clashing_aliases_are_refused(tmp_path: Path, first: str, second: str) -> None:
+    header = list(dict.fromkeys(["timestamp", "open", "high", "low", "close", first, second]))
+    values = ["1704205800", "1", "2", "0.5", "1.5", "1", "1"][: len(header)]
+    text = ",".join(header) + "\n" + ",".join(values)
+    with pytest.raises(lb.SchemaError, match=r"columns '.*' and '.*' both mean .*drop one of them"):
+        ingest(tmp_path, "X.csv", text + "\n")
+
+
+def test_databento_export_without_symbols_splits_instruments(tmp_path: Path) -> None:
+    index = pd.date_range("2024-01-02 14:30", periods=3, freq="1min", tz="UTC", name="ts_event")
+    es = pd.DataFrame({"instrument_id": 1111, "open": [4700.0, 4701.0, 4702.0]}, index=index)
+    nq = pd.DataFrame({"instrument_id": 2222, "open": [16800.0, 16801.0, 16802.0]}, index=index)
+    frame = pd.concat([es, nq]).sort_index(kind="stable")  # interleaved, as DataBento writes
+    frame = frame.assign(rtype=33, publisher_id=1, high=frame["open"] + 1, low=frame["open"] - 1)
+    frame = frame.assign(close=frame["open"], volume=5)
+    frame.to_parquet(tmp_path / "glbx.ohlcv-1m.parquet")
+    summary = lb.ingest_into(tmp_path / "cat", tmp_path / "glbx.ohlcv-1m.parquet")
+    assert summary["symbol"].to_list() == ["1111", "2222"]
+    store = lb.BarStore(tmp_path / "cat")
+    assert store.scan("1111").collect()["open"].to_list() == [4700.0, 4701.0, 4702.0]
+    assert store.scan("2222").collect()["open"].to_list() == [16800.0, 16801.0, 16802.0]
+    # An export of one instrument takes the file's name, as a plain file does.
+    es.assign(rtype=33, publisher_id=1, high=1e4, low=1.0, close=4700.0, volume=5).to_parquet(
+        tmp_path / "ES.parquet"
+    )
+    summary = lb.ingest_into(tmp_path / "cat2", tmp_path / "ES.parquet")
+    assert summary["symbol"].to_list() == ["ES"]
