@@ -79,7 +79,7 @@ def ingest(
     sources: Annotated[
         list[Path],
         typer.Argument(
-            help="Files (.dbn, .dbn.zst, .csv, .csv.zst, .parquet) or folders of them.",
+            help="Files (.dbn, .dbn.zst, .csv, .csv.gz, .csv.zst, .parquet) or folders of them.",
             show_default=False,
         ),
     ],

@@ -127,7 +127,7 @@ def read_data(obj: Any) -> Iterator[Batch]:
 
 
 def read_table(path: Path, *, tz: str | None, batch_rows: int) -> Iterator[Batch]:
-    """The rows of a CSV (``.csv``, ``.csv.zst``) or parquet file, in batches."""
+    """The rows of a CSV (``.csv``, ``.csv.gz``, ``.csv.zst``) or parquet file, in batches."""
     name = path.name.lower()
     blocks = _parquet_blocks(path, batch_rows) if name.endswith(".parquet") else None
     blocks = blocks or _csv_blocks(path, batch_rows)

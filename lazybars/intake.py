@@ -71,9 +71,10 @@ def ingest_into(
     store
         A :class:`BarStore` or a catalog directory.
     sources
-        Paths of files (``.dbn``, ``.dbn.zst``, ``.csv``, ``.csv.zst``, ``.parquet``) or
-        of folders holding them, lumibot ``Data`` objects, or lists and dicts of those
-        (a lumibot ``pandas_data``).
+        Paths of files (``.dbn``, ``.dbn.zst``, ``.csv``, ``.csv.gz``, ``.csv.zst``,
+        ``.parquet``) or of folders holding them (hidden entries and the catalog itself
+        are skipped), lumibot ``Data`` objects, or lists and dicts of those (a lumibot
+        ``pandas_data``).
     symbol
         The catalog symbol for a source holding one symbol, or ``{source name: catalog
         name}`` renames. By default a file's symbols come from its ``symbol``/``ticker``
@@ -182,8 +183,8 @@ def _files(path: Path, catalog: Path | None) -> Iterator[Path]:
         raise InvalidRequest(msg)
     elif not _known(path):
         msg = (
-            f"{path}: unknown file type; lazybars ingests .dbn, .dbn.zst, .csv, .csv.zst and "
-            ".parquet files"
+            f"{path}: unknown file type; lazybars ingests .dbn, .dbn.zst, .csv, .csv.gz, "
+            ".csv.zst and .parquet files"
         )
         raise InvalidRequest(msg)
     else:
