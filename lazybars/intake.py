@@ -249,10 +249,11 @@ class _Source:
         self._sole = batch.sole
         frame = batch.frame
         if isinstance(frame, pl.DataFrame) and "symbol" in frame.columns:
-            self._check_symbols(frame, batch.word)
             # Categorical: the split hashes a few symbols, not every row's string.
             by = frame.with_columns(pl.col("symbol").cast(pl.String).cast(pl.Categorical))
             split = by.partition_by("symbol", maintain_order=True, include_key=False, as_dict=True)
+            if any(k[0] is None or not str(k[0]).strip() for k in split):
+                self._no_symbol(frame, batch.word)
             names, groups = [str(k[0]) for k in split], list(split.values())
         else:
             groups, names = [frame], [batch.symbol or "bars"]
@@ -286,17 +287,16 @@ class _Source:
             raise InvalidRequest(msg)
         self._stated = stated
 
-    def _check_symbols(self, frame: pl.DataFrame, word: str) -> None:
+    def _no_symbol(self, frame: pl.DataFrame, word: str) -> None:
         symbol = frame["symbol"].cast(pl.String)
         missing = symbol.is_null() | (symbol.str.strip_chars() == "")
-        if missing.any():
-            at = missing.arg_true().head(5)
-            shown = at.to_list() if "__row" not in frame.columns else frame["__row"][at].to_list()
-            msg = (
-                f"{self._label}: {int(missing.sum())} rows have no symbol ({word} {shown}); "
-                "fill in their symbol, or drop those rows"
-            )
-            raise SchemaError(msg)
+        at = missing.arg_true().head(5)
+        shown = at.to_list() if "__row" not in frame.columns else frame["__row"][at].to_list()
+        msg = (
+            f"{self._label}: {int(missing.sum())} rows have no symbol ({word} {shown}); "
+            "fill in their symbol, or drop those rows"
+        )
+        raise SchemaError(msg)
 
     def _check_override(self) -> None:
         if isinstance(self._options.symbol, str) and len(self._names) > 1:
@@ -386,19 +386,22 @@ class _Spacing:
             return Timestep.parse("1d")
         if self._smallest < low and self._step % _MINUTE_NS == 0:
             return Timestep(self._step // _MINUTE_NS)
-        apart = self._step if self._smallest < low else self._smallest
+        if self._smallest < low and self._step != self._smallest:
+            found = f"the spacings of its bars are multiples of {_duration(self._step)}"
+        else:
+            found = f"its bars are {_duration(self._smallest)} apart"
         msg = (
-            f"{label}: its bars are {_duration(apart)} apart, which is no lazybars timestep "
-            "(whole minutes below a day, or a day; there are no weekly or monthly bars); "
-            "ingest finer bars, or pass timestep= if the bars' size is another one"
+            f"{label}: {found}, which is no lazybars timestep (whole minutes below a day, or "
+            "a day; there are no weekly or monthly bars); ingest finer bars, or pass "
+            "timestep= if the bars' size is another one"
         )
         raise SchemaError(msg)
 
 
 def _duration(ns: int) -> str:
-    for unit, size in (("days", _DAY_NS), ("hours", _HOUR_NS), ("minutes", _MINUTE_NS)):
+    for unit, size in (("day", _DAY_NS), ("hour", _HOUR_NS), ("minute", _MINUTE_NS)):
         if ns % size == 0:
-            return f"{ns // size} {unit}"
+            return f"{ns // size} {unit}{'' if ns == size else 's'}"
     return f"{ns / 1e9:g} s"
 
 

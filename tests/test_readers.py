@@ -167,6 +167,15 @@ def test_odd_spacing_needs_a_timestep(tmp_path: Path) -> None:
     assert store.timesteps("X") == ["1m"]
 
 
+def test_bars_off_the_minute_grid_need_a_timestep(tmp_path: Path) -> None:
+    seconds = [0, 60, 120, 210, 300, 360]  # one bar stamped half a minute late
+    lines = ["timestamp,open,high,low,close"] + [
+        f"{1_704_205_800 + s},1,2,0.5,1.5" for s in seconds
+    ]
+    with pytest.raises(lb.SchemaError, match=r"spacings of its bars are multiples of 30 s"):
+        ingest(tmp_path, "X.csv", "\n".join(lines) + "\n")
+
+
 def test_compressed_csv(tmp_path: Path) -> None:
     frame = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-04")
     with pa.CompressedOutputStream(str(tmp_path / "MES.csv.zst"), "zstd") as out:
