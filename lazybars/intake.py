@@ -47,6 +47,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage "read" counts input bytes, "write" catalog files."""
 
 _MINUTE_NS = 60_000_000_000
+_HALF_HOUR_NS = 30 * _MINUTE_NS
 _HOUR_NS = 60 * _MINUTE_NS
 _DAY_NS = 24 * _HOUR_NS
 # Day bars are 24 h apart in the wall-clock time of their zone; 23 and 25 h when a skipped
@@ -349,24 +350,31 @@ class _Spacing:
     does not state its timestep.
 
     Spacings are measured between consecutive bars of one symbol on the wall clock of the
-    bars' own zone, so day bars are 24 h apart across DST changes. Bars on a grid of one
+    bars' own zone, so 4h bars are 4 hours apart across DST changes. Bars on a grid of one
     timestep are whole multiples of it apart, so the timestep is the largest step all
     spacings are multiples of (their gcd): an illiquid symbol's 2 and 3 minute gaps give
-    1m, never 2m. Day bars are told by their smallest spacing instead (a day that starts
-    at 01:00 after a skipped midnight is 23 or 25 hours apart from its neighbours).
+    1m, never 2m. Day bars are told by their smallest spacing instead (23 to 25 hours
+    around DST changes and skipped midnights).
     """
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[str, int] = {}  # each symbol's last bar start, on the wall clock
         self._smallest: int | None = None
         self._step = 0
 
     def add(self, name: str, bars: pl.DataFrame) -> None:
-        wall = bars["datetime"].dt.replace_time_zone(None).dt.epoch("ns")
-        gaps = wall.diff().drop_nulls()
+        when = bars["datetime"]
+        gaps = when.dt.epoch("ns").diff().drop_nulls()
+        step = int(np.gcd.reduce(gaps.to_numpy())) if gaps.len() else 0
+        # Zone offsets change by whole half hours: elapsed spacings that are multiples of a
+        # step dividing 30 minutes are so on the wall clock too. Only other ones (hours,
+        # days) are measured on the wall clock, whose conversion costs more than the rest.
+        if step == 0 or _HALF_HOUR_NS % step:
+            gaps = when.dt.replace_time_zone(None).dt.epoch("ns").diff().drop_nulls()
+        ends = pl.concat([when.head(1), when.tail(1)]).dt.replace_time_zone(None).dt.epoch("ns")
         if name in self._last:
-            gaps = gaps.append(pl.Series([wall[0] - self._last[name]]))
-        self._last[name] = int(wall[-1])
+            gaps = gaps.append(pl.Series([ends[0] - self._last[name]]))
+        self._last[name] = int(ends[1])
         # A wall clock going back (the repeated hour in autumn) is no spacing.
         positive = gaps.filter(gaps > 0).to_numpy()
         if positive.size:

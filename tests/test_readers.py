@@ -359,6 +359,13 @@ def test_day_bars_across_a_dst_change_are_days(tmp_path: Path) -> None:
     assert ingest(tmp_path, "BTC.csv", text, tz="America/New_York").timesteps("BTC") == ["1d"]
 
 
+def test_local_4h_bars_across_a_dst_change_are_4h(tmp_path: Path) -> None:
+    # 00:00, 04:00, ... New York time: the bar of 00:00 on March 10 lasts 3 hours.
+    starts = pd.date_range("2024-03-08", "2024-03-12", freq="4h")
+    text = "datetime,open,high,low,close\n" + "".join(f"{t},1,2,0.5,1.5\n" for t in starts)
+    assert ingest(tmp_path, "X.csv", text, tz="America/New_York").timesteps("X") == ["4h"]
+
+
 # -- symbols --------------------------------------------------------------------------------
 def test_symbols_keep_the_whole_file_name(tmp_path: Path) -> None:
     frame = lb.synth.minute_bars("X", "2024-01-02", "2024-01-03")
