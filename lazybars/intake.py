@@ -367,8 +367,10 @@ class _Spacing:
         gaps = when.dt.epoch("ns").diff().drop_nulls()
         step = int(np.gcd.reduce(gaps.to_numpy())) if gaps.len() else 0
         # Zone offsets change by whole half hours: elapsed spacings that are multiples of a
-        # step dividing 30 minutes are so on the wall clock too. Only other ones (hours,
-        # days) are measured on the wall clock, whose conversion costs more than the rest.
+        # step dividing 30 minutes are so on the wall clock too (and the steps agree, but
+        # for hourly bars where DST moves clocks by 30 minutes: Lord Howe Island). Only
+        # other ones (hours, days) are measured on the wall clock, whose conversion costs
+        # more than all the rest.
         if step == 0 or _HALF_HOUR_NS % step:
             gaps = when.dt.replace_time_zone(None).dt.epoch("ns").diff().drop_nulls()
         ends = pl.concat([when.head(1), when.tail(1)]).dt.replace_time_zone(None).dt.epoch("ns")
