@@ -437,3 +437,15 @@ def test_databento_export_without_symbols_splits_instruments(tmp_path: Path) -> 
     )
     summary = lb.ingest_into(tmp_path / "cat2", tmp_path / "ES.parquet")
     assert summary["symbol"].to_list() == ["ES"]
+
+
+def test_databento_csv_export_without_symbols_splits_instruments(tmp_path: Path) -> None:
+    text = "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume\n" + "".join(
+        f"{1_704_205_800_000_000_000 + i * 60_000_000_000},33,1,{iid},"
+        f"{price + i}000000000,{price + 9}000000000,{price - 9}000000000,{price}000000000,1\n"
+        for i in range(3)
+        for iid, price in ((1111, 4700), (2222, 16800))
+    )
+    store = ingest(tmp_path, "glbx.csv", text)
+    assert store.symbols() == ["1111", "2222"]
+    assert store.scan("2222").collect()["open"].to_list() == [16800.0, 16801.0, 16802.0]
