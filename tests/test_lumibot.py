@@ -25,6 +25,7 @@ from lumibot.backtesting import PandasDataBacktesting
 from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
 from lumibot.entities import Asset, Data, Order
 from lumibot.strategies import Strategy
+from mutations import PANDAS_MUTATIONS
 
 import lazybars as lb
 from lazybars.lumibot import OFFLINE, LazyBarsBacktesting
@@ -411,16 +412,31 @@ def test_a_frame_assigned_to_bars_replaces_the_answer(mes_source):
     assert len(bars) == 3 and len(bars.polars_df) == 3
 
 
-@pytest.mark.parametrize("step", ["minute", "5 minutes"])
-def test_changing_a_returned_frame_changes_no_later_answer(mes_source, step):
-    pristine = mes_source.get_historical_prices(MES, 30, step).df.copy(deep=True)
-    frame = mes_source.get_historical_prices(MES, 30, step).df
-    with pd.option_context("mode.chained_assignment", None):
-        frame.iloc[0, 0] = -1.0
-        frame.loc[frame.index[-1], "high"] = 1e9
-        frame["close"] *= 2
-    again = mes_source.get_historical_prices(MES, 30, step).df
-    pd.testing.assert_frame_equal(again, pristine, check_freq=False)
+@pytest.mark.isolation
+@pytest.mark.parametrize("semantics", ["lumibot", "strict"])
+@pytest.mark.parametrize("step", ["minute", "5 minutes", "day"])
+def test_changing_a_returned_frame_changes_no_later_answer(semantics, step, copy_on_write):
+    """Values, columns and the axes' names and freq, changed in a first answer and in a
+    repeat of it (coarse answers keep their last rows for repeats): no later answer moves."""
+    mes = lb.synth.minute_bars("MES", start="2024-01-02", end="2024-01-06", session="24h")
+    datas = [(MES, pandas_bars(mes), "minute")]
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 5)
+    mine, untouched = (
+        loaded(LazyBarsBacktesting, datas, start, end, semantics=semantics) for _ in range(2)
+    )
+    # A new answer for each mutation, the untouched ones all asked before any change.
+    first = clock("2024-01-04 10:31")
+    clocks = [first + dt.timedelta(minutes=7 * i) for i in range(len(PANDAS_MUTATIONS))]
+    wants = []
+    for now in clocks:
+        untouched._update_datetime(now)
+        wants.append(untouched.get_historical_prices(MES, 30, step).df.copy(deep=True))
+    for now, mutate, want in zip(clocks, PANDAS_MUTATIONS, wants, strict=True):
+        mine._update_datetime(now)
+        mutate(mine.get_historical_prices(MES, 30, step).df)
+        mutate(mine.get_historical_prices(MES, 30, step).df)
+        got = mine.get_historical_prices(MES, 30, step).df
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=mutate.__name__)
 
 
 # -- lumibot sees the data source it knows --------------------------------------------------------
