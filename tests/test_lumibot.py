@@ -635,6 +635,91 @@ def test_whole_backtests_trade_identically(case):
     assert set(fills["side"].astype(str)) >= {"buy", "sell"}
 
 
+# -- data lumibot repairs ------------------------------------------------------------------------
+def repaired_by_lumibot(bars: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
+    """Bars with what lumibot's PandasData repairs and lazybars' store refuses: NaN closes,
+    opens and whole price rows, NaN and negative volumes, and repeated timestamps (a second
+    row, with another close, right after the first)."""
+    df = bars.copy()
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(np.arange(5, len(df)), size=len(df) // 40, replace=False)
+    close, opens, prices, no_volume, negative = np.array_split(rows, 5)
+    at = df.columns.get_loc
+    df.iloc[close, at("close")] = np.nan
+    df.iloc[opens, at("open")] = np.nan
+    df.iloc[prices, [at("high"), at("low"), at("close")]] = np.nan
+    df.iloc[no_volume, at("volume")] = np.nan
+    df.iloc[negative, at("volume")] *= -1
+    again = df.iloc[rng.choice(len(df), size=len(df) // 100, replace=False)]
+    both = pd.concat([df, again.assign(close=again["close"] + 1.0)])
+    return both.iloc[np.argsort(both.index.asi8, kind="stable")]
+
+
+REPAIRED = {
+    "minute": (
+        lambda: lb.synth.minute_bars("MES", start="2024-01-02", end="2024-01-12", session="24h"),
+        MES,
+        ["minute", "5 minutes", "15min", "hour", "day"],
+        (dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 11)),
+    ),
+    "day": (
+        lambda: lb.synth.daily_bars("SPY", start="2023-01-03", end="2024-03-01", price=400.0),
+        SPY,
+        ["day", "2 days"],
+        (dt.datetime(2023, 6, 1), dt.datetime(2024, 2, 1)),
+    ),
+}
+
+
+@pytest.mark.parametrize("timestep", REPAIRED)
+def test_data_lumibot_repairs_is_answered_as_lumibot_answers(timestep):
+    """get_historical_prices (every timestep, shift, mode), get_last_price and quotes."""
+    bars, asset, steps, (start, end) = REPAIRED[timestep]
+    datas = [(asset, repaired_by_lumibot(pandas_bars(bars())), timestep)]
+    with pytest.warns(lb.RepairedBarsWarning) as warned:
+        seen = sweep(datas, start, end, steps, n=500, seed=5)
+    assert all(seen[step] > 30 for step in steps), seen
+    [message] = [str(w.message) for w in warned]
+    for found in ("repeated rows at [", "NaN prices at [", "NaN volume at [", "negative volume"):
+        assert found in message, message
+
+
+def test_a_backtest_on_data_lumibot_repairs_trades_identically():
+    datas = [(a, repaired_by_lumibot(f), step) for a, f, step in _minute_pair("2024-01-06")]
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 5)
+    want = backtest(PandasDataBacktesting, _Breakout, datas, start, end)
+    with pytest.warns(lb.RepairedBarsWarning):
+        got = backtest(LazyBarsBacktesting, _Breakout, datas, start, end)
+    pd.testing.assert_frame_equal(got[0], want[0])
+    assert got[1:] == want[1:] and len(want[0]) >= 10
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda df: df.assign(close=df["close"].where(df.index != df.index[9])),
+        lambda df: df.assign(volume=-df["volume"]),
+        lambda df: df.assign(volume=df["volume"].where(df.index != df.index[3])),
+        lambda df: pd.concat([df.iloc[:5], df.iloc[4:]]),
+    ],
+    ids=["nan-close", "negative-volume", "nan-volume", "repeated-row"],
+)
+def test_strict_semantics_refuses_what_lumibot_repairs(damage):
+    frame = damage(pandas_bars(lb.synth.minute_bars("MES", end="2024-01-04")))
+    start, end = dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)
+    with pytest.raises(lb.SchemaError):
+        LazyBarsBacktesting(start, end, pandas_data=[Data(MES, frame)], semantics="strict")
+
+
+def test_nan_closes_before_the_first_close_are_refused():
+    # Nothing fills them, and lumibot drops such rows from some answers and not others.
+    frame = pandas_bars(lb.synth.minute_bars("MES", end="2024-01-04"))
+    frame.iloc[:3, frame.columns.get_loc("close")] = np.nan
+    start, end = dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)
+    with pytest.raises(lb.SchemaError, match="before the first close"):
+        LazyBarsBacktesting(start, end, pandas_data=[Data(MES, frame)])
+
+
 # -- strict semantics ---------------------------------------------------------------------------
 def test_strict_answers_are_lazybars_rule_against_the_plain_reference():
     mes = lb.synth.minute_bars("MES", start="2024-03-04", end="2024-03-16", session="24h")

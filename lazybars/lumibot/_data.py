@@ -105,10 +105,20 @@ class LumibotData(_DataBase):
     """One asset's bars answered as lumibot's ``Data`` answers them after ``load_data``."""
 
     def __init__(
-        self, asset: Any, quote: Any, series: Series, first: datetime, last: datetime
+        self,
+        asset: Any,
+        quote: Any,
+        series: Series,
+        first: datetime,
+        last: datetime,
+        *,
+        unique: bool = True,
     ) -> None:
         super().__init__(asset, quote, series.timestep, first, last)
         self.series = series
+        # lumibot's Data._index_is_unique: with repeated timestamps in its data, every
+        # request is resampled, even one at the data's own timestep.
+        self._native = unique
         self._end_date = last.astimezone(UTC).date()
         # The last quote, by (row, closed): lumibot's broker asks twice per clock.
         self._quote: tuple[Any, dict[str, Any]] = (None, {})
@@ -135,7 +145,7 @@ class LumibotData(_DataBase):
         series = self.series.build()
         now = _clock.ns(dt)
         shift = rules.timeshift_rows(timeshift, mine)
-        if quantity == 1 and unit == mine:
+        if quantity == 1 and unit == mine and self._native:
             start, stop = rules.native_rows(
                 series.starts, series.row(now), now, length, shift, series.closed_length
             )

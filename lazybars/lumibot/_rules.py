@@ -41,7 +41,8 @@ def repair(frame: pl.DataFrame, grid: np.ndarray, first: int, last: int) -> pl.D
     ``grid`` is the sorted instants of ``PandasData.clean_trading_times``; the bars are
     reindexed onto its part within ``[first, last]`` (the bars' own first and last start),
     each grid instant taking the last bar starting at or before it (``reindex(method=
-    "ffill")``). Then derived columns are added over the whole series: ``return`` (and
+    "ffill")``), and missing values are filled as lumibot fills them. Then derived columns
+    are added over the whole series: ``return`` (and
     ``price_change``/``dividend_yield`` with a ``dividend`` column), as
     ``(close - previous close) / previous close`` with NaN first, exactly lumibot's numpy
     formula.
@@ -51,11 +52,26 @@ def repair(frame: pl.DataFrame, grid: np.ndarray, first: int, last: int) -> pl.D
     instants = pl.Series("datetime", grid[lo:hi]).cast(pl.Datetime("ns", "UTC"))
     target = pl.DataFrame(instants.dt.convert_time_zone(zone))
     kept = [c for c in (*AGGREGATIONS, *DERIVED) if c in frame.columns]
-    filled = target.join_asof(frame.select("datetime", *kept), on="datetime")
-    # Corporate actions are events: lumibot fills their gaps with 0 (reindex ffill has
-    # already copied them forward, which it keeps).
+    columns = frame.select("datetime", pl.col(kept).cast(pl.Float64))
+    filled = target.join_asof(columns, on="datetime")
+    # lumibot's fills of missing values (bars that semantics="lumibot" admits; complete bars
+    # have none): volume 0; the close, and every column but the prices and events, the last
+    # value before it on the grid; open, high and low the bar's close. Corporate actions are
+    # events: lumibot fills their gaps with 0 (reindex ffill has already copied them
+    # forward, which it keeps).
     events = [c for c in ("dividend", "stock_splits") if c in kept]
-    filled = filled.with_columns(pl.col(events).fill_null(0.0))
+    carried = [c for c in kept if c not in (*PRICES, *events)]
+    filled = filled.with_columns(
+        pl.col("volume").fill_nan(0.0),
+        pl.col(events).fill_nan(0.0).fill_null(0.0),
+    )
+    filled = filled.with_columns(
+        pl.col("close", *carried).fill_nan(None).forward_fill().fill_null(np.nan)
+    )
+    filled = filled.with_columns(
+        pl.when(pl.col(c).is_nan()).then(pl.col("close")).otherwise(pl.col(c)).alias(c)
+        for c in PRICES[:3]
+    )
     close = filled["close"].to_numpy()
     derived: dict[str, np.ndarray] = {}
     if "dividend" in kept:
