@@ -63,11 +63,11 @@ def admitted(data: Any) -> Admitted | None:
         return None
     close = _floats(kept, "close")
     if close is not None and np.isnan(close[0]):
-        ahead = np.isnan(close)
-        before = ahead[: int(np.argmin(ahead))] if not ahead.all() else ahead
+        closes = np.flatnonzero(~np.isnan(close))
+        leading = kept.index[: closes[0] if len(closes) else len(close)]
         msg = (
-            f"{data.asset}: close is NaN at {_rows(kept.index[: len(before)])}, before the "
-            "first close, where lumibot has no close to fill it with: drop those rows"
+            f"{data.asset}: close is NaN at {_rows(leading)}, before the first close, where "
+            "lumibot has no close to fill it with: drop those rows"
         )
         raise SchemaError(msg)
     # The store's checks, on a stand-in whose repaired values are valid ones.
