@@ -77,6 +77,14 @@ def same_bars(want, got, polars_mode: bool) -> None:
         pd.testing.assert_frame_equal(got.df, want.df, check_exact=True, check_freq=False)
 
 
+def same_values(a, b) -> bool:
+    """Equal, NaN equal to NaN (quotes of rows before an asset's first close hold NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    nans = isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)
+    return nans or a == b
+
+
 def outcome(call):
     """A call's result, or the type of the exception it raised."""
     try:
@@ -98,11 +106,11 @@ def same_answers(want, got, now, asset, length, step, shift, polars_mode, after_
     try:
         same_bars(a, b, polars_mode)
         price_a, price_b = want.get_last_price(asset), got.get_last_price(asset)
-        assert price_a == price_b or price_a is price_b is None
+        assert same_values(price_a, price_b) or price_a is price_b is None
         assert type(price_a) is type(price_b)
         quote_a = outcome(lambda: want.get_quote(asset).raw_data)
         quote_b = outcome(lambda: got.get_quote(asset).raw_data)
-        assert quote_a == quote_b
+        assert same_values(quote_a, quote_b), (quote_a, quote_b)
     except AssertionError as exc:
         raise AssertionError(f"{context}: {exc}") from None
     return a
@@ -637,10 +645,13 @@ def test_whole_backtests_trade_identically(case):
 
 # -- data lumibot repairs ------------------------------------------------------------------------
 def repaired_by_lumibot(bars: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
-    """Bars with what lumibot's PandasData repairs and lazybars' store refuses: NaN closes,
-    opens and whole price rows, NaN and negative volumes, and repeated timestamps (a second
-    row, with another close, right after the first)."""
+    """Bars with what lumibot's PandasData repairs and lazybars' store refuses: NaN closes
+    (the first ones before any close), opens and whole price rows, NaN and negative
+    volumes, and repeated timestamps (a second row, with another close, right after the
+    first)."""
     df = bars.copy()
+    df.iloc[:3, df.columns.get_loc("close")] = np.nan  # nothing before them to fill them
+    df.iloc[1, df.columns.get_loc("open")] = np.nan
     rng = np.random.default_rng(seed)
     rows = rng.choice(np.arange(5, len(df)), size=len(df) // 40, replace=False)
     close, opens, prices, no_volume, negative = np.array_split(rows, 5)
@@ -711,13 +722,27 @@ def test_strict_semantics_refuses_what_lumibot_repairs(damage):
         LazyBarsBacktesting(start, end, pandas_data=[Data(MES, frame)], semantics="strict")
 
 
-def test_nan_closes_before_the_first_close_are_refused():
-    # Nothing fills them, and lumibot drops such rows from some answers and not others.
-    frame = pandas_bars(lb.synth.minute_bars("MES", end="2024-01-04"))
-    frame.iloc[:3, frame.columns.get_loc("close")] = np.nan
-    start, end = dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)
-    with pytest.raises(lb.SchemaError, match="before the first close"):
-        LazyBarsBacktesting(start, end, pandas_data=[Data(MES, frame)])
+@pytest.mark.parametrize("timestep", REPAIRED)
+def test_clocks_over_the_rows_before_the_first_close(timestep):
+    # lumibot drops those rows from its answers and skips their NaN prices in buckets.
+    bars, asset, steps, _ = REPAIRED[timestep]
+    frame = repaired_by_lumibot(pandas_bars(bars()))
+    first = frame.index[0].tz_convert(LUMIBOT_DEFAULT_PYTZ)
+    start, end = first.to_pydatetime().replace(tzinfo=None), dt.datetime(2024, 1, 5)
+    with pytest.warns(lb.RepairedBarsWarning):
+        want, got = (
+            loaded(cls, [(asset, frame, timestep)], start, end)
+            for cls in (PandasDataBacktesting, LazyBarsBacktesting)
+        )
+    unit = pd.Timedelta(minutes=1) if timestep == "minute" else pd.Timedelta(days=1)
+    answers = Counter()
+    for k in range(9):
+        now = (first + k * unit + pd.Timedelta(seconds=30 * (k % 2))).to_pydatetime()
+        for step in steps:
+            for length, shift in ((1, 0), (3, 0), (5, 1), (2, -1)):
+                a = same_answers(want, got, now, asset, length, step, shift, False, True)
+                answers["none" if a is None else len(a)] += 1
+    assert answers[0] and answers["none"] and sum(answers.values()) > answers[0] + answers["none"]
 
 
 # -- strict semantics ---------------------------------------------------------------------------

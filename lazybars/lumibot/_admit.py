@@ -8,9 +8,9 @@ missing open, high or low with the bar's close; a negative volume stays. With
 ``semantics="lumibot"`` such bars are held as they are (:func:`admitted`) and filled the same
 way (:func:`lazybars.lumibot._rules.repair`), after a :class:`~lazybars.RepairedBarsWarning`
 naming the rows.
-
-NaN closes before an asset's first close are refused: nothing fills them, and lumibot drops
-such rows from some answers (its ``dropna``) and not from others.
+NaN closes before an asset's first close stay NaN there too: lumibot drops those rows from
+its answers, and skips their NaN prices when it resamples (:class:`~lazybars.lumibot._series.Series`
+counts them, ``priced``).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def admitted(data: Any) -> Admitted | None:
     Raises
     ------
     SchemaError
-        For NaN closes before the first close, and for anything else the store refuses
-        (infinite values, missing columns, unreadable times).
+        When every close is NaN, and for anything else the store refuses (infinite values,
+        missing columns, unreadable times).
     """
     df = data.df
     repeated = np.asarray(df.index.duplicated(keep="first"))
@@ -62,18 +62,13 @@ def admitted(data: Any) -> Admitted | None:
     if not (repeated.any() or no_price.any() or no_volume.any() or negative.any()):
         return None
     close = _floats(kept, "close")
-    if close is not None and np.isnan(close[0]):
-        closes = np.flatnonzero(~np.isnan(close))
-        leading = kept.index[: closes[0] if len(closes) else len(close)]
-        msg = (
-            f"{data.asset}: close is NaN at {_rows(leading)}, before the first close, where "
-            "lumibot has no close to fill it with: drop those rows"
-        )
+    if close is not None and np.isnan(close).all():
+        msg = f"{data.asset}: every close is NaN; give the bars their closes"
         raise SchemaError(msg)
     # The store's checks, on a stand-in whose repaired values are valid ones.
     stand_in = kept.copy()
     if close is not None:
-        last_close = stand_in["close"].ffill()
+        last_close = stand_in["close"].ffill().bfill()
         for name in prices:
             stand_in[name] = stand_in[name].fillna(last_close)
     if volume is not None:

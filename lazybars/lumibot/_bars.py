@@ -160,10 +160,14 @@ class TableAnswer:
         values = t.values[lo : hi + 1].copy()
         if cut_first:
             stop = min(int(t.stop[lo]), b)
-            values[0] = rules.aggregate_rows(series.columns, t.columns, a, stop, series.whole)
+            gaps = a < series.priced
+            values[0] = rules.aggregate_rows(series.columns, t.columns, a, stop, series.whole, gaps)
         if cut_last:
             start = max(int(t.first[hi]), a)
-            values[-1] = rules.aggregate_rows(series.columns, t.columns, start, b, series.whole)
+            gaps = start < series.priced
+            values[-1] = rules.aggregate_rows(
+                series.columns, t.columns, start, b, series.whole, gaps
+            )
         rows = _Rows(t.labels[lo : hi + 1], values, t.columns, self.memo.index[lo : hi + 1])
         self.memo.last = (key, rows)
         return rows, False

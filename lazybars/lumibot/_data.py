@@ -149,7 +149,10 @@ class LumibotData(_DataBase):
             start, stop = rules.native_rows(
                 series.starts, series.row(now), now, length, shift, series.closed_length
             )
-            return SliceAnswer(series, start, stop) if stop > start else None
+            if stop <= start:
+                return None
+            # lumibot's dropna: rows before the first close go (an empty answer, not None).
+            return SliceAnswer(series, min(max(start, series.priced), stop), stop)
         rows, code = _resample_rows(unit, quantity, mine, length)
         self._check(dt, now, rows)
         a, b = rules.native_rows(
@@ -159,6 +162,9 @@ class LumibotData(_DataBase):
             return None
         table, memo = series.buckets(code, quantity, a)
         first, last = int(table.of_row[a]), int(table.of_row[b - 1])
+        if a < series.priced:
+            # lumibot's dropna: buckets of rows before the first close only (NaN close) go.
+            first = int(table.of_row[series.priced]) if b > series.priced else last + 1
         if unit in {"minute", "hour"}:
             base = rules.MINUTE_NS if mine == "minute" else rules.HOUR_NS
             span = quantity * (rules.MINUTE_NS if unit == "minute" else rules.HOUR_NS)

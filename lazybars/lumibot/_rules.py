@@ -248,17 +248,38 @@ def build_buckets(columns: dict[str, np.ndarray], bins: np.ndarray, labels: np.n
 
 
 def _reduce(how: str, column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    # pandas' first, last, max and min skip NaN (prices before an asset's first close).
     if len(first) == 0:
         return np.empty(0)
+    if how in ("first", "last") and np.isnan(column).any():
+        return _present(how, column, first, stop)
     if how == "first":
         return column[first]
     if how == "last":
         return column[stop - 1]
     if how == "max":
-        return np.maximum.reduceat(column, first)
+        return np.fmax.reduceat(column, first)
     if how == "min":
-        return np.minimum.reduceat(column, first)
+        return np.fmin.reduceat(column, first)
     return _kahan_sums(column, first, stop)
+
+
+def _present(how: str, column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """The first (or last) non-NaN value of each run ``[first, stop)``, NaN if it has none."""
+    n = len(column)
+    rows = np.arange(n)
+    if how == "first":
+        # The next row holding a value, at or after each row (n where none does).
+        ahead = np.minimum.accumulate(np.where(np.isnan(column), n, rows)[::-1])[::-1]
+        at = ahead[first]
+        found = at < stop
+    else:
+        behind = np.maximum.accumulate(np.where(np.isnan(column), -1, rows))
+        at = behind[stop - 1]
+        found = at >= first
+    out = np.full(len(first), np.nan)
+    out[found] = column[at[found]]
+    return out
 
 
 def _kahan_sums(column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -284,13 +305,18 @@ def aggregate_rows(
     a: int,
     b: int,
     whole: frozenset[str] = frozenset(),
+    gaps: bool = False,
 ) -> list[float]:
     """One bucket made of rows ``[a, b)`` only (a bucket cut by the window's edge).
 
     Sums of the columns in ``whole`` (see :func:`whole_numbers`) are numpy's: they equal
     pandas' compensated sum exactly, and a day bucket cut from 1,440 minutes is summed in
-    microseconds rather than a Python loop's hundred.
+    microseconds rather than a Python loop's hundred. With ``gaps`` (rows before an
+    asset's first close, whose prices may be NaN), NaN prices are skipped, as pandas does.
     """
+    if gaps:
+        first, stop = np.zeros(1, np.int64), np.array([b - a])
+        return [float(_reduce(AGGREGATIONS[n], columns[n][a:b], first, stop)[0]) for n in names]
     out = []
     for name in names:
         column = columns[name]
