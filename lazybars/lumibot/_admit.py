@@ -8,9 +8,10 @@ missing open, high or low with the bar's close; a negative volume stays. With
 ``semantics="lumibot"`` such bars are held as they are (:func:`admitted`) and filled the same
 way (:func:`lazybars.lumibot._rules.repair`), after a :class:`~lazybars.RepairedBarsWarning`
 naming the rows.
-NaN closes before an asset's first close stay NaN there too: lumibot drops those rows from
-its answers, and skips their NaN prices when it resamples (:class:`~lazybars.lumibot._series.Series`
-counts them, ``priced``).
+
+NaN closes before an asset's first close stay NaN, as in lumibot, which leaves those rows
+out of its answers and skips their NaN prices when it resamples (``Series.priced`` counts
+them).
 """
 
 from __future__ import annotations
