@@ -9,7 +9,7 @@ import pandas as pd
 import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
-from lazybars._pandas2 import copied_rows, using_copy_on_write
+from lazybars._pandas2 import copied_rows, using_copy_on_write, viewed_rows
 from lazybars._time import local_ns
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
@@ -28,9 +28,13 @@ def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
 
     An ``.iloc`` view where a caller's writes to it copy instead of reaching the frame
     (always on pandas 3; on pandas 2 once the caller turned copy-on-write on), else a copy.
+    Its axes are its own too (renaming them leaves the frame's as they were): pandas 3
+    gives every slice new ones, pandas 2 shares the columns Index unless told otherwise.
     """
-    if _ALWAYS_COPY_ON_WRITE or using_copy_on_write():
+    if _ALWAYS_COPY_ON_WRITE:
         return frame.iloc[start:stop]
+    if using_copy_on_write():
+        return viewed_rows(frame, start, stop)
     return copied_rows(frame, start, stop)
 
 

@@ -17,7 +17,10 @@ would naturally catch for that kind of mistake::
                                         e.g. charts without ``lazybars[plot]``
 
     LazyBarsWarning (UserWarning)
-    └── UnsortedBarsWarning             bars written out of time order (they are sorted)
+    ├── UnsortedBarsWarning             bars written out of time order (they are sorted)
+    └── RepairedBarsWarning             lumibot data that lumibot repairs (NaN prices or
+                                        volume, negative volume, repeated timestamps),
+                                        served as lumibot serves it
 
 Messages say what was wrong and how to fix it.
 """
@@ -29,6 +32,7 @@ __all__ = [
     "LazyBarsError",
     "LazyBarsWarning",
     "MissingExtra",
+    "RepairedBarsWarning",
     "SchemaError",
     "StorageError",
     "UnknownAsset",
@@ -71,3 +75,9 @@ class LazyBarsWarning(UserWarning):
 
 class UnsortedBarsWarning(LazyBarsWarning):
     """Bars were given out of time order; lazybars sorted them before storing."""
+
+
+class RepairedBarsWarning(LazyBarsWarning):
+    """lumibot ``Data`` that lazybars would refuse and lumibot repairs (NaN prices or volume,
+    negative volume, repeated timestamps), served as lumibot serves it (the message names
+    the rows)."""

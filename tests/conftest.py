@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 # pandas 3 keeps string labels in pyarrow arrays, and pyarrow's default allocator reserves
@@ -49,3 +50,16 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     import catalogs
 
     return catalogs.make(request.param, request, tmp_path / "catalog")
+
+
+@pytest.fixture(
+    params=[False, True] if pd.__version__ < "3" else [None], ids=lambda on: f"cow={on}"
+)
+def copy_on_write(request: pytest.FixtureRequest) -> Iterator[bool | None]:
+    """pandas 2 with copy-on-write off (its default, iloc views share memory) and on; on
+    pandas 3, which always copies on write, the one setting (None)."""
+    if request.param is None:
+        yield None
+        return
+    with pd.option_context("mode.copy_on_write", request.param):
+        yield request.param

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from mutations import PANDAS_MUTATIONS, mutation_id
 
 import lazybars as lb
 
@@ -297,6 +299,7 @@ def test_repr_html_escapes_the_symbol(frame: pl.DataFrame) -> None:
 
 
 # -- isolation -------------------------------------------------------------------------------------
+@pytest.mark.isolation
 def test_changing_returned_frames_does_not_change_the_store(frame: pl.DataFrame) -> None:
     store = lb.BarStore.from_frames({"MES": frame})
     bars = store.scan("MES").tail(5).bars()
@@ -308,6 +311,26 @@ def test_changing_returned_frames_does_not_change_the_store(frame: pl.DataFrame)
     again = store.scan("MES").tail(5).bars()
     assert again.df["close"].tolist() == frame.tail(5)["close"].to_list()
     assert "new" not in again.df.columns
+
+
+@pytest.mark.isolation
+@pytest.mark.parametrize("mutate", PANDAS_MUTATIONS, ids=mutation_id)
+@pytest.mark.parametrize("kind", ["bars", "to_pandas", "resampled"])
+def test_changing_a_handed_out_frame_changes_no_later_one(
+    frame: pl.DataFrame, kind: str, mutate: Callable[[pd.DataFrame], None], copy_on_write: bool
+) -> None:
+    """Values, columns and the axes' own names and freq: each frame is the caller's alone."""
+
+    def ask(store: lb.BarStore) -> pd.DataFrame:
+        query = store.scan("MES")
+        query = query.resample("5m").tail(6) if kind == "resampled" else query.tail(30)
+        return query.to_pandas() if kind == "to_pandas" else query.bars().df
+
+    store = lb.BarStore.from_frames({"MES": frame})
+    mutate(ask(store))
+    mutate(ask(store))
+    untouched = ask(lb.BarStore.from_frames({"MES": frame}))
+    pd.testing.assert_frame_equal(ask(store), untouched, check_exact=True)
 
 
 def test_bars_of_a_selection(frame: pl.DataFrame) -> None:
@@ -323,6 +346,7 @@ def test_bars_of_a_selection(frame: pl.DataFrame) -> None:
 
 
 # -- pandas 2 windows ----------------------------------------------------------------------------
+@pytest.mark.isolation
 def test_copied_rows_equal_an_iloc_copy_and_share_no_memory() -> None:
     """The pandas 2 fast copy (built from the frame's blocks) against pandas' own."""
     from lazybars._pandas2 import copied_rows
@@ -349,6 +373,7 @@ def test_copied_rows_equal_an_iloc_copy_and_share_no_memory() -> None:
         assert not (part.iloc[:, 1] < 0).any()
 
 
+@pytest.mark.isolation
 @pytest.mark.skipif(pd.__version__ >= "3", reason="pandas 3 always copies on write")
 def test_pandas_2_windows_follow_the_copy_on_write_option(frame: pl.DataFrame) -> None:
     """A copy without copy-on-write; a view of the shared mirror once the caller turns it on

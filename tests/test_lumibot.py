@@ -25,6 +25,7 @@ from lumibot.backtesting import PandasDataBacktesting
 from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
 from lumibot.entities import Asset, Data, Order
 from lumibot.strategies import Strategy
+from mutations import PANDAS_MUTATIONS
 
 import lazybars as lb
 from lazybars.lumibot import OFFLINE, LazyBarsBacktesting
@@ -76,6 +77,14 @@ def same_bars(want, got, polars_mode: bool) -> None:
         pd.testing.assert_frame_equal(got.df, want.df, check_exact=True, check_freq=False)
 
 
+def same_values(a, b) -> bool:
+    """Equal, NaN equal to NaN (quotes of rows before an asset's first close hold NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    nans = isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)
+    return nans or a == b
+
+
 def outcome(call):
     """A call's result, or the type of the exception it raised."""
     try:
@@ -97,11 +106,11 @@ def same_answers(want, got, now, asset, length, step, shift, polars_mode, after_
     try:
         same_bars(a, b, polars_mode)
         price_a, price_b = want.get_last_price(asset), got.get_last_price(asset)
-        assert price_a == price_b or price_a is price_b is None
+        assert same_values(price_a, price_b) or price_a is price_b is None
         assert type(price_a) is type(price_b)
         quote_a = outcome(lambda: want.get_quote(asset).raw_data)
         quote_b = outcome(lambda: got.get_quote(asset).raw_data)
-        assert quote_a == quote_b
+        assert same_values(quote_a, quote_b), (quote_a, quote_b)
     except AssertionError as exc:
         raise AssertionError(f"{context}: {exc}") from None
     return a
@@ -411,16 +420,31 @@ def test_a_frame_assigned_to_bars_replaces_the_answer(mes_source):
     assert len(bars) == 3 and len(bars.polars_df) == 3
 
 
-@pytest.mark.parametrize("step", ["minute", "5 minutes"])
-def test_changing_a_returned_frame_changes_no_later_answer(mes_source, step):
-    pristine = mes_source.get_historical_prices(MES, 30, step).df.copy(deep=True)
-    frame = mes_source.get_historical_prices(MES, 30, step).df
-    with pd.option_context("mode.chained_assignment", None):
-        frame.iloc[0, 0] = -1.0
-        frame.loc[frame.index[-1], "high"] = 1e9
-        frame["close"] *= 2
-    again = mes_source.get_historical_prices(MES, 30, step).df
-    pd.testing.assert_frame_equal(again, pristine, check_freq=False)
+@pytest.mark.isolation
+@pytest.mark.parametrize("semantics", ["lumibot", "strict"])
+@pytest.mark.parametrize("step", ["minute", "5 minutes", "day"])
+def test_changing_a_returned_frame_changes_no_later_answer(semantics, step, copy_on_write):
+    """Values, columns and the axes' names and freq, changed in a first answer and in a
+    repeat of it (coarse answers keep their last rows for repeats): no later answer moves."""
+    mes = lb.synth.minute_bars("MES", start="2024-01-02", end="2024-01-06", session="24h")
+    datas = [(MES, pandas_bars(mes), "minute")]
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 5)
+    mine, untouched = (
+        loaded(LazyBarsBacktesting, datas, start, end, semantics=semantics) for _ in range(2)
+    )
+    # A new answer for each mutation, the untouched ones all asked before any change.
+    first = clock("2024-01-04 10:31")
+    clocks = [first + dt.timedelta(minutes=7 * i) for i in range(len(PANDAS_MUTATIONS))]
+    wants = []
+    for now in clocks:
+        untouched._update_datetime(now)
+        wants.append(untouched.get_historical_prices(MES, 30, step).df.copy(deep=True))
+    for now, mutate, want in zip(clocks, PANDAS_MUTATIONS, wants, strict=True):
+        mine._update_datetime(now)
+        mutate(mine.get_historical_prices(MES, 30, step).df)
+        mutate(mine.get_historical_prices(MES, 30, step).df)
+        got = mine.get_historical_prices(MES, 30, step).df
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=mutate.__name__)
 
 
 # -- lumibot sees the data source it knows --------------------------------------------------------
@@ -617,6 +641,108 @@ def test_whole_backtests_trade_identically(case):
     fills = want[0]
     assert len(fills) >= 10 and {str(t.value) for t in fills["type"]} == kinds
     assert set(fills["side"].astype(str)) >= {"buy", "sell"}
+
+
+# -- data lumibot repairs ------------------------------------------------------------------------
+def repaired_by_lumibot(bars: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
+    """Bars with what lumibot's PandasData repairs and lazybars' store refuses: NaN closes
+    (the first ones before any close), opens and whole price rows, NaN and negative
+    volumes, and repeated timestamps (a second row, with another close, right after the
+    first)."""
+    df = bars.copy()
+    df.iloc[:3, df.columns.get_loc("close")] = np.nan  # nothing before them to fill them
+    df.iloc[1, df.columns.get_loc("open")] = np.nan
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(np.arange(5, len(df)), size=len(df) // 40, replace=False)
+    close, opens, prices, no_volume, negative = np.array_split(rows, 5)
+    at = df.columns.get_loc
+    df.iloc[close, at("close")] = np.nan
+    df.iloc[opens, at("open")] = np.nan
+    df.iloc[prices, [at("high"), at("low"), at("close")]] = np.nan
+    df.iloc[no_volume, at("volume")] = np.nan
+    df.iloc[negative, at("volume")] *= -1
+    again = df.iloc[rng.choice(len(df), size=len(df) // 100, replace=False)]
+    both = pd.concat([df, again.assign(close=again["close"] + 1.0)])
+    return both.iloc[np.argsort(both.index.asi8, kind="stable")]
+
+
+REPAIRED = {
+    "minute": (
+        lambda: lb.synth.minute_bars("MES", start="2024-01-02", end="2024-01-12", session="24h"),
+        MES,
+        ["minute", "5 minutes", "15min", "hour", "day"],
+        (dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 11)),
+    ),
+    "day": (
+        lambda: lb.synth.daily_bars("SPY", start="2023-01-03", end="2024-03-01", price=400.0),
+        SPY,
+        ["day", "2 days"],
+        (dt.datetime(2023, 6, 1), dt.datetime(2024, 2, 1)),
+    ),
+}
+
+
+@pytest.mark.parametrize("timestep", REPAIRED)
+def test_data_lumibot_repairs_is_answered_as_lumibot_answers(timestep):
+    """get_historical_prices (every timestep, shift, mode), get_last_price and quotes."""
+    bars, asset, steps, (start, end) = REPAIRED[timestep]
+    datas = [(asset, repaired_by_lumibot(pandas_bars(bars())), timestep)]
+    with pytest.warns(lb.RepairedBarsWarning) as warned:
+        seen = sweep(datas, start, end, steps, n=500, seed=5)
+    assert all(seen[step] > 30 for step in steps), seen
+    [message] = [str(w.message) for w in warned]
+    for found in ("repeated rows at [", "NaN prices at [", "NaN volume at [", "negative volume"):
+        assert found in message, message
+
+
+def test_a_backtest_on_data_lumibot_repairs_trades_identically():
+    datas = [(a, repaired_by_lumibot(f), step) for a, f, step in _minute_pair("2024-01-06")]
+    start, end = dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 5)
+    want = backtest(PandasDataBacktesting, _Breakout, datas, start, end)
+    with pytest.warns(lb.RepairedBarsWarning):
+        got = backtest(LazyBarsBacktesting, _Breakout, datas, start, end)
+    pd.testing.assert_frame_equal(got[0], want[0])
+    assert got[1:] == want[1:] and len(want[0]) >= 10
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda df: df.assign(close=df["close"].where(df.index != df.index[9])),
+        lambda df: df.assign(volume=-df["volume"]),
+        lambda df: df.assign(volume=df["volume"].where(df.index != df.index[3])),
+        lambda df: pd.concat([df.iloc[:5], df.iloc[4:]]),
+    ],
+    ids=["nan-close", "negative-volume", "nan-volume", "repeated-row"],
+)
+def test_strict_semantics_refuses_what_lumibot_repairs(damage):
+    frame = damage(pandas_bars(lb.synth.minute_bars("MES", end="2024-01-04")))
+    start, end = dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)
+    with pytest.raises(lb.SchemaError):
+        LazyBarsBacktesting(start, end, pandas_data=[Data(MES, frame)], semantics="strict")
+
+
+@pytest.mark.parametrize("timestep", REPAIRED)
+def test_clocks_over_the_rows_before_the_first_close(timestep):
+    # lumibot drops those rows from its answers and skips their NaN prices in buckets.
+    bars, asset, steps, _ = REPAIRED[timestep]
+    frame = repaired_by_lumibot(pandas_bars(bars()))
+    first = frame.index[0].tz_convert(LUMIBOT_DEFAULT_PYTZ)
+    start, end = first.to_pydatetime().replace(tzinfo=None), dt.datetime(2024, 1, 5)
+    with pytest.warns(lb.RepairedBarsWarning):
+        want, got = (
+            loaded(cls, [(asset, frame, timestep)], start, end)
+            for cls in (PandasDataBacktesting, LazyBarsBacktesting)
+        )
+    unit = pd.Timedelta(minutes=1) if timestep == "minute" else pd.Timedelta(days=1)
+    answers = Counter()
+    for k in range(9):
+        now = (first + k * unit + pd.Timedelta(seconds=30 * (k % 2))).to_pydatetime()
+        for step in steps:
+            for length, shift in ((1, 0), (3, 0), (5, 1), (2, -1)):
+                a = same_answers(want, got, now, asset, length, step, shift, False, True)
+                answers["none" if a is None else len(a)] += 1
+    assert answers[0] and answers["none"] and sum(answers.values()) > answers[0] + answers["none"]
 
 
 # -- strict semantics ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import pandas as pd
 import polars as pl
 import polars.testing
 import pytest
+from mutations import PANDAS_MUTATIONS, mutation_id
 
 import lazybars as lb
 from lazybars.reference import PandasDataSource
@@ -904,62 +905,9 @@ def test_hints_on_a_day_without_midnight(impl, timestep):
 
 
 # ---------------------------------------------------------------------- isolation
-def _double_close(df: pd.DataFrame) -> None:
-    df["close"] *= 2
-
-
-def _new_column(df: pd.DataFrame) -> None:
-    df["signal"] = 1.0
-
-
-def _set_first_cell(df: pd.DataFrame) -> None:
-    df.iloc[0, 0] = -1.0
-
-
-def _overwrite_column(df: pd.DataFrame) -> None:
-    df["open"] = -5.0
-
-
-def _loc_assign(df: pd.DataFrame) -> None:
-    df.loc[df.index[-1], "high"] = 1e9
-
-
-def _delete_column(df: pd.DataFrame) -> None:
-    del df["volume"]
-
-
-def _pop_column(df: pd.DataFrame) -> None:
-    df.pop("close")
-
-
-def _rename_columns(df: pd.DataFrame) -> None:
-    df.columns = [f"x{i}" for i in range(df.shape[1])]
-
-
-def _update_values(df: pd.DataFrame) -> None:
-    df.update(df[["low"]] * 0)
-
-
-def _replace_index(df: pd.DataFrame) -> None:
-    df.index = df.index[::-1]
-
-
-PANDAS_MUTATIONS = [
-    _double_close,
-    _new_column,
-    _set_first_cell,
-    _overwrite_column,
-    _loc_assign,
-    _delete_column,
-    _pop_column,
-    _rename_columns,
-    _update_values,
-    _replace_index,
-]
-
-
-@pytest.mark.parametrize("mutate", PANDAS_MUTATIONS, ids=lambda f: f.__name__.strip("_"))
-def test_mutating_a_returned_df_changes_no_later_answer(impl, mutate):
+@pytest.mark.isolation
+@pytest.mark.parametrize("mutate", PANDAS_MUTATIONS, ids=mutation_id)
+def test_mutating_a_returned_df_changes_no_later_answer(impl, mutate, copy_on_write):
     frame = lb.synth.minute_bars("X", end="2024-01-05", extras=True)
     src = impl(store_of({"X": frame}))
     clock = ts("2024-01-03 11:00")
@@ -1018,6 +966,7 @@ POLARS_MUTATIONS = [
 ]
 
 
+@pytest.mark.isolation
 @pytest.mark.parametrize("mutate", POLARS_MUTATIONS, ids=lambda f: f.__name__.strip("_"))
 def test_mutating_a_returned_pl_changes_no_later_answer(impl, mutate):
     frame = lb.synth.minute_bars("X", end="2024-01-05", extras=True)

@@ -58,7 +58,8 @@ class SliceAnswer:
 
 @functools.lru_cache(maxsize=64)
 def _column_index(names: tuple[str, ...]) -> pd.Index:
-    # Indexes are immutable: one per column set serves every frame (building one is ~5 us).
+    # One per column set (building one is ~5 us); every frame gets a view of it, whose name
+    # is its own.
     return pd.Index(names)
 
 
@@ -89,11 +90,14 @@ class _Rows:
 
     def pandas(self) -> pd.DataFrame:
         """A new pandas frame of the rows (its values a copy: the caller may change it)."""
-        index = self.index
-        if index is None:
+        if self.index is None:
             index = rules.instants_index(self.starts, LUMIBOT_DEFAULT_PYTZ)
-        values = self.values.copy()
-        return pd.DataFrame(values, index=index, columns=_column_index(self.names), copy=False)
+        else:
+            # Axes of its own: pandas 2 keeps the Index objects it is given, so renaming one
+            # (or setting the index's freq, held by its array) would reach other answers.
+            index = self.index[:]
+        columns = _column_index(self.names).view()
+        return pd.DataFrame(self.values.copy(), index=index, columns=columns, copy=False)
 
     def shared_pandas(self) -> pd.DataFrame:
         """The rows' pandas frame kept for repeats (hand out ``pandas_rows`` of it)."""
@@ -156,10 +160,14 @@ class TableAnswer:
         values = t.values[lo : hi + 1].copy()
         if cut_first:
             stop = min(int(t.stop[lo]), b)
-            values[0] = rules.aggregate_rows(series.columns, t.columns, a, stop, series.whole)
+            gaps = a < series.priced
+            values[0] = rules.aggregate_rows(series.columns, t.columns, a, stop, series.whole, gaps)
         if cut_last:
             start = max(int(t.first[hi]), a)
-            values[-1] = rules.aggregate_rows(series.columns, t.columns, start, b, series.whole)
+            gaps = start < series.priced
+            values[-1] = rules.aggregate_rows(
+                series.columns, t.columns, start, b, series.whole, gaps
+            )
         rows = _Rows(t.labels[lo : hi + 1], values, t.columns, self.memo.index[lo : hi + 1])
         self.memo.last = (key, rows)
         return rows, False

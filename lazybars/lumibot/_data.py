@@ -105,10 +105,20 @@ class LumibotData(_DataBase):
     """One asset's bars answered as lumibot's ``Data`` answers them after ``load_data``."""
 
     def __init__(
-        self, asset: Any, quote: Any, series: Series, first: datetime, last: datetime
+        self,
+        asset: Any,
+        quote: Any,
+        series: Series,
+        first: datetime,
+        last: datetime,
+        *,
+        unique: bool = True,
     ) -> None:
         super().__init__(asset, quote, series.timestep, first, last)
         self.series = series
+        # lumibot's Data._index_is_unique: with repeated timestamps in its data, every
+        # request is resampled, even one at the data's own timestep.
+        self._native = unique
         self._end_date = last.astimezone(UTC).date()
         # The last quote, by (row, closed): lumibot's broker asks twice per clock.
         self._quote: tuple[Any, dict[str, Any]] = (None, {})
@@ -135,11 +145,14 @@ class LumibotData(_DataBase):
         series = self.series.build()
         now = _clock.ns(dt)
         shift = rules.timeshift_rows(timeshift, mine)
-        if quantity == 1 and unit == mine:
+        if quantity == 1 and unit == mine and self._native:
             start, stop = rules.native_rows(
                 series.starts, series.row(now), now, length, shift, series.closed_length
             )
-            return SliceAnswer(series, start, stop) if stop > start else None
+            if stop <= start:
+                return None
+            # lumibot's dropna: rows before the first close go (an empty answer, not None).
+            return SliceAnswer(series, min(max(start, series.priced), stop), stop)
         rows, code = _resample_rows(unit, quantity, mine, length)
         self._check(dt, now, rows)
         a, b = rules.native_rows(
@@ -149,6 +162,9 @@ class LumibotData(_DataBase):
             return None
         table, memo = series.buckets(code, quantity, a)
         first, last = int(table.of_row[a]), int(table.of_row[b - 1])
+        if a < series.priced:
+            # lumibot's dropna: buckets of rows before the first close only (NaN close) go.
+            first = int(table.of_row[series.priced]) if b > series.priced else last + 1
         if unit in {"minute", "hour"}:
             base = rules.MINUTE_NS if mine == "minute" else rules.HOUR_NS
             span = quantity * (rules.MINUTE_NS if unit == "minute" else rules.HOUR_NS)

@@ -41,7 +41,8 @@ def repair(frame: pl.DataFrame, grid: np.ndarray, first: int, last: int) -> pl.D
     ``grid`` is the sorted instants of ``PandasData.clean_trading_times``; the bars are
     reindexed onto its part within ``[first, last]`` (the bars' own first and last start),
     each grid instant taking the last bar starting at or before it (``reindex(method=
-    "ffill")``). Then derived columns are added over the whole series: ``return`` (and
+    "ffill")``), and missing values are filled as lumibot fills them. Then derived columns
+    are added over the whole series: ``return`` (and
     ``price_change``/``dividend_yield`` with a ``dividend`` column), as
     ``(close - previous close) / previous close`` with NaN first, exactly lumibot's numpy
     formula.
@@ -51,11 +52,26 @@ def repair(frame: pl.DataFrame, grid: np.ndarray, first: int, last: int) -> pl.D
     instants = pl.Series("datetime", grid[lo:hi]).cast(pl.Datetime("ns", "UTC"))
     target = pl.DataFrame(instants.dt.convert_time_zone(zone))
     kept = [c for c in (*AGGREGATIONS, *DERIVED) if c in frame.columns]
-    filled = target.join_asof(frame.select("datetime", *kept), on="datetime")
-    # Corporate actions are events: lumibot fills their gaps with 0 (reindex ffill has
-    # already copied them forward, which it keeps).
+    columns = frame.select("datetime", pl.col(kept).cast(pl.Float64))
+    filled = target.join_asof(columns, on="datetime")
+    # lumibot's fills of missing values (bars that semantics="lumibot" admits; complete bars
+    # have none): volume 0; the close, and every column but the prices and events, the last
+    # value before it on the grid; open, high and low the bar's close. Corporate actions are
+    # events: lumibot fills their gaps with 0 (reindex ffill has already copied them
+    # forward, which it keeps).
     events = [c for c in ("dividend", "stock_splits") if c in kept]
-    filled = filled.with_columns(pl.col(events).fill_null(0.0))
+    carried = [c for c in kept if c not in (*PRICES, *events)]
+    filled = filled.with_columns(
+        pl.col("volume").fill_nan(0.0),
+        pl.col(events).fill_nan(0.0).fill_null(0.0),
+    )
+    filled = filled.with_columns(
+        pl.col("close", *carried).fill_nan(None).forward_fill().fill_null(np.nan)
+    )
+    filled = filled.with_columns(
+        pl.when(pl.col(c).is_nan()).then(pl.col("close")).otherwise(pl.col(c)).alias(c)
+        for c in PRICES[:3]
+    )
     close = filled["close"].to_numpy()
     derived: dict[str, np.ndarray] = {}
     if "dividend" in kept:
@@ -232,17 +248,38 @@ def build_buckets(columns: dict[str, np.ndarray], bins: np.ndarray, labels: np.n
 
 
 def _reduce(how: str, column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    # pandas' first, last, max and min skip NaN (prices before an asset's first close).
     if len(first) == 0:
         return np.empty(0)
+    if how in ("first", "last") and np.isnan(column).any():
+        return _present(how, column, first, stop)
     if how == "first":
         return column[first]
     if how == "last":
         return column[stop - 1]
     if how == "max":
-        return np.maximum.reduceat(column, first)
+        return np.fmax.reduceat(column, first)
     if how == "min":
-        return np.minimum.reduceat(column, first)
+        return np.fmin.reduceat(column, first)
     return _kahan_sums(column, first, stop)
+
+
+def _present(how: str, column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """The first (or last) non-NaN value of each run ``[first, stop)``, NaN if it has none."""
+    n = len(column)
+    rows = np.arange(n)
+    if how == "first":
+        # The next row holding a value, at or after each row (n where none does).
+        ahead = np.minimum.accumulate(np.where(np.isnan(column), n, rows)[::-1])[::-1]
+        at = ahead[first]
+        found = at < stop
+    else:
+        behind = np.maximum.accumulate(np.where(np.isnan(column), -1, rows))
+        at = behind[stop - 1]
+        found = at >= first
+    out = np.full(len(first), np.nan)
+    out[found] = column[at[found]]
+    return out
 
 
 def _kahan_sums(column: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -268,13 +305,18 @@ def aggregate_rows(
     a: int,
     b: int,
     whole: frozenset[str] = frozenset(),
+    gaps: bool = False,
 ) -> list[float]:
     """One bucket made of rows ``[a, b)`` only (a bucket cut by the window's edge).
 
     Sums of the columns in ``whole`` (see :func:`whole_numbers`) are numpy's: they equal
     pandas' compensated sum exactly, and a day bucket cut from 1,440 minutes is summed in
-    microseconds rather than a Python loop's hundred.
+    microseconds rather than a Python loop's hundred. With ``gaps`` (rows before an
+    asset's first close, whose prices may be NaN), NaN prices are skipped, as pandas does.
     """
+    if gaps:
+        first, stop = np.zeros(1, np.int64), np.array([b - a])
+        return [float(_reduce(AGGREGATIONS[n], columns[n][a:b], first, stop)[0]) for n in names]
     out = []
     for name in names:
         column = columns[name]

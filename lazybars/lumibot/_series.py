@@ -81,6 +81,10 @@ class Series:
             name: frame[name].to_numpy() for name in rules.AGGREGATIONS if name in frame.columns
         }
         self.opens, self.closes = self.columns["open"], self.columns["close"]
+        # Rows before the first close (NaN closes lumibot has nothing to fill with), which
+        # lumibot drops from its answers (dropna) and skips when it resamples.
+        priced = np.flatnonzero(~np.isnan(self.closes))
+        self.priced = int(priced[0]) if len(priced) else self.n
         summed = (name for name, how in rules.AGGREGATIONS.items() if how == "sum")
         self.whole = frozenset(
             name

@@ -23,6 +23,7 @@ from lumibot.entities import Asset
 from lumibot.tools.lumibot_logger import get_logger
 
 from lazybars.errors import InvalidRequest
+from lazybars.lumibot._admit import Admitted, admitted
 from lazybars.lumibot._bars import LazyBars
 from lazybars.lumibot._data import LumibotData, StrictData
 from lazybars.lumibot._rules import instants_index
@@ -78,8 +79,11 @@ class LazyBarsBacktesting(PandasDataBacktesting):
         (``BTC-USD``).
     semantics
         ``"lumibot"`` (default): every answer equals ``PandasDataBacktesting``'s, its
-        conventions included. ``"strict"``: lazybars' rule, a bar is visible once it has
-        ended (README, "Using it from lumibot", lists every difference).
+        conventions included, and ``Data`` that lumibot repairs (NaN prices or volume,
+        negative volume, repeated timestamps) is served as lumibot serves it, with a
+        :class:`lazybars.RepairedBarsWarning` naming the rows. ``"strict"``: lazybars' rule,
+        a bar is visible once it has ended, and such data is refused with ``SchemaError``
+        (README, "Using it from lumibot", lists every difference).
     *args, **kwargs
         Passed to ``PandasDataBacktesting`` (``run_backtest`` passes the backtest's
         ``datetime_start``, ``datetime_end`` and options).
@@ -107,7 +111,8 @@ class LazyBarsBacktesting(PandasDataBacktesting):
             raise InvalidRequest(msg)
         super().__init__(*args, pandas_data=None, **kwargs)
         if pandas_data is not None:
-            self._store, members = _from_pandas_data(self._set_pandas_data_keys(pandas_data))
+            keyed = self._set_pandas_data_keys(pandas_data)
+            self._store, members = _from_pandas_data(keyed, admit=semantics == "lumibot")
             self._catalog: dict[str, _Member] | None = None
         else:
             self._store = store if isinstance(store, BarStore) else _open(store)
@@ -237,7 +242,7 @@ class LazyBarsBacktesting(PandasDataBacktesting):
         if member.series is None:
             msg = "the data is not loaded yet: call load_data() first (lumibot's Strategy does)"
             raise InvalidRequest(msg)
-        return LumibotData(asset, quote, member.series, first, last)
+        return LumibotData(asset, quote, member.series, first, last, unique=member.unique)
 
     def _add(self, asset: Any, quote: Any) -> bool:
         """Register ``asset`` (store mode) if the catalog holds its symbol."""
@@ -281,10 +286,14 @@ class _Member:
         stored: str,
         bounds: tuple[Any, Any] | None = None,
         trim: bool = False,
+        admitted: Admitted | None = None,
     ) -> None:
         self.store, self.name, self.timestep, self.stored = store, name, timestep, stored
         self._bounds = bounds
         self._trim = trim
+        # Bars the store would refuse, held here as lumibot keeps them (semantics="lumibot").
+        self._raw = None if admitted is None else admitted.frame
+        self.unique = admitted is None or admitted.unique
         self._starts: np.ndarray | None = None
         self.series: Series | None = None
 
@@ -296,13 +305,18 @@ class _Member:
         return cls(store, name, timestep, str(stored), trim=timestep != "day")
 
     def frame(self) -> pl.DataFrame:
+        if self._raw is not None:
+            return self._raw
         frame = self.store.scan(self.name, self.stored).collect()
         return frame.filter(_in_day(frame["datetime"])) if self._trim else frame
 
     def starts(self) -> np.ndarray:
         if self._starts is None:
-            when = self.store.scan(self.name, self.stored).lazy.select("datetime").collect()
-            when = when["datetime"]
+            if self._raw is not None:
+                when = self._raw["datetime"]
+            else:
+                scan = self.store.scan(self.name, self.stored).lazy.select("datetime")
+                when = scan.collect()["datetime"]
             if self._trim:
                 when = when.filter(_in_day(when))
             self._starts = when.dt.epoch("ns").to_numpy()
@@ -327,8 +341,12 @@ def _in_day(when: pl.Series) -> pl.Series:
     return since.dt.total_nanoseconds() <= _LAST_MINUTE_NS
 
 
-def _from_pandas_data(keyed: OrderedDict) -> tuple[BarStore, OrderedDict]:
-    """An in-memory store of lumibot ``Data`` frames, and their assets' entries."""
+def _from_pandas_data(keyed: OrderedDict, *, admit: bool) -> tuple[BarStore, OrderedDict]:
+    """An in-memory store of lumibot ``Data`` frames, and their assets' entries.
+
+    With ``admit``, bars that lumibot repairs and the store refuses are kept aside, as
+    lumibot keeps them (:func:`admitted`), instead of refused.
+    """
     store = BarStore.from_frames({})
     members = OrderedDict()
     for i, (key, data) in enumerate(keyed.items()):
@@ -340,9 +358,11 @@ def _from_pandas_data(keyed: OrderedDict) -> tuple[BarStore, OrderedDict]:
             )
             raise InvalidRequest(msg)
         name = f"asset{i}"
-        store.write(name, data.df, timestep=_STORED[data.timestep])
+        kept = admitted(data) if admit else None
+        if kept is None:
+            store.write(name, data.df, timestep=_STORED[data.timestep])
         bounds = (data.datetime_start, data.datetime_end)
-        member = _Member(store, name, data.timestep, _STORED[data.timestep], bounds)
+        member = _Member(store, name, data.timestep, _STORED[data.timestep], bounds, admitted=kept)
         asset, quote = key
         members[key] = (asset, quote, member)
     return store, members
