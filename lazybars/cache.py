@@ -371,11 +371,14 @@ class AssetCache:
             day_start, day_end = local_day(hi, self._local)
             hi = hi if hi == day_start else day_end
         complete_lo, complete_hi = lo <= first, hi > last
+        written = self._local  # the ends of bars shorter than a day do not depend on it
+        if entry.native.is_day:  # stored day bars end at the midnights where they were written
+            written = self._store.zone(entry.symbol, entry.native)
         if entry.derived:
             frame = self._native_rows(entry, lo, hi)
             if entry.timestep == entry.native:  # regular hours at the stored timestep
                 frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
-                ends = bar_ends(_starts(frame), entry.native, self._local)
+                ends = bar_ends(_starts(frame), entry.native, written)
             else:
                 buckets = aggregate_lazy(
                     frame.lazy(),
@@ -383,6 +386,7 @@ class AssetCache:
                     local=self._local,
                     source=entry.native,
                     after_hours=entry.after_hours,
+                    source_zone=written,
                 ).collect()
                 # Buckets are built ahead of time, yet each is served only once its end (and
                 # that of every bar in it) has passed, so a served bucket is always complete.
@@ -390,7 +394,7 @@ class AssetCache:
                 frame = buckets.drop(BUCKET_END)
         else:
             frame = self._scan(entry, lo, hi, first, last)
-            ends = bar_ends(_starts(frame), entry.native, self._local)
+            ends = bar_ends(_starts(frame), entry.native, written)
         return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
 
     def _scan(self, entry: Entry, lo: int, hi: int, first: int, last: int) -> pl.DataFrame:

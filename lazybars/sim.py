@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars._aggregate import bucket_bounds
+from lazybars._aggregate import bar_ends, bucket_bounds
 from lazybars.bars import Bars
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.store import BarStore
@@ -205,8 +205,14 @@ def clock(
     if step < finest:
         msg = f"cadence {cadence!r} is finer than the stored {finest} bars; use {finest} or coarser"
         raise InvalidRequest(msg)
-    if step == finest and not step.is_day:
-        ends = native + step.nanos
+    if step == finest:
+        # The stored bars' own closes: day bars close at the midnights where they were written.
+        ends = np.concatenate(
+            [
+                bar_ends(s.dt.epoch("ns").to_numpy(), step, store.zone(symbol, step))
+                for symbol, s in zip(symbols, starts, strict=True)
+            ]
+        )
     else:
         ends = bucket_bounds(native, step, timezone)[1]
     ticks = pl.Series(np.unique(ends)).cast(pl.Datetime("ns", "UTC"))

@@ -192,38 +192,35 @@ def test_day_bars_on_a_25_hour_day_end_at_the_next_local_midnight(impl):
     assert visible_starts(src, "D", start + pd.Timedelta(hours=24))[-1] == ts("2024-11-02")
 
 
-def test_day_bars_labelled_at_utc_midnight_end_at_the_next_new_york_midnight(impl):
+def test_utc_candles_end_at_the_next_utc_midnight_in_a_new_york_source(impl):
     dates = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-07-01", "2024-07-02", "2024-07-03"]
     src = impl(store_of({"D": hand_bars(day_starts(dates, UTC))}, timestep="day"))
-    # 2024-01-03 00:00 UTC is 2024-01-02 19:00 EST: the next NY midnight is 2024-01-03
-    # 00:00 EST = 05:00 UTC, only 5 hours after the label.
-    assert_becomes_visible_at(src, "D", ts("2024-01-03", UTC), ts("2024-01-03 05:00", UTC))
-    # In summer (EDT, UTC-4) 2024-07-02 00:00 UTC is 07-01 20:00 local: ends 04:00 UTC.
-    assert_becomes_visible_at(src, "D", ts("2024-07-02", UTC), ts("2024-07-02 04:00", UTC))
+    # A UTC candle covers a UTC day: the 2024-01-03 candle (2024-01-02 19:00 EST) closes at
+    # 2024-01-04 00:00 UTC, not at New York's midnight 5 hours after its start.
+    assert_becomes_visible_at(src, "D", ts("2024-01-03", UTC), ts("2024-01-04", UTC))
+    assert visible_starts(src, "D", ts("2024-01-03 06:00", UTC))[-1] == ts("2024-01-02", UTC)
+    assert_becomes_visible_at(src, "D", ts("2024-07-02", UTC), ts("2024-07-03", UTC))
 
 
 @pytest.mark.parametrize(
     ("data_zone", "local_zone", "label", "end"),
     [
-        # London midnight 2024-01-03 00:00 GMT is 09:00 JST; the next Tokyo midnight,
-        # 2024-01-04 00:00 JST, is 2024-01-03 15:00 UTC.
-        ("Europe/London", "Asia/Tokyo", "2024-01-03", "2024-01-03 15:00"),
-        # In British summer time 2024-07-03 00:00 BST = 07-02 23:00 UTC = 07-03 08:00 JST;
-        # the next Tokyo midnight is 2024-07-03 15:00 UTC.
-        ("Europe/London", "Asia/Tokyo", "2024-07-03", "2024-07-03 15:00"),
-        # Tokyo midnight 2024-01-03 00:00 JST = 01-02 15:00 UTC; next London midnight is
-        # 2024-01-03 00:00 GMT = 00:00 UTC.
-        ("Asia/Tokyo", "Europe/London", "2024-01-03", "2024-01-03 00:00"),
-        # Same in summer: 2024-07-03 00:00 JST = 07-02 15:00 UTC = 16:00 BST; the next London
-        # midnight is 2024-07-03 00:00 BST = 07-02 23:00 UTC.
-        ("Asia/Tokyo", "Europe/London", "2024-07-03", "2024-07-02 23:00"),
+        # London's 2024-01-03 (09:00 JST) ends at London's next midnight, 00:00 UTC.
+        ("Europe/London", "Asia/Tokyo", "2024-01-03", "2024-01-04 00:00"),
+        # In British summer time that is 2024-07-04 00:00 BST = 07-03 23:00 UTC.
+        ("Europe/London", "Asia/Tokyo", "2024-07-03", "2024-07-03 23:00"),
+        # Tokyo's 2024-01-03 ends at 2024-01-04 00:00 JST = 01-03 15:00 UTC, in London too.
+        ("Asia/Tokyo", "Europe/London", "2024-01-03", "2024-01-03 15:00"),
+        ("Asia/Tokyo", "Europe/London", "2024-07-03", "2024-07-03 15:00"),
+        # New York's 2024-03-10 lasts 23 hours, read in UTC as well.
+        ("America/New_York", "UTC", "2024-03-10", "2024-03-11 04:00"),
         # London's own spring-forward day 2024-03-31 lasts 23 hours.
         ("Europe/London", "Europe/London", "2024-03-31", "2024-03-31 23:00"),
         # ... and its autumn day 2024-10-27 lasts 25 hours.
         ("Europe/London", "Europe/London", "2024-10-27", "2024-10-28 00:00"),
     ],
 )
-def test_day_bars_end_at_the_next_midnight_of_the_datasource_zone(
+def test_day_bars_end_at_the_next_midnight_of_the_zone_they_were_written_in(
     impl, data_zone, local_zone, label, end
 ):
     label_ts = pd.Timestamp(label, tz=data_zone)

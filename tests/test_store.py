@@ -15,6 +15,7 @@ from catalogs import Catalog
 
 import lazybars as lb
 from lazybars import Timestep
+from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
 
@@ -240,6 +241,47 @@ def test_bounds_across_row_groups(catalog: Catalog) -> None:
     store.write("MES", big)
     times = big["datetime"].to_list()
     assert store.bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+
+
+# -- the zone bars were written in ---------------------------------------------------------
+def test_the_written_zone_is_kept(store: lb.BarStore, daily: pl.DataFrame) -> None:
+    utc = daily.with_columns(pl.col("datetime").dt.convert_time_zone("UTC"))
+    store.write("UTC", utc, timestep="day")
+    store.write("NY", daily, timestep="day")
+    store.write("NY", lb.synth.minute_bars("NY", "2024-01-02", "2024-01-03", tz="UTC"))
+    assert store.zone("UTC") == store.zone("UTC", "day") == "UTC"
+    assert (store.zone("NY", "1d"), store.zone("NY"), store.zone("NY", "1h")) == (NY, "UTC", "UTC")
+    # Appended bars take the stored zone, whatever zone they come in.
+    store.write("NY", daily.tail(5).with_columns(pl.col("datetime").dt.convert_time_zone("UTC")))
+    assert store.zone("NY", "day") == NY
+    with pytest.raises(lb.UnknownAsset):
+        store.zone("XYZ")
+
+
+def test_utc_candles_are_not_seen_before_their_utc_day_ends(store: lb.BarStore) -> None:
+    """UTC daily candles read in New York: the 2024-01-03 candle closes at 2024-01-04 00:00
+    UTC, so at 2024-01-03 06:00 UTC the last candle seen is 2024-01-02's, on every backend,
+    through the DataSource, the pandas reference and Query.as_of."""
+    candles = lb.synth.daily_bars("BTC", "2024-01-01", "2024-01-09", tz="UTC")
+    store.write("BTC", candles, timestep="day")
+    utc = dt.UTC
+    for at, last in (
+        (dt.datetime(2024, 1, 3, 6, tzinfo=utc), dt.datetime(2024, 1, 2, tzinfo=utc)),
+        (
+            dt.datetime(2024, 1, 4, tzinfo=utc) - dt.timedelta.resolution,
+            dt.datetime(2024, 1, 2, tzinfo=utc),
+        ),
+        (dt.datetime(2024, 1, 4, tzinfo=utc), dt.datetime(2024, 1, 3, tzinfo=utc)),
+    ):
+        for source in (lb.DataSource(store), PandasDataSource(store)):
+            source.set_datetime(at)
+            assert source.get_historical_prices("BTC", 3).df.index[-1] == last, source
+            assert (
+                source.get_last_price("BTC")
+                == candles.filter(pl.col("datetime") == last)["close"].item()
+            )
+        shown = store.scan("BTC").as_of(at).tail(1).collect()["datetime"]
+        assert shown.to_list() == [last]
 
 
 # -- symbol names ---------------------------------------------------------------------------
