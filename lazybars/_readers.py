@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lazybars._time import first_instants
 from lazybars.errors import SchemaError
 from lazybars.ingest import PRICE_COLUMNS
 from lazybars.timestep import Timestep
@@ -319,8 +320,8 @@ class _Shape:
             when = pl.col(self.time)
             if frame[self.time].dtype == pl.String:
                 when = when.str.to_datetime(time_unit="ns", time_zone="UTC")
-            midnight = when.dt.date().cast(pl.Datetime("ns")).dt.replace_time_zone(self.tz)
-            frame = frame.with_columns(midnight.alias(self.time))
+            midnights = frame.select(when.dt.date().cast(pl.Datetime("ns"))).to_series()
+            frame = frame.with_columns(first_instants(midnights, self.tz).alias(self.time))
         symbol = None if "symbol" in frame.columns else stem
         return Batch(frame, word, nbytes, timestep=self.timestep, symbol=symbol)
 

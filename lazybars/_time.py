@@ -82,6 +82,24 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
     return in_range(int(ts.value), argument=argument)
 
 
+def first_instants(midnights: pl.Series, zone: str) -> pl.Series:
+    """The first instant in ``zone`` of each date, given as naive midnights.
+
+    A repeated midnight's first occurrence; where a DST change skips midnight (America/
+    Santiago, 2024-09-08), the instant the date begins (01:00 there).
+    """
+    aware = midnights.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    skipped = aware.is_null() & midnights.is_not_null()
+    if not skipped.any():
+        return aware
+    at = skipped.arg_true()
+    # Rare (a day or two a year in a few zones): pandas knows where a skipped day begins.
+    walls = pd.DatetimeIndex(midnights.gather(at).to_numpy()).as_unit("ns")
+    starts = walls.tz_localize(zone, nonexistent="shift_forward").asi8
+    begun = pl.Series(starts).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
+    return aware.scatter(at, begun.cast(aware.dtype))
+
+
 def in_range(ns: int, *, argument: str) -> int:
     """``ns`` if it is an instant lazybars can handle (int64 nanoseconds, 1677-2262)."""
     if FIRST_NS <= ns <= LAST_NS:

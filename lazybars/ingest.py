@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import polars as pl
 
+from lazybars._time import first_instants
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
 
 __all__ = [
@@ -243,12 +245,31 @@ def _parse_times(col: pl.Series, name: str, tz: str | None, rows: RowNames) -> p
         raise SchemaError(msg)
     try:
         return col.dt.replace_time_zone(tz, ambiguous="raise", non_existent="raise")
-    except pl.exceptions.ComputeError as exc:
+    except pl.exceptions.ComputeError:
+        return _across_dst(col, name, tz, rows)
+
+
+def _across_dst(col: pl.Series, name: str, tz: str, rows: RowNames) -> pl.Series:
+    """Naive times in ``tz`` where some are repeated or skipped by a DST change.
+
+    A naive midnight names its date, which starts at the date's first instant even where
+    midnight is repeated or skipped (day bars in America/Santiago, say); any other such
+    wall time names no single instant.
+    """
+    midnight = col.dt.time() == time(0)
+    early = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    late = col.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    unclear = ~midnight & (early.is_null() | (early != late))
+    if unclear.any():
+        at = unclear.arg_true().head(_SHOWN).to_list()
         msg = (
-            f"naive times in column {name!r} do not map to one instant in {tz} ({exc}); "
-            "give tz-aware timestamps for DST transitions"
+            f"naive times in column {name!r} at {rows(at)} (e.g. {col[at[0]]}) are ambiguous "
+            f"or non-existent in {tz} (a DST change repeats or skips them), so they name no "
+            "single instant; give tz-aware timestamps for them"
         )
-        raise SchemaError(msg) from None
+        raise SchemaError(msg)
+    at = midnight.arg_true()
+    return early.scatter(at, first_instants(col.gather(at), tz))
 
 
 def _is_number(dtype: pl.DataType) -> bool:

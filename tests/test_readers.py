@@ -304,6 +304,34 @@ def test_databento_day_export_needs_tz_and_is_relabelled(tmp_path: Path) -> None
     assert got["datetime"].to_list() == [dt.datetime(2024, 1, d, tzinfo=chicago) for d in (2, 3, 4)]
 
 
+SANTIAGO = ZoneInfo("America/Santiago")
+# 2024-09-08 has no midnight in Santiago (00:00 -04 becomes 01:00 -03): it starts at 01:00.
+SANTIAGO_DAYS = [
+    dt.datetime(2024, 9, 7, tzinfo=SANTIAGO),
+    dt.datetime(2024, 9, 8, 1, tzinfo=SANTIAGO),
+    dt.datetime(2024, 9, 9, tzinfo=SANTIAGO),
+]
+
+
+def test_daily_csv_in_a_zone_whose_midnight_is_skipped(tmp_path: Path) -> None:
+    text = "Date,Open,High,Low,Close\n" + "".join(
+        f"2024-09-0{d},1.0,2.0,0.5,1.5\n" for d in (7, 8, 9)
+    )
+    store = ingest(tmp_path, "SQM.csv", text, tz="America/Santiago", timestep="day")
+    assert store.scan("SQM").collect()["datetime"].to_list() == SANTIAGO_DAYS
+
+
+def test_databento_day_export_in_a_zone_whose_midnight_is_skipped(tmp_path: Path) -> None:
+    text = (
+        "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol\n"
+        + "".join(
+            f"2024-09-0{d}T00:00:00.000000000Z,35,1,42,1.0,2.0,0.5,1.5,{d},SQM\n" for d in (7, 8, 9)
+        )
+    )
+    store = ingest(tmp_path, "d.csv", text, tz="America/Santiago")
+    assert store.scan("SQM").collect()["datetime"].to_list() == SANTIAGO_DAYS
+
+
 def test_a_non_ohlcv_databento_export_is_rejected(tmp_path: Path) -> None:
     text = (
         "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume\n"
