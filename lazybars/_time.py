@@ -31,6 +31,12 @@ DAY_NS = 86_400_000_000_000  # a nominal day; calendar days come from the zone r
 # 2262-04-11), with a day's margin at each end so that day boundaries around them exist too.
 FIRST_NS = int(pd.Timestamp.min.value) + DAY_NS
 LAST_NS = int(pd.Timestamp.max.value) - DAY_NS
+# The bar starts a store takes, [FIRST_BAR_NS, END_BAR_NS): well inside those instants, so
+# that every instant derived from a bar (its end, the bucket boundaries and local dates
+# around it, its wall time in any zone) is an int64 nanosecond too.
+FIRST_BAR_NS = int(pd.Timestamp("1677-10-01", tz="UTC").value)
+END_BAR_NS = int(pd.Timestamp("2262-04-01", tz="UTC").value)
+BAR_RANGE = "1677-10-01 to 2262-03-31 UTC"
 
 
 def aware_ns(dt: Any, *, argument: str) -> int:

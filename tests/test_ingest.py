@@ -326,6 +326,38 @@ def test_day_bars_where_midnight_is_skipped_or_repeated(
     ]
 
 
+OUT_OF_RANGE = [
+    # Stored once, these broke every resample, day scan and hourly request later.
+    (
+        "ns",
+        [dt.datetime(2262, 3, 31, 23, tzinfo=dt.UTC), dt.datetime(2262, 4, 10, tzinfo=dt.UTC)],
+        [1],
+    ),
+    ("ns", [dt.datetime(1677, 9, 22, tzinfo=dt.UTC), dt.datetime(1677, 10, 1, tzinfo=dt.UTC)], [0]),
+    # Microseconds reach far past nanoseconds: 2300 is no int64 nanosecond at all.
+    ("us", [dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.datetime(2300, 1, 1, tzinfo=dt.UTC)], [1]),
+    ("date", [dt.date(2024, 1, 2), dt.date(2300, 1, 1)], [1]),
+    ("string", ["2024-01-02T00:00:00", "2300-01-01T00:00:00"], [1]),
+    # In range as a wall time, but Niue (-11) puts the instant past the last day.
+    ("naive", [dt.datetime(2024, 1, 2), dt.datetime(2262, 3, 31, 14)], [1]),
+]
+
+
+@pytest.mark.parametrize(("kind", "times", "bad"), OUT_OF_RANGE)
+def test_times_outside_the_stored_range_name_their_rows(
+    store: lb.BarStore, kind: str, times: list, bad: list[int]
+) -> None:
+    frame = small(times)
+    if kind == "ns":
+        frame = frame.with_columns(pl.col("datetime").dt.cast_time_unit("ns"))
+    with pytest.raises(lb.SchemaError) as err:
+        store.write("X", frame, timestep="1d", tz="Pacific/Niue" if kind == "naive" else "UTC")
+    message = str(err.value)
+    assert "'datetime' has times outside" in message and f"at rows {bad}" in message
+    assert "1677-10-01 to 2262-03-31 UTC" in message
+    assert store.symbols() == []
+
+
 @pytest.mark.parametrize("zone", ["Mars/Base", "", "utc+1"])
 def test_unknown_tz_is_an_invalid_request(store: lb.BarStore, zone: str) -> None:
     with pytest.raises(lb.InvalidRequest, match="tz"):

@@ -368,6 +368,19 @@ def test_several_symbols_end_their_day_bars_in_their_own_zones() -> None:
     ]
 
 
+@pytest.mark.parametrize("start", ["1677-10-01", "2262-03-30"])
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Niue", NY])
+def test_queries_on_the_first_and_last_bars_a_store_takes(start: str, zone: str) -> None:
+    hours = pd.date_range(start, periods=48, freq="h", tz="UTC")
+    frame = pl.DataFrame({"datetime": hours, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5})
+    store = lb.BarStore.from_frames({"H": frame}, timestep="hour")
+    store.write("D", frame[::24].with_columns(pl.col("datetime").dt.convert_time_zone(zone)), "day")
+    assert store.scan("H", timezone=zone).resample("1d").collect().height in (2, 3)
+    assert store.scan("H", "4h", timezone=zone).as_of(hours[-1]).collect().height > 0
+    assert store.scan("H", "1d", timezone=zone).collect()["volume"].sum() == 0.0
+    assert store.scan("D", timezone=zone).resample("1d").as_of(hours[-1]).collect().height == 2
+
+
 @pytest.mark.parametrize("n", [0, 1, 5, 10_000])
 def test_tail_and_head(store: lb.BarStore, mes, n: int) -> None:
     times = starts(mes)

@@ -304,6 +304,66 @@ def test_databento_day_export_needs_tz_and_is_relabelled(tmp_path: Path) -> None
     assert got["datetime"].to_list() == [dt.datetime(2024, 1, d, tzinfo=chicago) for d in (2, 3, 4)]
 
 
+def test_float_epoch_times(tmp_path: Path) -> None:
+    text = "timestamp,open,high,low,close\n" + "".join(
+        f"{1_704_205_800 + 60 * i}.5,1,2,0.5,1.5\n" for i in range(3)
+    )
+    got = ingest(tmp_path, "X.csv", text).scan("X", timezone="UTC").collect()["datetime"]
+    start = dt.datetime(2024, 1, 2, 14, 30, 0, 500_000, tzinfo=UTC)
+    assert got.to_list() == [start + dt.timedelta(minutes=i) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("times", "lines", "shown"),
+    [
+        # Seconds in 2264: nanoseconds would wrap around to 1680.
+        (["9300000000", "9300000060"], "[2, 3]", "9300000000"),
+        (["-9300000060", "-9300000000"], "[2, 3]", "-9300000060"),
+        (["9300000000.5", "9300000060.5"], "[2, 3]", "9300000000.5"),
+        (["1704205800", "inf"], "[3]", "inf"),
+        (["1704205800", "1e300"], "[3]", "1e+300"),
+        # Past int64 altogether, and the last nanosecond int64 holds (2262-04-11).
+        (["1704205800000000000", "18446744073709551615"], "[3]", "18446744073709551615"),
+        (["1704205800000000000", "9223372036854775807"], "[3]", "9223372036854775807"),
+    ],
+)
+def test_epoch_times_out_of_range_name_their_lines(
+    tmp_path: Path, times: list[str], lines: str, shown: str
+) -> None:
+    text = "timestamp,open,high,low,close\n" + "".join(f"{t},1,2,0.5,1.5\n" for t in times)
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(lb.SchemaError) as err:
+        lb.ingest_into(tmp_path / "cat", path, timestep="1m")
+    message = str(err.value)
+    assert str(path) in message and "'timestamp'" in message
+    assert f"lines {lines}" in message and shown in message
+    assert "1677-10-01 to 2262-03-31" in message
+    assert not (tmp_path / "cat" / "1m").exists()
+
+
+@pytest.mark.parametrize("late", ["2300-01-02 14:30:00", "2262-04-12 00:00:00"])
+def test_iso_times_past_nanoseconds_name_their_lines(tmp_path: Path, late: str) -> None:
+    # polars alone would read 2300-01-02 as a date in 1715.
+    text = f"datetime,open,high,low,close\n2024-01-02 14:30:00,1,2,0.5,1.5\n{late},1,2,0.5,1.5\n"
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(lb.SchemaError, match=r"X.csv: .*'datetime' .*1677-10-01 to 2262-03-31"):
+        lb.ingest_into(tmp_path / "cat", path, tz="UTC", timestep="1m")
+    with pytest.raises(lb.SchemaError, match=r"at lines \[3\]"):
+        lb.ingest_into(tmp_path / "cat", path, tz="UTC", timestep="1m")
+
+
+def test_nan_epoch_times_name_their_lines(tmp_path: Path) -> None:
+    text = "timestamp,open,high,low,close\n1704205800,1,2,0.5,1.5\nNaN,1,2,0.5,1.5\n"
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(
+        lb.SchemaError, match=r"'timestamp' has missing \(NaN\) times at lines \[3\]"
+    ):
+        lb.ingest_into(tmp_path / "cat", path, timestep="1m")
+
+
 SANTIAGO = ZoneInfo("America/Santiago")
 # 2024-09-08 has no midnight in Santiago (00:00 -04 becomes 01:00 -03): it starts at 01:00.
 SANTIAGO_DAYS = [

@@ -229,6 +229,32 @@ def test_day_bars_end_at_the_next_midnight_of_the_zone_they_were_written_in(
     assert_becomes_visible_at(src, "D", label_ts, ts(end, UTC))
 
 
+def edge_store(hours: pd.DatetimeIndex, zone: str) -> lb.BarStore:
+    """Hour bars over ``hours``, and day bars written in ``zone`` at each day's first hour."""
+    frame = pl.DataFrame({"datetime": hours, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5})
+    store = lb.BarStore.from_frames({"H": frame}, timestep="hour")
+    store.write("D", frame[::24].with_columns(pl.col("datetime").dt.convert_time_zone(zone)), "day")
+    return store
+
+
+EDGES = [
+    pd.date_range("1677-10-01", periods=48, freq="h", tz=UTC),  # the first bars a store takes
+    pd.date_range("2262-03-30", periods=48, freq="h", tz=UTC),  # and the last
+]
+
+
+@pytest.mark.parametrize("hours", EDGES, ids=["first", "last"])
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Niue", NY])
+def test_bars_at_the_edges_of_the_stored_range_are_answered(impl, zone, hours):
+    src = impl(edge_store(hours, zone), timezone=zone)
+    for clock in (hours[-1], hours[-1] + pd.Timedelta(days=3)):
+        src.set_datetime(clock)
+        for symbol, timestep in (("H", "1h"), ("H", "4h"), ("H", "day"), ("D", "day")):
+            assert len(src.get_historical_prices(symbol, 5, timestep)) > 0
+            src.get_historical_prices(symbol, 5, timestep, after_hours=False)
+        assert src.get_last_price("H") == 1.5
+
+
 def test_day_bar_before_a_day_without_midnight_ends_when_the_next_day_starts(impl):
     # Sao Paulo skipped from 2018-11-04 00:00 (-03) straight to 01:00 (-02): 2018-11-04 has no
     # midnight. The 11-03 bar is over when 11-04 begins, at 01:00 -02 = 03:00 UTC (23 hours);
