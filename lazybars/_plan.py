@@ -179,11 +179,10 @@ def _day_ends(ctx: Context) -> pl.Expr:
     zones = _by_zone(ctx)
     if len(zones) == 1:
         return bar_ends_expr(_DATETIME, ctx.timestep, next(iter(zones)))
-    ends: Any = pl
+    ends: Any = None
     for zone, symbols in zones.items():
-        ends = ends.when(pl.col("symbol").is_in(symbols)).then(
-            bar_ends_expr(_DATETIME, ctx.timestep, zone)
-        )
+        ours, end = pl.col("symbol").is_in(symbols), bar_ends_expr(_DATETIME, ctx.timestep, zone)
+        ends = pl.when(ours).then(end) if ends is None else ends.when(ours).then(end)
     return ends
 
 

@@ -373,7 +373,7 @@ class AssetCache:
         complete_lo, complete_hi = lo <= first, hi > last
         written = self._local  # the ends of bars shorter than a day do not depend on it
         if entry.native.is_day:  # stored day bars end at the midnights where they were written
-            written = self._store.zone(entry.symbol, entry.native)
+            written = self._store._zone(entry.symbol, entry.native)
         if entry.derived:
             frame = self._native_rows(entry, lo, hi)
             if entry.timestep == entry.native:  # regular hours at the stored timestep

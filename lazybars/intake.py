@@ -75,7 +75,9 @@ def ingest_into(
         The bars' timestep; by default the one a DBN file or lumibot ``Data`` states, else
         the most common spacing of the bars.
     tz
-        The zone of naive times (and of DataBento day bars' dates); aware times keep theirs.
+        The zone of naive times and of DataBento day bars' dates; aware times are stored in
+        it too (a stored day bar covers a calendar day of its zone). None: aware times keep
+        their zone.
     append
         Add to the stored bars (bars with the same start must be identical) instead of
         replacing them.

@@ -141,7 +141,9 @@ class BarStore:
         """Validate ``frame`` and store it as the bars of ``symbol`` at ``timestep``.
 
         ``frame`` is a pandas DataFrame (DatetimeIndex or a time column) or a polars
-        DataFrame; naive times need ``tz=``, the zone they are written in. ``mode="replace"``
+        DataFrame; naive times need ``tz=``, the zone they are written in (aware times are
+        stored in ``tz`` when given: a stored day bar covers a calendar day of its zone and
+        ends at the next midnight there). ``mode="replace"``
         replaces what is stored; ``mode="append"`` adds the bars to the stored ones, where
         bars with the same start as a stored bar must equal it exactly (the stored zone and
         columns are kept). The write is atomic: on any error the store's previous bars are
@@ -308,12 +310,7 @@ class BarStore:
         'UTC'
         """
         wanted = None if timestep is None else Timestep.parse(timestep)
-        stored = self.resolve(symbol, wanted)
-        # The schema comes from the file's checked footer: no read of the bars.
-        zone = self._read(symbol, stored).collect_schema()["datetime"].time_zone
-        # The backends only hold tz-aware columns: ingest and the footer check see to it.
-        assert zone is not None
-        return zone
+        return self._zone(symbol, self.resolve(symbol, wanted))
 
     def __repr__(self) -> str:
         return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"
@@ -329,6 +326,14 @@ class BarStore:
             )
             raise UnknownAsset(msg)
         return found
+
+    def _zone(self, symbol: str, timestep: Timestep) -> str:
+        """The zone of the stored bars of ``symbol`` at exactly ``timestep``."""
+        # The schema comes from the file's checked footer: no read of the bars.
+        zone = self._read(symbol, timestep).collect_schema()["datetime"].time_zone
+        # The backends only hold tz-aware columns: ingest and the footer check see to it.
+        assert zone is not None
+        return zone
 
     def _read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         """The stored bars of ``symbol`` at exactly ``timestep``, as a polars scan."""

@@ -364,6 +364,17 @@ def test_nan_epoch_times_name_their_lines(tmp_path: Path) -> None:
         lb.ingest_into(tmp_path / "cat", path, timestep="1m")
 
 
+def test_vendor_day_bars_at_new_york_midnight_in_utc_take_the_zone_of_tz(tmp_path: Path) -> None:
+    # Daily bars labelled at New York midnight in epoch milliseconds (05:00 UTC in winter).
+    starts = [dt.datetime(2024, 1, d, tzinfo=NY) for d in (2, 3, 4)]
+    text = "t,o,h,l,c\n" + "".join(f"{int(t.timestamp()) * 1000},1,2,0.5,1.5\n" for t in starts)
+    store = ingest(tmp_path, "SPY.csv", text, tz="America/New_York", timestep="day")
+    assert store.zone("SPY") == "America/New_York"
+    src = lb.DataSource(store)
+    src.set_datetime(dt.datetime(2024, 1, 3, 23, tzinfo=NY))  # 01-03 has not ended yet
+    assert src.get_historical_prices("SPY", 5).pl["datetime"].to_list() == starts[:1]
+
+
 SANTIAGO = ZoneInfo("America/Santiago")
 # 2024-09-08 has no midnight in Santiago (00:00 -04 becomes 01:00 -03): it starts at 01:00.
 SANTIAGO_DAYS = [
