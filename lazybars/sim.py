@@ -205,8 +205,10 @@ def clock(
     if step < finest:
         msg = f"cadence {cadence!r} is finer than the stored {finest} bars; use {finest} or coarser"
         raise InvalidRequest(msg)
-    if step == finest:
-        # The stored bars' own closes: day bars close at the midnights where they were written.
+    if step == finest and not step.is_day:
+        ends = native + step.nanos
+    elif step == finest:
+        # The stored day bars' own closes, at the midnights of the zones they were written in.
         ends = np.concatenate(
             [
                 bar_ends(s.dt.epoch("ns").to_numpy(), step, store.zone(symbol, step))
