@@ -15,6 +15,8 @@ from catalogs import Catalog
 
 import lazybars as lb
 from lazybars import Timestep
+from lazybars._backend import manifest_metadata
+from lazybars.ingest import write_bars
 from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
@@ -282,6 +284,31 @@ def test_utc_candles_are_not_seen_before_their_utc_day_ends(store: lb.BarStore) 
             )
         shown = store.scan("BTC").as_of(at).tail(1).collect()["datetime"]
         assert shown.to_list() == [last]
+
+
+def test_a_file_with_bars_past_the_stored_range_is_refused(catalog: Catalog) -> None:
+    # Written before lazybars refused them at ingest: 2262-04-10 bars, whose day ends and
+    # buckets are no int64 nanoseconds, are named, not a pandas crash.
+    hours = pl.datetime_range(
+        dt.datetime(2262, 4, 9), dt.datetime(2262, 4, 10), "1h", time_unit="ns", eager=True
+    )
+    bars = pl.DataFrame(
+        {"datetime": hours.dt.replace_time_zone("UTC"), "open": 1.0, "high": 1.0, "low": 1.0}
+    ).with_columns(close=pl.lit(1.0), volume=pl.lit(0.0))
+    when = bars["datetime"].dt.epoch("ns")
+    buffer = io.BytesIO()
+    write_bars(bars, buffer, manifest_metadata(bars.height, when[0], when[-1]))
+    catalog.put("1h/FAR.parquet", buffer.getvalue())
+    store = catalog.open()
+    source = lb.DataSource(store)
+    source.set_datetime(dt.datetime(2262, 4, 10, 12, tzinfo=dt.UTC))
+    for ask in (
+        lambda: store.scan("FAR", "1d").collect(),
+        lambda: store.scan("FAR").resample("4h").collect(),
+        lambda: source.get_historical_prices("FAR", 5),
+    ):
+        with pytest.raises(lb.SchemaError, match=r"FAR.parquet holds bars outside .*2262-03-31"):
+            ask()
 
 
 # -- symbol names ---------------------------------------------------------------------------
