@@ -283,24 +283,22 @@ def _check_range(col: pl.Series, name: str, rows: RowNames) -> None:
 def _across_dst(col: pl.Series, name: str, tz: str, rows: RowNames) -> pl.Series:
     """Naive times in ``tz`` where some are repeated or skipped by a DST change.
 
-    A naive midnight names its date, which starts at the date's first instant even where
-    midnight is repeated or skipped (day bars in America/Santiago, say); any other such
-    wall time names no single instant.
+    A column of naive midnights is one of dates (day bars), and a date starts at its first
+    instant even where midnight is repeated or skipped (America/Santiago, 2024-09-08).
+    Among intraday times a repeated or skipped wall time, midnight too, names no single
+    instant.
     """
-    midnight = col.dt.time() == time(0)
+    if (col.dt.time() == time(0)).all():
+        return first_instants(col, tz)
     early = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
     late = col.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
-    unclear = ~midnight & (early.is_null() | (early != late))
-    if unclear.any():
-        at = unclear.arg_true().head(_SHOWN).to_list()
-        msg = (
-            f"naive times in column {name!r} at {rows(at)} (e.g. {col[at[0]]}) are ambiguous "
-            f"or non-existent in {tz} (a DST change repeats or skips them), so they name no "
-            "single instant; give tz-aware timestamps for them"
-        )
-        raise SchemaError(msg)
-    at = midnight.arg_true()
-    return early.scatter(at, first_instants(col.gather(at), tz))
+    at = (early.is_null() | (early != late)).arg_true().head(_SHOWN).to_list()
+    msg = (
+        f"naive times in column {name!r} at {rows(at)} (e.g. {col[at[0]]}) are ambiguous "
+        f"or non-existent in {tz} (a DST change repeats or skips them), so they name no "
+        "single instant; give tz-aware timestamps for them"
+    )
+    raise SchemaError(msg)
 
 
 def _is_number(dtype: pl.DataType) -> bool:

@@ -294,6 +294,14 @@ def test_naive_times_on_dst_edges_name_their_rows(store: lb.BarStore) -> None:
         store.write("X", small(walls), tz=NY)
 
 
+def test_a_repeated_midnight_among_intraday_times_is_ambiguous(store: lb.BarStore) -> None:
+    # Minute bars: Havana's 2024-11-03 00:00 happens twice, and a minute bar there could
+    # be either; only a column of dates (day bars) means the first.
+    walls = [dt.datetime(2024, 11, 2, 23, 59), dt.datetime(2024, 11, 3)]
+    with pytest.raises(lb.SchemaError, match=r"rows \[1\] .*ambiguous or non-existent"):
+        store.write("X", small(walls), tz="America/Havana")
+
+
 @pytest.mark.parametrize(
     ("zone", "days", "first_instants"),
     [
