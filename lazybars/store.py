@@ -310,7 +310,12 @@ class BarStore:
         'UTC'
         """
         wanted = None if timestep is None else Timestep.parse(timestep)
-        return self._zone(symbol, self.resolve(symbol, wanted))
+        stored = self.resolve(symbol, wanted)
+        # The schema comes from the file's checked footer: no read of the bars.
+        zone = self._read(symbol, stored).collect_schema()["datetime"].time_zone
+        # The backends only hold tz-aware columns: ingest and the footer check see to it.
+        assert zone is not None
+        return zone
 
     def __repr__(self) -> str:
         return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"
@@ -326,14 +331,6 @@ class BarStore:
             )
             raise UnknownAsset(msg)
         return found
-
-    def _zone(self, symbol: str, timestep: Timestep) -> str:
-        """The zone of the stored bars of ``symbol`` at exactly ``timestep``."""
-        # The schema comes from the file's checked footer: no read of the bars.
-        zone = self._read(symbol, timestep).collect_schema()["datetime"].time_zone
-        # The backends only hold tz-aware columns: ingest and the footer check see to it.
-        assert zone is not None
-        return zone
 
     def _read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         """The stored bars of ``symbol`` at exactly ``timestep``, as a polars scan."""
