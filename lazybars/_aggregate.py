@@ -64,7 +64,8 @@ def bucket_bounds(
 
 
 def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
-    """Each bar's end (int64 ns): start + timestep, or the next local midnight for day bars.
+    """Each bar's end (int64 ns): start + timestep, or for day bars the next midnight in
+    ``local``, which for stored day bars is the zone they were written in.
 
     This is the one definition of a bar's end on the fast path: the cache's bar ends, a
     query's ``as_of`` and the buckets' ends all come from it.
@@ -105,9 +106,11 @@ def aggregate_lazy(
     source: Timestep,
     after_hours: bool,
     by_symbol: bool = False,
+    source_zone: str | None = None,
 ) -> pl.LazyFrame:
     """Aggregate sorted bars to ``target`` buckets, with their end in ``BUCKET_END``; both
-    are in the ``local`` zone.
+    are in the ``local`` zone. ``source_zone`` is the zone the source bars were written in
+    (stored day bars end at its midnights; None: ``local``).
 
     open is the first open, high the max, low the min, close the last close, volume the sum
     (whichever of them the frame has); other columns are dropped, having no agreed
@@ -119,7 +122,7 @@ def aggregate_lazy(
     columns = [name for name in _AGGREGATIONS if name in schema]
     front = ["datetime", "symbol"] if by_symbol else ["datetime"]
     bounds = pl.col("datetime").map_batches(
-        lambda s: _bounds_struct(s, target, source, local),
+        lambda s: _bounds_struct(s, target, source, local, source_zone or local),
         # One call over the whole column: boundaries are enumerated once per load.
         return_dtype=pl.Struct({_BUCKET: pl.Int64, BUCKET_END: pl.Int64}),
     )
@@ -139,12 +142,14 @@ def aggregate_lazy(
     return out.select(*front, *columns, BUCKET_END)
 
 
-def _bounds_struct(s: pl.Series, target: Timestep, source: Timestep, local: str) -> pl.Series:
+def _bounds_struct(
+    s: pl.Series, target: Timestep, source: Timestep, local: str, source_zone: str
+) -> pl.Series:
     starts = s.dt.epoch("ns").to_numpy()
     bucket, boundary_end = bucket_bounds(starts, target, local)
     # A source bar may outlast its bucket (1h bars into 90m buckets, or a 25h day bar):
     # the bucket only completes when every bar in it has ended.
-    end = np.maximum(boundary_end, bar_ends(starts, source, local))
+    end = np.maximum(boundary_end, bar_ends(starts, source, source_zone))
     return pl.DataFrame({_BUCKET: bucket, BUCKET_END: end}).to_struct(_BUCKET)
 
 

@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lazybars._time import BAR_RANGE, END_BAR_NS, FIRST_BAR_NS
 from lazybars.errors import InvalidRequest, SchemaError
 from lazybars.ingest import PRICE_COLUMNS, write_parquet_atomic
 from lazybars.timestep import Timestep
@@ -264,7 +265,9 @@ class FileBackend(Backend):
             msg = f"catalog file {self.location(name)} holds no bars; rewrite it with store.write()"
             raise SchemaError(msg)
         ns = when.dt.epoch("ns")
-        return Description(ns.len(), int(ns.min()), int(ns.max()), size)
+        first, last = int(ns.min()), int(ns.max())
+        _check_bounds(first, last, self.location(name))
+        return Description(ns.len(), first, last, size)
 
     def _footer(self, name: str) -> tuple[_Footer, int]:
         """The file's checked footer (memoised per version), and its size."""
@@ -388,7 +391,19 @@ def _parse_footer(footer: bytes, where: str) -> _Footer:
     except ValidationError as exc:
         msg = f"catalog file {where} has a damaged manifest ({exc}); rewrite it with store.write()"
         raise SchemaError(msg) from None
+    _check_bounds(manifest.first, manifest.last, where)
     return _Footer(schema, manifest)
+
+
+def _check_bounds(first: int, last: int, where: str) -> None:
+    """Refuse a file holding bars outside the range a store takes (written by another tool
+    or an older lazybars): their day ends and buckets would be no int64 nanoseconds."""
+    if first < FIRST_BAR_NS or last >= END_BAR_NS:
+        msg = (
+            f"catalog file {where} holds bars outside the range lazybars stores ({BAR_RANGE}); "
+            "rewrite it with store.write() without them"
+        )
+        raise SchemaError(msg)
 
 
 class DirectoryBackend(FileBackend):

@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from lazybars._readers import OHLCV_RTYPES, Batch
+from lazybars._time import first_instants
 from lazybars.errors import SchemaError
 from lazybars.timestep import Timestep
 
@@ -211,8 +212,8 @@ class _Reader:
         )
         frame = self._symbols(frame)
         if self._timestep.is_day:
-            midnight = pl.col("datetime").dt.date().cast(pl.Datetime("ns"))
-            frame = frame.with_columns(midnight.dt.replace_time_zone(self._tz))
+            midnights = frame["datetime"].dt.date().cast(pl.Datetime("ns"))
+            frame = frame.with_columns(first_instants(midnights, self._tz).alias("datetime"))
         return frame
 
     def _symbols(self, frame: pl.DataFrame) -> pl.DataFrame:

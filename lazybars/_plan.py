@@ -26,7 +26,10 @@ class Context:
     """What a step needs to know about the frame it is applied to."""
 
     zone: str  # the zone of the data's datetime column
-    local: str  # the query's local zone (day ends, sessions, bucket boundaries)
+    local: str  # the query's local zone (sessions, bucket boundaries, aggregated day ends)
+    # Each symbol's zone of writing, where its stored day bars end; the local zone once
+    # a resample has made the bars.
+    written: dict[str, str]
     timestep: Timestep  # the bars' timestep before this step
     grouped: bool  # several symbols, long format
     aggregated: bool  # a resample ran before: the frame carries BUCKET_END
@@ -77,7 +80,7 @@ class _AsOf(_SameTimestep):
         if ctx.aggregated:
             return lf.filter(pl.col(BUCKET_END) <= ns_literal(self.at, ctx.zone))
         if ctx.timestep.is_day:
-            return lf.filter(bar_ends_expr(_DATETIME, ctx.timestep, ctx.local) <= self.at)
+            return lf.filter(_day_ends(ctx) <= self.at)
         # Written against the start so that the predicate reaches the parquet statistics.
         last_start = ns_literal(self.at - ctx.timestep.nanos, ctx.zone)
         return lf.filter(_DATETIME <= last_start)
@@ -133,14 +136,22 @@ class _Resample:
     aggregates = True
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
-        out = aggregate_lazy(
-            lf,
-            self.timestep,
-            local=ctx.local,
-            source=ctx.timestep,
-            after_hours=self.after_hours,
-            by_symbol=ctx.grouped,
-        )
+        # Symbols written in different zones have different day bar ends: each zone's
+        # symbols are aggregated with their own (one part in the usual case of one zone).
+        zones = _by_zone(ctx)
+        parts = [
+            aggregate_lazy(
+                lf if len(zones) == 1 else lf.filter(pl.col("symbol").is_in(symbols)),
+                self.timestep,
+                local=ctx.local,
+                source=ctx.timestep,
+                after_hours=self.after_hours,
+                by_symbol=ctx.grouped,
+                source_zone=zone,
+            )
+            for zone, symbols in zones.items()
+        ]
+        out = parts[0] if len(parts) == 1 else pl.concat(parts)
         # An earlier as_of kept the bars ended by its clock; the bucket still forming at
         # that clock must go too, or the answer would depend on where as_of stands.
         if ctx.clock is not None:
@@ -153,6 +164,26 @@ class _Resample:
 
     def timestep_after(self, timestep: Timestep) -> Timestep:
         return self.timestep
+
+
+def _by_zone(ctx: Context) -> dict[str, list[str]]:
+    """The symbols of the frame grouped by the zone they were written in."""
+    zones: dict[str, list[str]] = {}
+    for symbol, zone in ctx.written.items():
+        zones.setdefault(zone, []).append(symbol)
+    return zones
+
+
+def _day_ends(ctx: Context) -> pl.Expr:
+    """Each stored day bar's end (int64 ns): the next midnight where it was written."""
+    zones = _by_zone(ctx)
+    if len(zones) == 1:
+        return bar_ends_expr(_DATETIME, ctx.timestep, next(iter(zones)))
+    ends: Any = None
+    for zone, symbols in zones.items():
+        ours, end = pl.col("symbol").is_in(symbols), bar_ends_expr(_DATETIME, ctx.timestep, zone)
+        ends = pl.when(ours).then(end) if ends is None else ends.when(ours).then(end)
+    return ends
 
 
 def between_step(start: Any, end: Any, local: str) -> Step:

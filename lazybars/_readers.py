@@ -20,8 +20,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lazybars._time import BAR_RANGE, END_BAR_NS, FIRST_BAR_NS, first_instants
 from lazybars.errors import SchemaError
-from lazybars.ingest import PRICE_COLUMNS
+from lazybars.ingest import PRICE_COLUMNS, RowNames, check_text_range
 from lazybars.timestep import Timestep
 
 __all__ = [
@@ -135,7 +136,12 @@ def read_table(path: Path, *, tz: str | None, batch_rows: int) -> Iterator[Batch
     for frame, word, nbytes in blocks:
         if shape is None:
             shape = _Shape.of(frame, path, tz)
-        yield shape.apply(frame, word, nbytes, symbol_of_file(path))
+        try:
+            batch = shape.apply(frame, word, nbytes, symbol_of_file(path))
+        except SchemaError as exc:
+            msg = f"{path}: {exc}"
+            raise SchemaError(msg) from None
+        yield batch
 
 
 def _csv_blocks(path: Path, batch_rows: int) -> Iterator[tuple[pl.DataFrame, str, int]]:
@@ -323,10 +329,10 @@ class _Shape:
     def apply(self, frame: pl.DataFrame, word: str, nbytes: int, stem: str) -> Batch:
         frame = frame.rename(self.renames).drop(self.drop)
         if self.time and self.epoch_unit is not None:
-            dtype = frame[self.time].dtype
-            frame = frame.with_columns(_from_epoch(pl.col(self.time), self.epoch_unit, dtype))
+            frame = frame.with_columns(_from_epoch(frame, self.time, self.epoch_unit, word))
         elif self.time_format is not None and frame[self.time].dtype == pl.String:
             text = frame[self.time]
+            check_text_range(text, self.time_format, self.time, _rows(frame, word))
             parsed = text.str.to_datetime(self.time_format, time_unit="ns", strict=False)
             # Anything the file's format does not parse stays text: normalize() names it.
             if parsed.null_count() == text.null_count():
@@ -342,8 +348,8 @@ class _Shape:
             when = pl.col(self.time)
             if frame[self.time].dtype == pl.String:
                 when = when.str.to_datetime(time_unit="ns", time_zone="UTC")
-            midnight = when.dt.date().cast(pl.Datetime("ns")).dt.replace_time_zone(self.tz)
-            frame = frame.with_columns(midnight.alias(self.time))
+            midnights = frame.select(when.dt.date().cast(pl.Datetime("ns"))).to_series()
+            frame = frame.with_columns(first_instants(midnights, self.tz).alias(self.time))
         symbol = None if "symbol" in frame.columns else stem
         sole = stem if self.by_instrument else None
         return Batch(frame, word, nbytes, timestep=self.timestep, symbol=symbol, sole=sole)
@@ -396,12 +402,35 @@ def _time_format(col: pl.Series) -> str | None:
 
 
 def _epoch_unit(col: pl.Series) -> str:
+    if col.dtype.is_float():  # NaN and infinities are refused by row, not taken as a unit
+        col = col.filter(col.is_finite())
     biggest = col.abs().max()
     biggest = 0 if biggest is None else float(biggest)  # type: ignore[arg-type]
     return next((unit for limit, unit in _EPOCH_UNITS if biggest < limit), "ns")
 
 
-def _from_epoch(col: pl.Expr, unit: str, dtype: pl.DataType) -> pl.Expr:
+def _rows(frame: pl.DataFrame, word: str) -> RowNames:
+    return RowNames(word, frame["__row"]) if "__row" in frame.columns else RowNames()
+
+
+def _from_epoch(frame: pl.DataFrame, name: str, unit: str, word: str) -> pl.Series:
+    """Epoch numbers in ``unit`` as UTC datetimes. NaN, or a number outside the bar starts
+    a store takes (which nanoseconds since 1970 would silently wrap), is a SchemaError
+    naming its rows."""
+    col, rows = frame[name], _rows(frame, word)
     per = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
-    ns = col.cast(pl.Int64) * per if dtype.is_integer() else (col * per).round().cast(pl.Int64)
-    return ns.cast(pl.Datetime("ns", "UTC"))
+    nan = col.is_nan() if col.dtype.is_float() else pl.repeat(False, col.len(), eager=True)
+    outside = ~nan & ((col < FIRST_BAR_NS // per) | (col >= END_BAR_NS // per))
+    for bad, what in (
+        (nan, "missing (NaN) times"),
+        (outside, f"times outside the range lazybars stores ({BAR_RANGE})"),
+    ):
+        if bad.any():
+            at = bad.arg_true().head(5).to_list()
+            msg = (
+                f"time column {name!r} has {what} at {rows(at)} (e.g. {col[at[0]]}, read as "
+                f"epoch {unit}); drop or fix those rows"
+            )
+            raise SchemaError(msg)
+    ns = col.cast(pl.Int64) * per if col.dtype.is_integer() else (col * per).round().cast(pl.Int64)
+    return ns.cast(pl.Datetime("ns", "UTC")).alias(name)

@@ -31,6 +31,12 @@ DAY_NS = 86_400_000_000_000  # a nominal day; calendar days come from the zone r
 # 2262-04-11), with a day's margin at each end so that day boundaries around them exist too.
 FIRST_NS = int(pd.Timestamp.min.value) + DAY_NS
 LAST_NS = int(pd.Timestamp.max.value) - DAY_NS
+# The bar starts a store takes, [FIRST_BAR_NS, END_BAR_NS): well inside those instants, so
+# that every instant derived from a bar (its end, the bucket boundaries and local dates
+# around it, its wall time in any zone) is an int64 nanosecond too.
+FIRST_BAR_NS = int(pd.Timestamp("1677-10-01", tz="UTC").value)
+END_BAR_NS = int(pd.Timestamp("2262-04-01", tz="UTC").value)
+BAR_RANGE = "1677-10-01 to 2262-03-31 UTC"
 
 
 def aware_ns(dt: Any, *, argument: str) -> int:
@@ -80,6 +86,24 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
             )
             raise InvalidRequest(msg) from None
     return in_range(int(ts.value), argument=argument)
+
+
+def first_instants(midnights: pl.Series, zone: str) -> pl.Series:
+    """The first instant in ``zone`` of each date, given as naive midnights.
+
+    A repeated midnight's first occurrence; where a DST change skips midnight (America/
+    Santiago, 2024-09-08), the instant the date begins (01:00 there).
+    """
+    aware = midnights.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    skipped = aware.is_null() & midnights.is_not_null()
+    if not skipped.any():
+        return aware
+    at = skipped.arg_true()
+    # Rare (a day or two a year in a few zones): pandas knows where a skipped day begins.
+    walls = pd.DatetimeIndex(midnights.gather(at).to_numpy()).as_unit("ns")
+    starts = walls.tz_localize(zone, nonexistent="shift_forward").asi8
+    begun = pl.Series(starts).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
+    return aware.scatter(at, begun.cast(aware.dtype))
 
 
 def in_range(ns: int, *, argument: str) -> int:

@@ -179,6 +179,9 @@ class Entry:
     label: str
     slab: Slab
     used: int = 0  # the sequence number of the last request it served (for LRU)
+    # The zone the stored bars were written in (where stored day bars end), read from the
+    # scan's schema when the bars are first loaded.
+    written: str | None = None
     # Held while this entry builds a slab, so that one load serves every waiting thread.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -375,7 +378,7 @@ class AssetCache:
             frame = self._native_rows(entry, lo, hi)
             if entry.timestep == entry.native:  # regular hours at the stored timestep
                 frame = frame.filter(regular_hours(pl.col("datetime"), self._local))
-                ends = bar_ends(_starts(frame), entry.native, self._local)
+                ends = bar_ends(_starts(frame), entry.native, entry.written or self._local)
             else:
                 buckets = aggregate_lazy(
                     frame.lazy(),
@@ -383,6 +386,7 @@ class AssetCache:
                     local=self._local,
                     source=entry.native,
                     after_hours=entry.after_hours,
+                    source_zone=entry.written,
                 ).collect()
                 # Buckets are built ahead of time, yet each is served only once its end (and
                 # that of every bar in it) has passed, so a served bucket is always complete.
@@ -390,7 +394,7 @@ class AssetCache:
                 frame = buckets.drop(BUCKET_END)
         else:
             frame = self._scan(entry, lo, hi, first, last)
-            ends = bar_ends(_starts(frame), entry.native, self._local)
+            ends = bar_ends(_starts(frame), entry.native, entry.written or self._local)
         return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
 
     def _scan(self, entry: Entry, lo: int, hi: int, first: int, last: int) -> pl.DataFrame:
@@ -398,11 +402,12 @@ class AssetCache:
         # The plan's own window step on the store's scan: no Query object, as the symbol
         # and timestep are already resolved (this is the cold-start path).
         lf = self._store._read(entry.symbol, entry.native)
+        entry.written = lf.collect_schema()["datetime"].time_zone
         begin, stop = max(lo, first), min(hi, last + 1)
         if begin >= stop:  # hints that miss the stored range: nothing to load yet
             lf = lf.head(0)
         elif lo > NS_MIN or hi < NS_MAX:
-            lf = window(lf, begin, stop, lf.collect_schema()["datetime"].time_zone)
+            lf = window(lf, begin, stop, entry.written)
         # One zone out: a change of the column's zone is metadata, done once per load, and
         # after collect() so that it keeps the chunks the scan made (one per row group):
         # the engine would cut the frame into many more, and slicing cost grows with them.
@@ -411,7 +416,8 @@ class AssetCache:
 
     def _native_rows(self, entry: Entry, lo: int, hi: int) -> pl.DataFrame:
         """The native bars starting in ``[lo, hi)``, sliced from the native entry's slab,
-        which is loaded (or widened) first when it does not hold them all."""
+        which is loaded (or widened) first when it does not hold them all; ``entry`` takes
+        the zone they were written in."""
         native = self._entry(entry.symbol, entry.native, entry.native, True)
         native.used = entry.used  # deriving uses it: it is as recent as this request
         slab = native.slab
@@ -423,6 +429,7 @@ class AssetCache:
                         lo, hi = min(lo, slab.lo), max(hi, slab.hi)
                     slab = self._build(native, lo, hi)
                     self._install(native, slab)
+        entry.written = native.written
         starts = _starts(slab.frame)
         begin, stop = np.searchsorted(starts, (lo, hi))
         return slab.frame.slice(int(begin), int(stop - begin))

@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,12 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 import polars as pl
 
+from lazybars._time import BAR_RANGE, DAY_NS, END_BAR_NS, FIRST_BAR_NS, first_instants
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
 
 __all__ = [
     "PRICE_COLUMNS",
     "TIME_COLUMNS",
     "RowNames",
+    "check_text_range",
     "normalize",
     "validate_zone",
     "write_bars",
@@ -36,6 +39,8 @@ _BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 # About a month of 24h minute bars per row group: a one-month window reads one or two groups.
 ROW_GROUP_ROWS = 32_768
 _SHOWN = 5
+# The bar range's bounds as ISO text, which sorts like the instants it names.
+_FIRST_TEXT, _END_TEXT = "1677-10-01", "2262-04-01"
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,7 @@ def _canonical_names(df: pl.DataFrame) -> tuple[dict[str, str], str]:
 
 def _parse_times(col: pl.Series, name: str, tz: str | None, rows: RowNames) -> pl.Series:
     if col.dtype == pl.String:
+        check_text_range(col, None, name, rows)
         parsed = col.str.to_datetime(time_unit="ns", strict=False)
         bad = col.is_not_null() & parsed.is_null()
         if bad.any():
@@ -216,23 +222,16 @@ def _parse_times(col: pl.Series, name: str, tz: str | None, rows: RowNames) -> p
             )
             raise SchemaError(msg)
         col = parsed
-    elif col.dtype == pl.Date:
-        col = col.cast(pl.Datetime("ns"))
-    if not isinstance(col.dtype, pl.Datetime):
+    if not isinstance(col.dtype, pl.Datetime | pl.Date):
         msg = f"time column {name!r} has dtype {col.dtype}; give datetimes or ISO 8601 strings"
         raise SchemaError(msg)
     if col.null_count():
         at = col.is_null().arg_true().head(_SHOWN).to_list()
         msg = f"time column {name!r} has missing values at {rows(at)}; drop or fill those rows"
         raise SchemaError(msg)
-    try:
-        col = col.cast(pl.Datetime("ns", col.dtype.time_zone))
-    except pl.exceptions.PolarsError:
-        msg = (
-            f"time column {name!r} has times outside 1677-2262, which nanosecond timestamps "
-            "cannot hold; drop those rows"
-        )
-        raise SchemaError(msg) from None
+    # Checked in the column's own unit first: a cast to nanoseconds could overflow.
+    _check_range(col, name, rows)
+    col = col.cast(pl.Datetime("ns", getattr(col.dtype, "time_zone", None)))
     if col.dtype.time_zone is not None:
         return col if tz is None else col.dt.convert_time_zone(tz)
     if tz is None:
@@ -242,13 +241,64 @@ def _parse_times(col: pl.Series, name: str, tz: str | None, rows: RowNames) -> p
         )
         raise SchemaError(msg)
     try:
-        return col.dt.replace_time_zone(tz, ambiguous="raise", non_existent="raise")
-    except pl.exceptions.ComputeError as exc:
+        local = col.dt.replace_time_zone(tz, ambiguous="raise", non_existent="raise")
+    except pl.exceptions.ComputeError:
+        local = _across_dst(col, name, tz, rows)
+    # Wall times in range may still name instants out of it, by the zone's offset.
+    _check_range(local, name, rows)
+    return local
+
+
+def check_text_range(text: pl.Series, fmt: str | None, name: str, rows: RowNames) -> None:
+    """Refuse time strings outside the range a store takes.
+
+    polars parses a date past nanoseconds' reach (2300-01-01) into a wrong one, silently.
+    The strings' own order finds the candidates in one pass (an ISO date sorts as text);
+    only then are they parsed again, at microseconds, and checked (``fmt``: their format,
+    None to infer it).
+    """
+    first, last = text.min(), text.max()
+    if first is None or (first >= _FIRST_TEXT and last < _END_TEXT):  # type: ignore[operator]
+        return
+    _check_range(text.str.to_datetime(fmt, time_unit="us", strict=False), name, rows)
+
+
+def _check_range(col: pl.Series, name: str, rows: RowNames) -> None:
+    """Refuse times outside the bar starts a store takes (nulls are not checked here)."""
+    if col.dtype == pl.Date:
+        raw, per = col.cast(pl.Int64), DAY_NS
+    else:
+        unit = col.dtype.time_unit  # type: ignore[attr-defined]
+        raw, per = col.dt.epoch(unit), {"ns": 1, "us": 1_000, "ms": 1_000_000}[unit]
+    outside = (raw < FIRST_BAR_NS // per) | (raw >= END_BAR_NS // per)
+    if outside.any():
+        at = outside.arg_true().head(_SHOWN).to_list()
         msg = (
-            f"naive times in column {name!r} do not map to one instant in {tz} ({exc}); "
-            "give tz-aware timestamps for DST transitions"
+            f"time column {name!r} has times outside the range lazybars stores ({BAR_RANGE}) "
+            f"at {rows(at)} (e.g. {col.cast(pl.String)[at[0]]}); drop those rows"
         )
-        raise SchemaError(msg) from None
+        raise SchemaError(msg)
+
+
+def _across_dst(col: pl.Series, name: str, tz: str, rows: RowNames) -> pl.Series:
+    """Naive times in ``tz`` where some are repeated or skipped by a DST change.
+
+    A column of naive midnights is one of dates (day bars), and a date starts at its first
+    instant even where midnight is repeated or skipped (America/Santiago, 2024-09-08).
+    Among intraday times a repeated or skipped wall time, midnight too, names no single
+    instant.
+    """
+    if (col.dt.time() == time(0)).all():
+        return first_instants(col, tz)
+    early = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    late = col.dt.replace_time_zone(tz, ambiguous="latest", non_existent="null")
+    at = (early.is_null() | (early != late)).arg_true().head(_SHOWN).to_list()
+    msg = (
+        f"naive times in column {name!r} at {rows(at)} (e.g. {col[at[0]]}) are ambiguous "
+        f"or non-existent in {tz} (a DST change repeats or skips them), so they name no "
+        "single instant; give tz-aware timestamps for them"
+    )
+    raise SchemaError(msg)
 
 
 def _is_number(dtype: pl.DataType) -> bool:

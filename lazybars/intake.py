@@ -88,7 +88,9 @@ def ingest_into(
         apart on the clock). A spacing that is no lazybars timestep (weekly bars, 90 s)
         is a ``SchemaError``: pass ``timestep`` when the bars have another size.
     tz
-        The zone of naive times (and of DataBento day bars' dates); aware times keep theirs.
+        The zone of naive times and of DataBento day bars' dates; aware times are stored in
+        it too (a stored day bar covers a calendar day of its zone). None: aware times keep
+        their zone.
     append
         Add to the stored bars (bars with the same start must be identical) instead of
         replacing them.

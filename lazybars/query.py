@@ -85,7 +85,8 @@ class Query:
     def as_of(self, dt: Any) -> Query:
         """Keep bars completed by ``dt``: a bar is visible iff its end <= ``dt``.
 
-        A bar ends one timestep after its start; a day bar at the next local midnight.
+        A bar ends one timestep after its start; a stored day bar at the next midnight in
+        the zone it was written in, an aggregated day bucket at the next local midnight.
         """
         return self._then(as_of_step(dt, self._source.zone))
 
@@ -222,16 +223,20 @@ def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
 
 def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
     grouped = len(source.symbols) > 1
+    reads = {symbol: source.read(symbol, source.timestep) for symbol in source.symbols}
+    # The zone each symbol was written in, where its stored day bars end (read from the
+    # scans' schemas: the footers, no data).
+    written = {s: lf.collect_schema()["datetime"].time_zone for s, lf in reads.items()}
     if not grouped:
-        lf = source.read(source.symbols[0], source.timestep)
+        lf = reads[source.symbols[0]]
     else:
         # Long format in the query's zone (the symbols may be stored in different zones),
         # rows ordered by time, then by the order the symbols were given in.
         parts = [
-            source.read(symbol, source.timestep).with_columns(
+            read.with_columns(
                 pl.col("datetime").dt.convert_time_zone(source.zone), symbol=pl.lit(symbol)
             )
-            for symbol in source.symbols
+            for symbol, read in reads.items()
         ]
         lf = _ordered(pl.concat(parts, how="diagonal_relaxed"), source.symbols)
         rest = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
@@ -239,10 +244,12 @@ def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
     zone = lf.collect_schema()["datetime"].time_zone
     timestep, aggregated, clock = source.timestep, False, None
     for step in steps:
-        lf = step.apply(lf, Context(zone, source.zone, timestep, grouped, aggregated, clock))
+        ctx = Context(zone, source.zone, written, timestep, grouped, aggregated, clock)
+        lf = step.apply(lf, ctx)
         timestep = step.timestep_after(timestep)
         if step.aggregates:
             aggregated, zone = True, source.zone
+            written = dict.fromkeys(source.symbols, source.zone)
             if grouped:  # group_by keeps first appearances; restore (datetime, symbol order)
                 lf = _ordered(lf, source.symbols)
         clock = _earliest(clock, getattr(step, "at", None))

@@ -55,9 +55,11 @@ class PandasDataSource:
     Parameters
     ----------
     store
-        A lazybars store: ``symbols()``, ``timesteps(symbol)`` and ``scan(symbol, timestep)``.
+        A lazybars store: ``symbols()``, ``timesteps(symbol)``, ``zone(symbol, timestep)``
+        and ``scan(symbol, timestep)``.
     timezone
-        The "local" zone of the semantics: day bars end at the next local midnight, and
+        The "local" zone of the semantics: aggregated day buckets end at the next local
+        midnight (stored day bars at the next midnight where they were written), and
         ``after_hours=False`` keeps bars starting in [09:30, 16:00) local time.
     start, end, lookback
         Loading hints of the fast path; validated, then ignored (everything is loaded).
@@ -82,6 +84,7 @@ class PandasDataSource:
         self._now: pd.Timestamp | None = None
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._schemas: dict[tuple[str, str], pl.Schema] = {}
+        self._zones: dict[tuple[str, str], str] = {}  # the zone each frame was written in
 
     # ----------------------------------------------------------------- clock
     def set_datetime(self, dt: _dt.datetime) -> None:
@@ -157,7 +160,8 @@ class PandasDataSource:
             in_session = (time_of_day >= _SESSION_OPEN) & (time_of_day < _SESSION_CLOSE)
             frame = frame.iloc[np.flatnonzero(in_session)]
 
-        ends = self._ends(frame.index, source).as_unit("ns").asi8
+        ends = self._ends(frame.index, source, self._zones[(symbol, str(source))])
+        ends = ends.as_unit("ns").asi8
         if target != source:
             frame, ends = self._aggregate(frame, ends, target)
 
@@ -179,7 +183,8 @@ class PandasDataSource:
         now = self._clock()
         step, _ = self._timesteps(symbol, None)
         frame = self._frame(symbol, step)
-        visible = frame.loc[np.asarray(self._ends(frame.index, step) <= now)]
+        ends = self._ends(frame.index, step, self._zones[(symbol, str(step))])
+        visible = frame.loc[np.asarray(ends <= now)]
         if visible.empty:
             return None
         return float(visible["close"].iloc[-1])
@@ -201,17 +206,20 @@ class PandasDataSource:
         return result
 
     # --------------------------------------------------------------- helpers
-    def _ends(self, starts: pd.DatetimeIndex, step: Timestep) -> pd.DatetimeIndex:
-        """Each bar's end: start + step, or the first local midnight after a day bar's start."""
+    @staticmethod
+    def _ends(starts: pd.DatetimeIndex, step: Timestep, written: str) -> pd.DatetimeIndex:
+        """Each bar's end: start + step, or for a day bar the first midnight after its start
+        in ``written``, the zone the bars were written in (UTC candles end at UTC midnight)."""
         if not step.is_day:
             return starts + pd.Timedelta(minutes=step.minutes)
-        # Calendar arithmetic on local wall-clock times: the local date of the start, plus one
-        # day, at 00:00. That is the first local midnight strictly after the start even when
-        # the start is not itself a midnight (e.g. UTC-midnight labels read in New York).
-        wall = starts.tz_convert(self._tz).tz_localize(None)
+        # Calendar arithmetic on wall-clock times there: the date of the start, plus one day,
+        # at 00:00. That is the first midnight strictly after the start even when the start
+        # is not itself a midnight (e.g. a bar labelled 19:00 on its date).
+        wall = starts.tz_convert(written).tz_localize(None)
         next_midnight = wall.normalize() + pd.Timedelta(days=1)
         earliest = np.ones(len(next_midnight), dtype=bool)  # a repeated midnight: the first
-        return next_midnight.tz_localize(self._tz, ambiguous=earliest, nonexistent="shift_forward")
+        ends = next_midnight.tz_localize(written, ambiguous=earliest, nonexistent="shift_forward")
+        return ends.tz_convert(starts.tz)
 
     def _clock(self) -> pd.Timestamp:
         if self._now is None:
@@ -293,6 +301,7 @@ class PandasDataSource:
             # Stored bars are shown in the local zone, whatever zone they were written in.
             loaded = self._store.scan(symbol, str(step), timezone=self._tz).collect()
             self._schemas[key] = loaded.schema
+            self._zones[key] = self._store.zone(symbol, str(step))
             frame = loaded.to_pandas().set_index("datetime")
             if frame.index.tz is None:
                 msg = f"{symbol!r} {key[1]} bars have naive times; rewrite them with tz="

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars._aggregate import bucket_bounds
+from lazybars._aggregate import bar_ends, bucket_bounds
 from lazybars.bars import Bars
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.store import BarStore
@@ -207,6 +207,14 @@ def clock(
         raise InvalidRequest(msg)
     if step == finest and not step.is_day:
         ends = native + step.nanos
+    elif step == finest:
+        # The stored day bars' own closes, at the midnights of the zones they were written in.
+        ends = np.concatenate(
+            [
+                bar_ends(s.dt.epoch("ns").to_numpy(), step, store.zone(symbol, step))
+                for symbol, s in zip(symbols, starts, strict=True)
+            ]
+        )
     else:
         ends = bucket_bounds(native, step, timezone)[1]
     ticks = pl.Series(np.unique(ends)).cast(pl.Datetime("ns", "UTC"))

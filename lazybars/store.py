@@ -142,7 +142,9 @@ class BarStore:
         """Validate ``frame`` and store it as the bars of ``symbol`` at ``timestep``.
 
         ``frame`` is a pandas DataFrame (DatetimeIndex or a time column) or a polars
-        DataFrame; naive times need ``tz=``, the zone they are written in. ``mode="replace"``
+        DataFrame; naive times need ``tz=``, the zone they are written in (aware times are
+        stored in ``tz`` when given: a stored day bar covers a calendar day of its zone and
+        ends at the next midnight there). ``mode="replace"``
         replaces what is stored; ``mode="append"`` adds the bars to the stored ones, where
         bars with the same start as a stored bar must equal it exactly (the stored zone and
         columns are kept). The write is atomic: on any error the store's previous bars are
@@ -311,6 +313,28 @@ class BarStore:
         """``bounds`` as int64 ns, for the cache (no listing, no conversion)."""
         description = self._backend.describe(symbol, timestep)
         return description.first, description.last
+
+    def zone(self, symbol: str, timestep: str | Timestep | None = None) -> str:
+        """The zone the bars of ``symbol`` serving ``timestep`` (None: the finest stored)
+        were written in: a stored day bar covers one calendar day there.
+
+        It is the zone of the stored ``datetime`` column (kept in the parquet schema, or
+        in the frame in memory); appended bars take the stored zone.
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> candles = lb.synth.daily_bars("BTC", "2024-01-02", "2024-02-01", tz="UTC")
+        >>> lb.BarStore.from_frames({"BTC": candles}, timestep="day").zone("BTC")
+        'UTC'
+        """
+        wanted = None if timestep is None else Timestep.parse(timestep)
+        stored = self.resolve(symbol, wanted)
+        # The schema comes from the file's checked footer: no read of the bars.
+        zone = self._read(symbol, stored).collect_schema()["datetime"].time_zone
+        # The backends only hold tz-aware columns: ingest and the footer check see to it.
+        assert zone is not None
+        return zone
 
     def __repr__(self) -> str:
         return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"

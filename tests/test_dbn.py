@@ -30,6 +30,7 @@ MIN = 60_000_000_000
 SEC = 1_000_000_000
 UTC = dt.UTC
 JAN = (dt.date(2024, 1, 1), dt.date(2024, 12, 31))
+SANTIAGO = "America/Santiago"
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -258,6 +259,24 @@ def test_day_bars_start_at_local_midnight_of_their_date(tmp_path: Path, schema: 
 
     chicago = ZoneInfo("America/Chicago")  # 2024-03-10 is a DST day there
     assert got.to_list() == [dt.datetime(2024, 3, 8 + d, tzinfo=chicago) for d in range(5)]
+
+
+def test_day_bars_in_a_zone_whose_midnight_is_skipped(tmp_path: Path) -> None:
+    # 2024-09-08 has no midnight in Santiago (00:00 -04 becomes 01:00 -03): its bar starts
+    # at the first instant of that date, 01:00.
+    midnight = int(dt.datetime(2024, 9, 7, tzinfo=UTC).timestamp()) * SEC
+    recs = files.records(
+        [42] * 3,
+        [midnight + d * 86_400 * SEC for d in range(3)],
+        [[10**9] * 4] * 3,
+        [1] * 3,
+        schema="ohlcv-1d",
+    )
+    head = files.metadata(schema="ohlcv-1d", mappings={"SQM": [(*JAN, 42)]})
+    lb.ingest_into(tmp_path / "cat", files.write(tmp_path / "x.dbn", head, recs), tz=SANTIAGO)
+    got = lb.BarStore(tmp_path / "cat").scan("SQM", "1d").collect()["datetime"]
+    first_instants = ["2024-09-07T00:00-04:00", "2024-09-08T01:00-03:00", "2024-09-09T00:00-03:00"]
+    assert got.to_list() == [dt.datetime.fromisoformat(t) for t in first_instants]
 
 
 def test_a_file_without_mappings_names_instruments_by_id(tmp_path: Path) -> None:

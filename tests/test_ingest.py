@@ -288,6 +288,84 @@ def test_naive_times_on_dst_edges_are_schema_errors(store: lb.BarStore, wall, wh
         store.write("X", small([wall]), tz=NY)
 
 
+def test_naive_times_on_dst_edges_name_their_rows(store: lb.BarStore) -> None:
+    walls = [dt.datetime(2024, 3, 10, 1, 30), dt.datetime(2024, 3, 10, 2, 30)]
+    with pytest.raises(lb.SchemaError, match=r"rows \[1\] .*2024-03-10 02:30"):
+        store.write("X", small(walls), tz=NY)
+
+
+def test_a_repeated_midnight_among_intraday_times_is_ambiguous(store: lb.BarStore) -> None:
+    # Minute bars: Havana's 2024-11-03 00:00 happens twice, and a minute bar there could
+    # be either; only a column of dates (day bars) means the first.
+    walls = [dt.datetime(2024, 11, 2, 23, 59), dt.datetime(2024, 11, 3)]
+    with pytest.raises(lb.SchemaError, match=r"rows \[1\] .*ambiguous or non-existent"):
+        store.write("X", small(walls), tz="America/Havana")
+
+
+@pytest.mark.parametrize(
+    ("zone", "days", "first_instants"),
+    [
+        # Santiago skips 2024-09-08 00:00 (-04) to 01:00 (-03): that day starts at 01:00.
+        (
+            "America/Santiago",
+            [dt.date(2024, 9, d) for d in (7, 8, 9)],
+            ["2024-09-07T00:00-04:00", "2024-09-08T01:00-03:00", "2024-09-09T00:00-03:00"],
+        ),
+        # Havana repeats 2024-11-03 00:00 (-04, then -05): the day starts at the first.
+        (
+            "America/Havana",
+            [dt.date(2024, 11, d) for d in (2, 3, 4)],
+            ["2024-11-02T00:00-04:00", "2024-11-03T00:00-04:00", "2024-11-04T00:00-05:00"],
+        ),
+    ],
+)
+@pytest.mark.parametrize("kind", ["date", "naive midnight"])
+def test_day_bars_where_midnight_is_skipped_or_repeated(
+    store: lb.BarStore, zone: str, days: list, first_instants: list, kind: str
+) -> None:
+    # A day bar starts at the first instant of its date (DESIGN), so a date or a naive
+    # midnight names that instant even on the day a DST change skips or repeats midnight.
+    times = days if kind == "date" else [dt.datetime(d.year, d.month, d.day) for d in days]
+    store.write("X", small(times), timestep="day", tz=zone)
+    got = store.scan("X", timezone=zone).collect()["datetime"].dt.convert_time_zone("UTC")
+    # Compared in UTC: Python never finds a repeated wall time equal across zones (PEP 495).
+    assert got.to_list() == [
+        dt.datetime.fromisoformat(t).astimezone(dt.UTC) for t in first_instants
+    ]
+
+
+OUT_OF_RANGE = [
+    # Stored once, these broke every resample, day scan and hourly request later.
+    (
+        "ns",
+        [dt.datetime(2262, 3, 31, 23, tzinfo=dt.UTC), dt.datetime(2262, 4, 10, tzinfo=dt.UTC)],
+        [1],
+    ),
+    ("ns", [dt.datetime(1677, 9, 22, tzinfo=dt.UTC), dt.datetime(1677, 10, 1, tzinfo=dt.UTC)], [0]),
+    # Microseconds reach far past nanoseconds: 2300 is no int64 nanosecond at all.
+    ("us", [dt.datetime(2024, 1, 2, tzinfo=dt.UTC), dt.datetime(2300, 1, 1, tzinfo=dt.UTC)], [1]),
+    ("date", [dt.date(2024, 1, 2), dt.date(2300, 1, 1)], [1]),
+    ("string", ["2024-01-02T00:00:00", "2300-01-01T00:00:00"], [1]),
+    # In range as a wall time, but Niue (-11) puts the instant past the last day.
+    ("naive", [dt.datetime(2024, 1, 2), dt.datetime(2262, 3, 31, 14)], [1]),
+]
+
+
+@pytest.mark.parametrize(("kind", "times", "bad"), OUT_OF_RANGE)
+def test_times_outside_the_stored_range_name_their_rows(
+    store: lb.BarStore, kind: str, times: list, bad: list[int]
+) -> None:
+    frame = small(times)
+    if kind == "ns":
+        frame = frame.with_columns(pl.col("datetime").dt.cast_time_unit("ns"))
+    with pytest.raises(lb.SchemaError) as err:
+        store.write("X", frame, timestep="1d", tz="Pacific/Niue" if kind == "naive" else "UTC")
+    message = str(err.value)
+    assert "'datetime' has times outside" in message and f"at rows {bad}" in message
+    assert "1677-10-01 to 2262-03-31 UTC" in message
+    assert store.symbols() == []
+
+
 @pytest.mark.parametrize("zone", ["Mars/Base", "", "utc+1"])
 def test_unknown_tz_is_an_invalid_request(store: lb.BarStore, zone: str) -> None:
     with pytest.raises(lb.InvalidRequest, match="tz"):

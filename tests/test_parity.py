@@ -44,7 +44,7 @@ class DataSet:
     store: lb.BarStore
     symbol: str
     timezone: str  # the DataSource zone ("local" in DESIGN)
-    step: pd.Timedelta  # the stored timestep; a day is a calendar day in `timezone`
+    step: pd.Timedelta  # the stored timestep; a day is a calendar day where it was written
     starts: tuple[int, ...]  # bar starts, int64 ns
     anchors: tuple[int, ...]  # bar starts and ends: where visibility changes
 
@@ -183,17 +183,26 @@ ON_DISK = {"REG", "DAYUTC"}
 def _anchors(frame: pl.DataFrame, timestep: str, tz: str) -> tuple[tuple[int, ...], pd.Timedelta]:
     starts = frame["datetime"].dt.epoch("ns").to_numpy()
     if timestep == "day":
-        # Every local midnight from the first bar's date to two days past the last.
-        local = frame["datetime"].to_pandas().dt.tz_convert(tz)
-        first = local.iloc[0].tz_localize(None).normalize()
-        last = local.iloc[-1].tz_localize(None).normalize() + pd.Timedelta(days=2)
-        midnights = first_instants(pd.date_range(first, last, freq="D"), tz).asi8
+        # Every midnight from the first bar's date to two days past the last, where the bars
+        # were written (their ends) and in the DataSource's zone (its day buckets' ends).
+        ends = np.concatenate([_midnights(frame, zone) for zone in (_written(frame), tz)])
         step = pd.Timedelta(days=1)
-        ends = midnights
     else:
         step = pd.Timedelta(minutes=1 if timestep == "minute" else 60)
         ends = starts + step.value
     return tuple(sorted(set(starts.tolist()) | set(ends.tolist()))), step
+
+
+def _written(frame: pl.DataFrame) -> str:
+    return frame.schema["datetime"].time_zone
+
+
+def _midnights(frame: pl.DataFrame, tz: str) -> np.ndarray:
+    """The first instant of every date in ``tz`` from the first bar's to two past the last."""
+    local = frame["datetime"].to_pandas().dt.tz_convert(tz)
+    first = local.iloc[0].tz_localize(None).normalize()
+    last = local.iloc[-1].tz_localize(None).normalize() + pd.Timedelta(days=2)
+    return first_instants(pd.date_range(first, last, freq="D"), tz).asi8
 
 
 class Catalog(dict):
@@ -399,3 +408,45 @@ def test_a_catalog_on_s3_answers_like_the_reference(s3_datasets, name, with_hint
     """Both properties above against a catalog on S3 (every data set; fewer examples, as
     each one loads its asset from the server)."""
     run_sequence(s3_datasets, name, data, with_hints=with_hints)
+
+
+DAY_ZONES = ["UTC", NY, "Asia/Tokyo", "Europe/London", HAVANA, SANTIAGO, BEIRUT, KIRITIMATI]
+
+
+@st.composite
+def day_bars_elsewhere(draw) -> tuple[DataSet, PandasDataSource, str]:
+    """Day bars written in one zone, read through a DataSource in another (both drawn),
+    over a stretch of dates that often holds a DST change of either."""
+    written = draw(st.sampled_from(DAY_ZONES), label="written in")
+    local = draw(st.sampled_from([z for z in DAY_ZONES if z != written]), label="DataSource zone")
+    first = draw(st.dates(dt.date(2024, 1, 1), dt.date(2024, 12, 1)), label="first date")
+    days = draw(st.integers(1, 40), label="days")
+    end = first + dt.timedelta(days=days)
+    frame = every_day_bars(str(first), str(end), written, seed=days)
+    store = lb.BarStore.from_frames({"D": frame}, timestep="day")
+    anchors, step = _anchors(frame, "day", local)
+    starts = tuple(frame["datetime"].dt.epoch("ns").to_list())
+    ds = DataSet(f"D@{written}", store, "D", local, step, starts, anchors)
+    return ds, PandasDataSource(store, timezone=local), written
+
+
+def _written_end(start: pd.Timestamp, zone: str) -> int:
+    """A day bar's end by zoneinfo arithmetic: the first instant of the next date in ``zone``."""
+    date = start.tz_convert(zone).date() + dt.timedelta(days=1)
+    return int(first_instants(pd.DatetimeIndex([date]), zone)[0].value)
+
+
+@parity_settings(examples=80)
+@given(data=st.data())
+def test_day_bars_written_in_another_zone(data):
+    """Stored day bars end at the next midnight of the zone they were written in, whatever
+    the DataSource's zone: the fast source equals the oracle, and the last bar visible is
+    the last whose day there has ended."""
+    ds, ref, written = data.draw(day_bars_elsewhere(), label="data set")
+    fast = lb.DataSource(ds.store, timezone=ds.timezone)
+    for request in data.draw(st.lists(requests(ds), min_size=1, max_size=8), label="requests"):
+        assert_same_answer(fast, ref, ds, request)
+        now = pd.Timestamp(request[0]).value
+        ends = [_written_end(pd.Timestamp(s, tz="UTC"), written) for s in ds.starts]
+        visible = fast.get_historical_prices("D", len(ds.starts))
+        assert len(visible) == sum(end <= now for end in ends)

@@ -321,11 +321,64 @@ def test_day_bars_on_dst_days(store: lb.BarStore) -> None:
     assert starts(store.scan("DAY").as_of(at).tail(1).collect()) == [autumn]
 
 
-def test_day_bars_follow_the_query_zone(store: lb.BarStore) -> None:
-    # In UTC the 2024-03-07 NY bar (05:00 UTC start) ends at the next UTC midnight.
-    at = dt.datetime(2024, 3, 8, 0, 0, tzinfo=UTC)
-    got = starts(store.scan("DAY", timezone="UTC").as_of(at).tail(1).collect())
-    assert got == [dt.datetime(2024, 3, 7, tzinfo=NYZ)]
+def test_day_bars_end_where_they_were_written(store: lb.BarStore) -> None:
+    # Read in UTC, the 2024-03-07 New York bar still ends at New York's next midnight
+    # (05:00 UTC), not at the UTC midnight before it.
+    query = store.scan("DAY", timezone="UTC")
+    before = query.as_of(dt.datetime(2024, 3, 8, 4, 59, tzinfo=UTC)).tail(1).collect()
+    assert starts(before) == [dt.datetime(2024, 3, 6, tzinfo=NYZ)]
+    at = query.as_of(dt.datetime(2024, 3, 8, 5, 0, tzinfo=UTC)).tail(1).collect()
+    assert starts(at) == [dt.datetime(2024, 3, 7, tzinfo=NYZ)]
+
+
+def test_a_day_bucket_of_stored_day_bars_waits_for_their_own_end() -> None:
+    # UTC candles in New York day buckets: the 2024-01-03 candle (2024-01-02 19:00 EST) is
+    # in the bucket of New York's 01-02, which completes when the candle does, at 01-04
+    # 00:00 UTC; the plan order does not matter.
+    candles = lb.synth.daily_bars("BTC", "2024-01-02", "2024-01-09", tz="UTC")
+    store = lb.BarStore.from_frames({"BTC": candles}, timestep="day")
+    query = store.scan("BTC")
+    for at, last in (
+        (dt.datetime(2024, 1, 3, 6, tzinfo=UTC), dt.datetime(2024, 1, 1, tzinfo=NYZ)),
+        (dt.datetime(2024, 1, 4, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=NYZ)),
+    ):
+        late = query.resample("1d").as_of(at).collect()
+        early = query.as_of(at).resample("1d").collect()
+        assert starts(late)[-1] == starts(early)[-1] == last
+        assert late.equals(early)
+
+
+def test_several_symbols_end_their_day_bars_in_their_own_zones() -> None:
+    # One symbol written in UTC, one in Tokyo: each ends its days at its own midnights.
+    utc = lb.synth.daily_bars("BTC", "2024-01-02", "2024-01-09", tz="UTC")
+    tokyo = lb.synth.daily_bars("JPX", "2024-01-02", "2024-01-09", tz="Asia/Tokyo")
+    store = lb.BarStore.from_frames({"BTC": utc}, timestep="day")
+    store.write("JPX", tokyo, timestep="day")
+    at = dt.datetime(2024, 1, 5, 6, tzinfo=UTC)  # 15:00 in Tokyo on 01-05
+    for plan in (lambda q: q.as_of(at), lambda q: q.resample("1d").as_of(at)):
+        both = plan(store.scan(["BTC", "JPX"])).collect()
+        for symbol in ("BTC", "JPX"):
+            alone = plan(store.scan(symbol)).collect()
+            assert both.filter(pl.col("symbol") == symbol).drop("symbol").equals(alone)
+    both = store.scan(["BTC", "JPX"]).as_of(at).collect()
+    last = both.group_by("symbol").agg(pl.col("datetime").last()).sort("symbol")["datetime"]
+    assert last.to_list() == [
+        dt.datetime(2024, 1, 4, tzinfo=UTC),  # the 01-05 UTC candle closes at 01-06 00:00 UTC
+        dt.datetime(2024, 1, 4, tzinfo=ZoneInfo("Asia/Tokyo")),  # 01-05 JST ends at 15:00 UTC
+    ]
+
+
+@pytest.mark.parametrize("start", ["1677-10-01", "2262-03-30"])
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Niue", NY])
+def test_queries_on_the_first_and_last_bars_a_store_takes(start: str, zone: str) -> None:
+    hours = pd.date_range(start, periods=48, freq="h", tz="UTC")
+    frame = pl.DataFrame({"datetime": hours, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5})
+    store = lb.BarStore.from_frames({"H": frame}, timestep="hour")
+    store.write("D", frame[::24].with_columns(pl.col("datetime").dt.convert_time_zone(zone)), "day")
+    assert store.scan("H", timezone=zone).resample("1d").collect().height in (2, 3)
+    assert store.scan("H", "4h", timezone=zone).as_of(hours[-1]).collect().height > 0
+    assert store.scan("H", "1d", timezone=zone).collect()["volume"].sum() == 0.0
+    assert store.scan("D", timezone=zone).resample("1d").as_of(hours[-1]).collect().height == 2
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 10_000])

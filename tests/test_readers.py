@@ -313,6 +313,105 @@ def test_databento_day_export_needs_tz_and_is_relabelled(tmp_path: Path) -> None
     assert got["datetime"].to_list() == [dt.datetime(2024, 1, d, tzinfo=chicago) for d in (2, 3, 4)]
 
 
+def test_float_epoch_times(tmp_path: Path) -> None:
+    text = "timestamp,open,high,low,close\n" + "".join(
+        f"{1_704_205_800 + 60 * i}.5,1,2,0.5,1.5\n" for i in range(3)
+    )
+    got = ingest(tmp_path, "X.csv", text).scan("X", timezone="UTC").collect()["datetime"]
+    start = dt.datetime(2024, 1, 2, 14, 30, 0, 500_000, tzinfo=UTC)
+    assert got.to_list() == [start + dt.timedelta(minutes=i) for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("times", "lines", "shown"),
+    [
+        # Seconds in 2264: nanoseconds would wrap around to 1680.
+        (["9300000000", "9300000060"], "[2, 3]", "9300000000"),
+        (["-9300000060", "-9300000000"], "[2, 3]", "-9300000060"),
+        (["9300000000.5", "9300000060.5"], "[2, 3]", "9300000000.5"),
+        (["1704205800", "inf"], "[3]", "inf"),
+        (["1704205800", "1e300"], "[3]", "1e+300"),
+        # Past int64 altogether, and the last nanosecond int64 holds (2262-04-11).
+        (["1704205800000000000", "18446744073709551615"], "[3]", "18446744073709551615"),
+        (["1704205800000000000", "9223372036854775807"], "[3]", "9223372036854775807"),
+    ],
+)
+def test_epoch_times_out_of_range_name_their_lines(
+    tmp_path: Path, times: list[str], lines: str, shown: str
+) -> None:
+    text = "timestamp,open,high,low,close\n" + "".join(f"{t},1,2,0.5,1.5\n" for t in times)
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(lb.SchemaError) as err:
+        lb.ingest_into(tmp_path / "cat", path, timestep="1m")
+    message = str(err.value)
+    assert str(path) in message and "'timestamp'" in message
+    assert f"lines {lines}" in message and shown in message
+    assert "1677-10-01 to 2262-03-31" in message
+    assert not (tmp_path / "cat" / "1m").exists()
+
+
+@pytest.mark.parametrize("late", ["2300-01-02 14:30:00", "2262-04-12 00:00:00"])
+def test_iso_times_past_nanoseconds_name_their_lines(tmp_path: Path, late: str) -> None:
+    # polars alone would read 2300-01-02 as a date in 1715.
+    text = f"datetime,open,high,low,close\n2024-01-02 14:30:00,1,2,0.5,1.5\n{late},1,2,0.5,1.5\n"
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(lb.SchemaError, match=r"X.csv: .*'datetime' .*1677-10-01 to 2262-03-31"):
+        lb.ingest_into(tmp_path / "cat", path, tz="UTC", timestep="1m")
+    with pytest.raises(lb.SchemaError, match=r"at lines \[3\]"):
+        lb.ingest_into(tmp_path / "cat", path, tz="UTC", timestep="1m")
+
+
+def test_nan_epoch_times_name_their_lines(tmp_path: Path) -> None:
+    text = "timestamp,open,high,low,close\n1704205800,1,2,0.5,1.5\nNaN,1,2,0.5,1.5\n"
+    path = tmp_path / "X.csv"
+    path.write_text(text)
+    with pytest.raises(
+        lb.SchemaError, match=r"'timestamp' has missing \(NaN\) times at lines \[3\]"
+    ):
+        lb.ingest_into(tmp_path / "cat", path, timestep="1m")
+
+
+def test_vendor_day_bars_at_new_york_midnight_in_utc_take_the_zone_of_tz(tmp_path: Path) -> None:
+    # Daily bars labelled at New York midnight in epoch milliseconds (05:00 UTC in winter).
+    starts = [dt.datetime(2024, 1, d, tzinfo=NY) for d in (2, 3, 4)]
+    text = "t,o,h,l,c\n" + "".join(f"{int(t.timestamp()) * 1000},1,2,0.5,1.5\n" for t in starts)
+    store = ingest(tmp_path, "SPY.csv", text, tz="America/New_York", timestep="day")
+    assert store.zone("SPY") == "America/New_York"
+    src = lb.DataSource(store)
+    src.set_datetime(dt.datetime(2024, 1, 3, 23, tzinfo=NY))  # 01-03 has not ended yet
+    assert src.get_historical_prices("SPY", 5).pl["datetime"].to_list() == starts[:1]
+
+
+SANTIAGO = ZoneInfo("America/Santiago")
+# 2024-09-08 has no midnight in Santiago (00:00 -04 becomes 01:00 -03): it starts at 01:00.
+SANTIAGO_DAYS = [
+    dt.datetime(2024, 9, 7, tzinfo=SANTIAGO),
+    dt.datetime(2024, 9, 8, 1, tzinfo=SANTIAGO),
+    dt.datetime(2024, 9, 9, tzinfo=SANTIAGO),
+]
+
+
+def test_daily_csv_in_a_zone_whose_midnight_is_skipped(tmp_path: Path) -> None:
+    text = "Date,Open,High,Low,Close\n" + "".join(
+        f"2024-09-0{d},1.0,2.0,0.5,1.5\n" for d in (7, 8, 9)
+    )
+    store = ingest(tmp_path, "SQM.csv", text, tz="America/Santiago", timestep="day")
+    assert store.scan("SQM").collect()["datetime"].to_list() == SANTIAGO_DAYS
+
+
+def test_databento_day_export_in_a_zone_whose_midnight_is_skipped(tmp_path: Path) -> None:
+    text = (
+        "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol\n"
+        + "".join(
+            f"2024-09-0{d}T00:00:00.000000000Z,35,1,42,1.0,2.0,0.5,1.5,{d},SQM\n" for d in (7, 8, 9)
+        )
+    )
+    store = ingest(tmp_path, "d.csv", text, tz="America/Santiago")
+    assert store.scan("SQM").collect()["datetime"].to_list() == SANTIAGO_DAYS
+
+
 def test_a_non_ohlcv_databento_export_is_rejected(tmp_path: Path) -> None:
     text = (
         "ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume\n"

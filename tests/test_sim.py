@@ -74,6 +74,16 @@ def test_coarser_clocks_are_bucket_closes(store: lb.BarStore, bars: pd.DataFrame
         )
 
 
+def test_a_clock_over_utc_candles_ticks_at_utc_midnights() -> None:
+    # Stored day bars close at the midnights of the zone they were written in.
+    candles = lb.synth.daily_bars("BTC", "2024-01-02", "2024-01-06", tz="UTC")
+    store = lb.BarStore.from_frames({"BTC": candles}, "day")
+    # New York's 01-02 .. 01-05 holds the candles of 01-03, 01-04 and 01-05 (19:00 EST).
+    ticks = sim.clock(store, ["BTC"], "2024-01-02", "2024-01-05", cadence="day")
+    closes = ("2024-01-04", "2024-01-05", "2024-01-06")
+    assert ticks == [pd.Timestamp(d, tz="UTC").tz_convert(ZONE) for d in closes]
+
+
 def test_market_order_fills_at_next_open_and_settles_next_tick(
     store: lb.BarStore, bars: pd.DataFrame
 ) -> None:

@@ -193,44 +193,67 @@ def test_day_bars_on_a_25_hour_day_end_at_the_next_local_midnight(impl):
     assert visible_starts(src, "D", start + pd.Timedelta(hours=24))[-1] == ts("2024-11-02")
 
 
-def test_day_bars_labelled_at_utc_midnight_end_at_the_next_new_york_midnight(impl):
+def test_utc_candles_end_at_the_next_utc_midnight_in_a_new_york_source(impl):
     dates = ["2024-01-02", "2024-01-03", "2024-01-04", "2024-07-01", "2024-07-02", "2024-07-03"]
     src = impl(store_of({"D": hand_bars(day_starts(dates, UTC))}, timestep="day"))
-    # 2024-01-03 00:00 UTC is 2024-01-02 19:00 EST: the next NY midnight is 2024-01-03
-    # 00:00 EST = 05:00 UTC, only 5 hours after the label.
-    assert_becomes_visible_at(src, "D", ts("2024-01-03", UTC), ts("2024-01-03 05:00", UTC))
-    # In summer (EDT, UTC-4) 2024-07-02 00:00 UTC is 07-01 20:00 local: ends 04:00 UTC.
-    assert_becomes_visible_at(src, "D", ts("2024-07-02", UTC), ts("2024-07-02 04:00", UTC))
+    # A UTC candle covers a UTC day: the 2024-01-03 candle (2024-01-02 19:00 EST) closes at
+    # 2024-01-04 00:00 UTC, not at New York's midnight 5 hours after its start.
+    assert_becomes_visible_at(src, "D", ts("2024-01-03", UTC), ts("2024-01-04", UTC))
+    assert visible_starts(src, "D", ts("2024-01-03 06:00", UTC))[-1] == ts("2024-01-02", UTC)
+    assert_becomes_visible_at(src, "D", ts("2024-07-02", UTC), ts("2024-07-03", UTC))
 
 
 @pytest.mark.parametrize(
     ("data_zone", "local_zone", "label", "end"),
     [
-        # London midnight 2024-01-03 00:00 GMT is 09:00 JST; the next Tokyo midnight,
-        # 2024-01-04 00:00 JST, is 2024-01-03 15:00 UTC.
-        ("Europe/London", "Asia/Tokyo", "2024-01-03", "2024-01-03 15:00"),
-        # In British summer time 2024-07-03 00:00 BST = 07-02 23:00 UTC = 07-03 08:00 JST;
-        # the next Tokyo midnight is 2024-07-03 15:00 UTC.
-        ("Europe/London", "Asia/Tokyo", "2024-07-03", "2024-07-03 15:00"),
-        # Tokyo midnight 2024-01-03 00:00 JST = 01-02 15:00 UTC; next London midnight is
-        # 2024-01-03 00:00 GMT = 00:00 UTC.
-        ("Asia/Tokyo", "Europe/London", "2024-01-03", "2024-01-03 00:00"),
-        # Same in summer: 2024-07-03 00:00 JST = 07-02 15:00 UTC = 16:00 BST; the next London
-        # midnight is 2024-07-03 00:00 BST = 07-02 23:00 UTC.
-        ("Asia/Tokyo", "Europe/London", "2024-07-03", "2024-07-02 23:00"),
+        # London's 2024-01-03 (09:00 JST) ends at London's next midnight, 00:00 UTC.
+        ("Europe/London", "Asia/Tokyo", "2024-01-03", "2024-01-04 00:00"),
+        # In British summer time that is 2024-07-04 00:00 BST = 07-03 23:00 UTC.
+        ("Europe/London", "Asia/Tokyo", "2024-07-03", "2024-07-03 23:00"),
+        # Tokyo's 2024-01-03 ends at 2024-01-04 00:00 JST = 01-03 15:00 UTC, in London too.
+        ("Asia/Tokyo", "Europe/London", "2024-01-03", "2024-01-03 15:00"),
+        ("Asia/Tokyo", "Europe/London", "2024-07-03", "2024-07-03 15:00"),
+        # New York's 2024-03-10 lasts 23 hours, read in UTC as well.
+        ("America/New_York", "UTC", "2024-03-10", "2024-03-11 04:00"),
         # London's own spring-forward day 2024-03-31 lasts 23 hours.
         ("Europe/London", "Europe/London", "2024-03-31", "2024-03-31 23:00"),
         # ... and its autumn day 2024-10-27 lasts 25 hours.
         ("Europe/London", "Europe/London", "2024-10-27", "2024-10-28 00:00"),
     ],
 )
-def test_day_bars_end_at_the_next_midnight_of_the_datasource_zone(
+def test_day_bars_end_at_the_next_midnight_of_the_zone_they_were_written_in(
     impl, data_zone, local_zone, label, end
 ):
     label_ts = pd.Timestamp(label, tz=data_zone)
     days = [label_ts + pd.DateOffset(days=k) for k in (-2, -1, 0, 1, 2)]
     src = impl(store_of({"D": hand_bars(days)}, timestep="day"), timezone=local_zone)
     assert_becomes_visible_at(src, "D", label_ts, ts(end, UTC))
+
+
+def edge_store(hours: pd.DatetimeIndex, zone: str) -> lb.BarStore:
+    """Hour bars over ``hours``, and day bars written in ``zone`` at each day's first hour."""
+    frame = pl.DataFrame({"datetime": hours, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5})
+    store = lb.BarStore.from_frames({"H": frame}, timestep="hour")
+    store.write("D", frame[::24].with_columns(pl.col("datetime").dt.convert_time_zone(zone)), "day")
+    return store
+
+
+EDGES = [
+    pd.date_range("1677-10-01", periods=48, freq="h", tz=UTC),  # the first bars a store takes
+    pd.date_range("2262-03-30", periods=48, freq="h", tz=UTC),  # and the last
+]
+
+
+@pytest.mark.parametrize("hours", EDGES, ids=["first", "last"])
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Niue", NY])
+def test_bars_at_the_edges_of_the_stored_range_are_answered(impl, zone, hours):
+    src = impl(edge_store(hours, zone), timezone=zone)
+    for clock in (hours[-1], hours[-1] + pd.Timedelta(days=3)):
+        src.set_datetime(clock)
+        for symbol, timestep in (("H", "1h"), ("H", "4h"), ("H", "day"), ("D", "day")):
+            assert len(src.get_historical_prices(symbol, 5, timestep)) > 0
+            src.get_historical_prices(symbol, 5, timestep, after_hours=False)
+        assert src.get_last_price("H") == 1.5
 
 
 def test_day_bar_before_a_day_without_midnight_ends_when_the_next_day_starts(impl):

@@ -15,6 +15,9 @@ from catalogs import Catalog
 
 import lazybars as lb
 from lazybars import Timestep
+from lazybars._backend import manifest_metadata
+from lazybars.ingest import write_bars
+from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
 
@@ -247,6 +250,72 @@ def test_bounds_across_row_groups(catalog: Catalog) -> None:
     store.write("MES", big)
     times = big["datetime"].to_list()
     assert store._bounds("MES", Timestep.parse("1m")) == (epoch_ns(times[0]), epoch_ns(times[-1]))
+
+
+# -- the zone bars were written in ---------------------------------------------------------
+def test_the_written_zone_is_kept(store: lb.BarStore, daily: pl.DataFrame) -> None:
+    utc = daily.with_columns(pl.col("datetime").dt.convert_time_zone("UTC"))
+    store.write("UTC", utc, timestep="day")
+    store.write("NY", daily, timestep="day")
+    store.write("NY", lb.synth.minute_bars("NY", "2024-01-02", "2024-01-03", tz="UTC"))
+    assert store.zone("UTC") == store.zone("UTC", "day") == "UTC"
+    assert (store.zone("NY", "1d"), store.zone("NY"), store.zone("NY", "1h")) == (NY, "UTC", "UTC")
+    # Appended bars take the stored zone, whatever zone they come in.
+    store.write("NY", daily.tail(5).with_columns(pl.col("datetime").dt.convert_time_zone("UTC")))
+    assert store.zone("NY", "day") == NY
+    with pytest.raises(lb.UnknownAsset):
+        store.zone("XYZ")
+
+
+def test_utc_candles_are_not_seen_before_their_utc_day_ends(store: lb.BarStore) -> None:
+    """UTC daily candles read in New York: the 2024-01-03 candle closes at 2024-01-04 00:00
+    UTC, so at 2024-01-03 06:00 UTC the last candle seen is 2024-01-02's, on every backend,
+    through the DataSource, the pandas reference and Query.as_of."""
+    candles = lb.synth.daily_bars("BTC", "2024-01-01", "2024-01-09", tz="UTC")
+    store.write("BTC", candles, timestep="day")
+    utc = dt.UTC
+    for at, last in (
+        (dt.datetime(2024, 1, 3, 6, tzinfo=utc), dt.datetime(2024, 1, 2, tzinfo=utc)),
+        (
+            dt.datetime(2024, 1, 4, tzinfo=utc) - dt.timedelta.resolution,
+            dt.datetime(2024, 1, 2, tzinfo=utc),
+        ),
+        (dt.datetime(2024, 1, 4, tzinfo=utc), dt.datetime(2024, 1, 3, tzinfo=utc)),
+    ):
+        for source in (lb.DataSource(store), PandasDataSource(store)):
+            source.set_datetime(at)
+            assert source.get_historical_prices("BTC", 3).df.index[-1] == last, source
+            assert (
+                source.get_last_price("BTC")
+                == candles.filter(pl.col("datetime") == last)["close"].item()
+            )
+        shown = store.scan("BTC").as_of(at).tail(1).collect()["datetime"]
+        assert shown.to_list() == [last]
+
+
+def test_a_file_with_bars_past_the_stored_range_is_refused(catalog: Catalog) -> None:
+    # Written before lazybars refused them at ingest: 2262-04-10 bars, whose day ends and
+    # buckets are no int64 nanoseconds, are named, not a pandas crash.
+    hours = pl.datetime_range(
+        dt.datetime(2262, 4, 9), dt.datetime(2262, 4, 10), "1h", time_unit="ns", eager=True
+    )
+    bars = pl.DataFrame(
+        {"datetime": hours.dt.replace_time_zone("UTC"), "open": 1.0, "high": 1.0, "low": 1.0}
+    ).with_columns(close=pl.lit(1.0), volume=pl.lit(0.0))
+    when = bars["datetime"].dt.epoch("ns")
+    buffer = io.BytesIO()
+    write_bars(bars, buffer, manifest_metadata(bars.height, when[0], when[-1]))
+    catalog.put("1h/FAR.parquet", buffer.getvalue())
+    store = catalog.open()
+    source = lb.DataSource(store)
+    source.set_datetime(dt.datetime(2262, 4, 10, 12, tzinfo=dt.UTC))
+    for ask in (
+        lambda: store.scan("FAR", "1d").collect(),
+        lambda: store.scan("FAR").resample("4h").collect(),
+        lambda: source.get_historical_prices("FAR", 5),
+    ):
+        with pytest.raises(lb.SchemaError, match=r"FAR.parquet holds bars outside .*2262-03-31"):
+            ask()
 
 
 # -- symbol names ---------------------------------------------------------------------------
