@@ -92,6 +92,8 @@ class Backend(ABC):
     where: str
     #: Equal for two handles on one catalog, so that their query plans compare equal.
     key: Hashable
+    #: Whether listing the catalog is a network request.
+    remote = False
 
     @abstractmethod
     def listing(self) -> set[Key]:
@@ -196,6 +198,14 @@ class MemoryBackend(Backend):
         frame = self._frames[(symbol, timestep)]
         when = frame["datetime"].dt.epoch("ns")
         return Description(frame.height, int(when[0]), int(when[-1]), frame.estimated_size())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock does not pickle: a copy gets a lock of its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
         # One lock for every frame: writes to memory are short.

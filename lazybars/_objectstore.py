@@ -174,14 +174,31 @@ def _require_credentials(options: Mapping[str, Any], uri: str, environ: Mapping[
         if environ.get("AWS_PROFILE")
         else ""
     )
+    # The environment first: it is all the CLI reads. Plain strings below, so that the
+    # braces of the Python spellings print as they are written.
     msg = (
-        f"no credentials for {uri}: {half}pass storage_options={{'aws_access_key_id': ..., "
-        "'aws_secret_access_key': ...}} or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "(a public bucket: {'aws_skip_signature': 'true'}; an EC2 instance role: "
-        "{'aws_metadata_endpoint': 'http://169.254.169.254'}, as lazybars never asks the "
-        f"instance metadata service unless told to).{profile}"
+        f"no credentials for {uri}: {half}set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(in Python, or storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': "
+        "...}); a public bucket: AWS_SKIP_SIGNATURE=true ({'aws_skip_signature': 'true'}); "
+        "an EC2 instance role: AWS_METADATA_ENDPOINT=http://169.254.169.254 "
+        "({'aws_metadata_endpoint': 'http://169.254.169.254'}), as lazybars never asks the "
+        "instance metadata service unless told to." + profile
     )
     raise StorageError(msg)
+
+
+def _require_https_or_allowed(options: Mapping[str, Any], uri: str) -> None:
+    # The client refuses plain http unless allowed, but only when a request is made, and
+    # then as a bare "builder error".
+    endpoint = str(options.get("aws_endpoint_url", ""))
+    allowed = str(options.get("aws_allow_http", "")).lower() == "true"
+    if endpoint.lower().startswith("http://") and not allowed:
+        msg = (
+            f"the endpoint {endpoint} of {uri} is plain http, which is refused unless allowed: "
+            "set AWS_ALLOW_HTTP=true (in Python, or storage_options={'aws_allow_http': "
+            "'true'}), or use https"
+        )
+        raise StorageError(msg)
 
 
 def _obstore() -> ModuleType:
@@ -207,12 +224,15 @@ def _split(uri: str) -> tuple[str, str]:
 class ObjectBackend(FileBackend):
     """A catalog under an ``s3://bucket/prefix`` on S3 or an S3-compatible store."""
 
+    remote = True
+
     def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
         bucket, prefix = _split(uri)
         self.where = f"s3://{bucket}/{prefix}".rstrip("/")
         self._obs = _obstore()
         options = resolve_options(storage_options, os.environ)
         _require_credentials(options, self.where, os.environ)
+        _require_https_or_allowed(options, self.where)
         config = {k: v for k, v in options.items() if k not in _POLARS_ONLY}
         retries = options.get("max_retries")
         retry = None if retries is None else {"max_retries": int(retries)}
@@ -385,8 +405,8 @@ class ObjectBackend(FileBackend):
             )
         else:
             msg = (
-                f"cannot {doing} {self.where} at {endpoint} ({text}); check aws_endpoint_url, "
-                "aws_allow_http for http:// endpoints, and the network"
+                f"cannot {doing} {self.where} at {endpoint} ({text}); check aws_endpoint_url "
+                "(AWS_ENDPOINT_URL) and the network"
             )
         return StorageError(msg)
 

@@ -323,6 +323,8 @@ class BarStore:
         return description.first, description.last
 
     def __repr__(self) -> str:
+        if self._backend.remote:  # a repr never waits on the network
+            return f"<lazybars.BarStore {self._backend.where}>"
         return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"
 
     # -- internals --------------------------------------------------------------------------
