@@ -94,7 +94,8 @@ class BarStore:
     Parameters
     ----------
     root
-        The catalog: a directory (created if missing; a ``file://`` URI works too), or an
+        The catalog: a directory (created if missing; a relative path is taken from the
+        working directory when the store is opened; a ``file://`` URI works too), or an
         ``s3://bucket/prefix`` URI on S3 or an S3-compatible store (needs the ``s3`` extra:
         ``pip install 'lazybars[s3]'``).
     storage_options
