@@ -40,7 +40,6 @@ __all__ = [
     "StorageError",
     "UnknownAsset",
     "UnsortedBarsWarning",
-    "warn_caller",
 ]
 
 _PACKAGE = os.path.join(os.path.dirname(__file__), "")
