@@ -120,7 +120,7 @@ def test_two_appending_processes_lose_no_bars_on_s3(
     # Uploads are held so that both writers have read the object before either replaces
     # it: the second upload must be refused (412) and merged again.
     uploads = lambda method, query: method == "PUT"  # noqa: E731
-    with s3_server.log() as requests, s3_server.holding(uploads, 0.5):
+    with s3_server.log() as requests, s3_server.holding(uploads, 1.5):
         race(catalog.root, files, how, tmp_path, catalog.options)
     assert any(r.method == "PUT" and r.status == 412 for r in requests)
     polars.testing.assert_frame_equal(catalog.open().scan("MES").collect(), year)
