@@ -59,6 +59,8 @@ from lazybars.timestep import Timestep
 __all__ = ["ObjectBackend", "resolve_options"]
 
 _INSTALL = "pip install 'lazybars[s3]'"
+# The spellings of true that the client takes for a boolean option.
+_TRUE = ("true", "1", "yes", "y", "on")
 # Appends that lose the race to another writer merge again this many times in all.
 _UPDATE_ATTEMPTS = 5
 # Spellings users bring from boto3, s3fs or the AWS CLI, as polars and object_store name them.
@@ -191,7 +193,7 @@ def _require_https_or_allowed(options: Mapping[str, Any], uri: str) -> None:
     # The client refuses plain http unless allowed, but only when a request is made, and
     # then as a bare "builder error".
     endpoint = str(options.get("aws_endpoint_url", ""))
-    allowed = str(options.get("aws_allow_http", "")).lower() == "true"
+    allowed = str(options.get("aws_allow_http", "")).lower() in _TRUE
     if endpoint.lower().startswith("http://") and not allowed:
         msg = (
             f"the endpoint {endpoint} of {uri} is plain http, which is refused unless allowed: "
