@@ -2,13 +2,16 @@
 
 The catalog (``lazybars.store``) knows symbols, timesteps, merges and scans; a backend only
 lists the catalog's files, reads one as a polars scan, describes one (rows, first and last
-bar, bytes) and replaces one atomically. The backends share one layout,
+bar, bytes) and replaces one atomically, alone (``put``) or as a read-merge-write that no
+other writer of the file interleaves with (``update``). The backends share one layout,
 ``<root>/<timestep>/<symbol>.parquet``:
 
-- :class:`MemoryBackend`: frames in a dict (``BarStore.from_frames``);
-- :class:`DirectoryBackend`: a local directory; a file is replaced by a rename;
+- :class:`MemoryBackend`: frames in a dict (``BarStore.from_frames``); a lock per store;
+- :class:`DirectoryBackend`: a local directory; a file is replaced by a rename, under an
+  OS file lock (``flock``) on a hidden ``.<symbol>.parquet.lock`` beside it;
 - ``lazybars._objectstore.ObjectBackend``: an ``s3://`` prefix; an object is replaced by
-  one upload that becomes visible only when complete.
+  one upload that becomes visible only when complete; an update is a conditional upload
+  (``If-Match`` the version it merged onto), merged again when another writer got in first.
 
 Files are checked once per version: the footer (schema and the lazybars manifest in the
 parquet key-value metadata) is read from the file's last bytes, validated, and memoised
@@ -19,13 +22,15 @@ reads a local catalog's location (a path or a ``file://`` URI); ``lazybars.store
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import stat
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -46,6 +51,7 @@ __all__ = [
     "Frame",
     "Key",
     "MemoryBackend",
+    "Plan",
     "Replaced",
     "Snapshot",
     "is_object_uri",
@@ -56,6 +62,8 @@ __all__ = [
 
 Key = tuple[str, Timestep]
 Frame = pl.DataFrame | pl.LazyFrame
+# What an update writes, made by reading the stored bars: the bars and their file metadata.
+Plan = Callable[[], tuple[Frame, dict[str, str]]]
 SUFFIX = ".parquet"
 _MANIFEST_KEY = "lazybars"
 _FORMAT = 1
@@ -85,6 +93,8 @@ class Backend(ABC):
     where: str
     #: Equal for two handles on one catalog, so that their query plans compare equal.
     key: Hashable
+    #: Whether listing the catalog is a network request.
+    remote = False
 
     @abstractmethod
     def listing(self) -> set[Key]:
@@ -103,8 +113,26 @@ class Backend(ABC):
         """Rows, first and last start, and bytes of the stored bars, without reading them."""
 
     @abstractmethod
-    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
+        """Hold off every other writer of the file (other threads and processes too) while
+        the block runs."""
+
+    @abstractmethod
+    def replace(
+        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
+    ) -> None:
         """Replace the stored bars with ``bars``, atomically: readers see old or new."""
+
+    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+        """:meth:`replace`, under the file's lock (never interleaved with an update)."""
+        with self.lock(symbol, timestep):
+            self.replace(symbol, timestep, bars, metadata)
+
+    def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
+        """Replace the stored bars with what ``plan()`` makes of them (it reads them): no
+        other write of the file lands between that read and this write, so none is lost."""
+        with self.lock(symbol, timestep):
+            self.replace(symbol, timestep, *plan())
 
     def spill_dir(self) -> Path | None:
         """Where bulk ingestion spills chunks (None: the system's temporary directory)."""
@@ -154,6 +182,7 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._frames: dict[Key, pl.DataFrame] = {}
+        self._lock = threading.Lock()
         self.where = "in memory"
         self.key = id(self)
 
@@ -171,7 +200,21 @@ class MemoryBackend(Backend):
         when = frame["datetime"].dt.epoch("ns")
         return Description(frame.height, int(when[0]), int(when[-1]), frame.estimated_size())
 
-    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        # A lock does not pickle: a copy gets a lock of its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
+        # One lock for every frame: writes to memory are short.
+        return self._lock
+
+    def replace(
+        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
+    ) -> None:
         self._frames[(symbol, timestep)] = bars.lazy().collect().rechunk()
 
 
@@ -410,6 +453,9 @@ class DirectoryBackend(FileBackend):
     """A catalog directory on a local file system."""
 
     def __init__(self, root: Path) -> None:
+        # Absolute from the working directory at open: polars scans take file:// URIs,
+        # which a relative path cannot be, and a later chdir must not move the catalog.
+        root = Path(os.path.abspath(root))
         try:
             root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -456,7 +502,24 @@ class DirectoryBackend(FileBackend):
         # then show as if the backtest held years of history.
         return pl.scan_parquet((self._root / name).as_uri(), glob=False, schema=schema)
 
-    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+    @contextmanager
+    def lock(self, symbol: str, timestep: Timestep) -> Iterator[None]:
+        # A lock file of its own, never replaced (a lock on the data file would be lost
+        # with the inode a rename replaces), hidden so that it is never listed. flock()
+        # excludes writers in this process and in others, and a writer that dies releases
+        # its lock with its file descriptors.
+        folder = self._root / str(timestep)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f".{symbol}{SUFFIX}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def replace(
+        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
+    ) -> None:
         write_parquet_atomic(bars, self._root / file_name(symbol, timestep), metadata)
 
     def spill_dir(self) -> Path:

@@ -87,7 +87,8 @@ def ingest(
         str,
         typer.Option(
             help="Catalog directory (created if missing), or s3://bucket/prefix (credentials "
-            "and endpoint from the AWS_* environment variables)."
+            "and endpoint from the AWS_* environment variables; AWS_ALLOW_HTTP=true for an "
+            "http:// endpoint)."
         ),
     ],
     symbol: Annotated[

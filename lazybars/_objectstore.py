@@ -9,6 +9,13 @@ version. A write streams the finished parquet file to a local temporary file and
 whole: one PUT, or for large files a multipart upload that becomes visible only when it
 completes, so readers see the old object or the new one, never a torn one.
 
+An append (a read-merge-write) cannot hold a lock here: it reads the object's ETag first,
+merges onto the bars it then reads, and uploads with ``If-Match`` that ETag (``If-None-Match:
+*`` for a new object), as one PUT (conditions do not apply to multipart uploads; S3 takes up
+to 5 GiB in one). When another writer replaced the object meanwhile, S3 refuses the upload
+(412) and the append reads and merges again, a few times, before it gives up with a
+``StorageError``: the other writer's bars are never lost.
+
 The client is ``obstore`` (the ``s3`` extra), the Python binding of the Rust
 ``object_store`` crate that polars itself uses for cloud scans, so one set of
 ``storage_options`` means the same to both. It is imported when an ``s3://`` store is
@@ -23,8 +30,11 @@ service is used only when asked for (``aws_metadata_endpoint``).
 from __future__ import annotations
 
 import os
+import random
 import tempfile
+import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +45,7 @@ from lazybars._backend import (
     FileBackend,
     Frame,
     Key,
+    Plan,
     Replaced,
     Snapshot,
     file_name,
@@ -48,6 +59,10 @@ from lazybars.timestep import Timestep
 __all__ = ["ObjectBackend", "resolve_options"]
 
 _INSTALL = "pip install 'lazybars[s3]'"
+# The spellings of true that the client takes for a boolean option.
+_TRUE = ("true", "1", "yes", "y", "on")
+# Appends that lose the race to another writer merge again this many times in all.
+_UPDATE_ATTEMPTS = 5
 # Spellings users bring from boto3, s3fs or the AWS CLI, as polars and object_store name them.
 _ALIASES = {
     "aws_endpoint": "aws_endpoint_url",
@@ -161,14 +176,31 @@ def _require_credentials(options: Mapping[str, Any], uri: str, environ: Mapping[
         if environ.get("AWS_PROFILE")
         else ""
     )
+    # The environment first: it is all the CLI reads. Plain strings below, so that the
+    # braces of the Python spellings print as they are written.
     msg = (
-        f"no credentials for {uri}: {half}pass storage_options={{'aws_access_key_id': ..., "
-        "'aws_secret_access_key': ...}} or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "(a public bucket: {'aws_skip_signature': 'true'}; an EC2 instance role: "
-        "{'aws_metadata_endpoint': 'http://169.254.169.254'}, as lazybars never asks the "
-        f"instance metadata service unless told to).{profile}"
+        f"no credentials for {uri}: {half}set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(in Python, or storage_options={'aws_access_key_id': ..., 'aws_secret_access_key': "
+        "...}); a public bucket: AWS_SKIP_SIGNATURE=true ({'aws_skip_signature': 'true'}); "
+        "an EC2 instance role: AWS_METADATA_ENDPOINT=http://169.254.169.254 "
+        "({'aws_metadata_endpoint': 'http://169.254.169.254'}), as lazybars never asks the "
+        "instance metadata service unless told to." + profile
     )
     raise StorageError(msg)
+
+
+def _require_https_or_allowed(options: Mapping[str, Any], uri: str) -> None:
+    # The client refuses plain http unless allowed, but only when a request is made, and
+    # then as a bare "builder error".
+    endpoint = str(options.get("aws_endpoint_url", ""))
+    allowed = str(options.get("aws_allow_http", "")).lower() in _TRUE
+    if endpoint.lower().startswith("http://") and not allowed:
+        msg = (
+            f"the endpoint {endpoint} of {uri} is plain http, which is refused unless allowed: "
+            "set AWS_ALLOW_HTTP=true (in Python, or storage_options={'aws_allow_http': "
+            "'true'}), or use https"
+        )
+        raise StorageError(msg)
 
 
 def _obstore() -> ModuleType:
@@ -194,12 +226,15 @@ def _split(uri: str) -> tuple[str, str]:
 class ObjectBackend(FileBackend):
     """A catalog under an ``s3://bucket/prefix`` on S3 or an S3-compatible store."""
 
+    remote = True
+
     def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
         bucket, prefix = _split(uri)
         self.where = f"s3://{bucket}/{prefix}".rstrip("/")
         self._obs = _obstore()
         options = resolve_options(storage_options, os.environ)
         _require_credentials(options, self.where, os.environ)
+        _require_https_or_allowed(options, self.where)
         config = {k: v for k, v in options.items() if k not in _POLARS_ONLY}
         retries = options.get("max_retries")
         retry = None if retries is None else {"max_retries": int(retries)}
@@ -282,21 +317,70 @@ class ObjectBackend(FileBackend):
             credential_provider=None,
         )
 
-    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
+    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
+        # Nothing to lock on object storage: a replace is one whole upload (the last one
+        # wins), and update() uploads conditionally instead.
+        return nullcontext()
+
+    def replace(
+        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
+    ) -> None:
+        self._upload(file_name(symbol, timestep), bars, metadata, None)
+
+    def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
         name = file_name(symbol, timestep)
+        for attempt in range(_UPDATE_ATTEMPTS):
+            # The version is read before plan() reads the bars: a writer that replaces the
+            # object after this point makes the conditional upload fail, whatever was read.
+            meta = self._head(name)
+            mode = "create" if meta is None else self._version_of(meta, name)
+            if self._upload(name, *plan(), mode):
+                return
+            # Rivals that collided wait different times before they merge again.
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        msg = (
+            f"cannot append to {symbol} at {timestep} in {self.where}: other writers replaced "
+            f"{name} {_UPDATE_ATTEMPTS} times while this append merged onto it, so nothing was "
+            "written; append again when they are done"
+        )
+        raise StorageError(msg)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _upload(
+        self, name: str, bars: Frame, metadata: dict[str, str], mode: str | dict[str, str] | None
+    ) -> bool:
+        """Upload ``bars`` as ``name``, on the condition ``mode`` (None: unconditionally);
+        False when the condition failed (the object is not the version ``mode`` names)."""
         # The whole file is written first (streamed, bounded memory), then uploaded whole:
         # nothing reaches the store unless the file was complete.
         with tempfile.TemporaryDirectory(prefix="lazybars-upload-") as folder:
             path = Path(folder) / "bars.parquet"
             with path.open("wb") as fh:
                 write_bars(bars, fh, metadata)
+            errors = self._obs.exceptions
             try:
-                # Large files go up in parts; S3 shows the object only once all are in.
-                self._obs.put(self._store, name, path)
-            except (OSError, self._obs.exceptions.BaseError) as exc:
+                if mode is None:
+                    # Large files go up in parts; S3 shows the object only once all are in.
+                    self._obs.put(self._store, name, path)
+                else:
+                    self._obs.put(self._store, name, path, mode=mode)
+            except (errors.PreconditionError, errors.AlreadyExistsError):
+                return False  # another writer replaced (or created) the object meanwhile
+            except (OSError, errors.BaseError) as exc:
                 raise self._error(exc, f"upload {name} to") from None
+        return True
 
-    # -- helpers ----------------------------------------------------------------------------
+    def _version_of(self, meta: dict[str, Any], name: str) -> dict[str, str]:
+        """The condition that ``name`` is still the version ``meta`` describes."""
+        version = {k: meta[k] for k in ("e_tag", "version") if meta.get(k)}
+        if "e_tag" not in version:
+            msg = (
+                f"{self.location(name)} has no ETag, so appending to it cannot be made safe "
+                "against other writers; use an S3 store that returns ETags"
+            )
+            raise StorageError(msg)
+        return version
+
     def _head(self, name: str) -> dict[str, Any] | None:
         try:
             return self._obs.head(self._store, name)
@@ -323,8 +407,8 @@ class ObjectBackend(FileBackend):
             )
         else:
             msg = (
-                f"cannot {doing} {self.where} at {endpoint} ({text}); check aws_endpoint_url, "
-                "aws_allow_http for http:// endpoints, and the network"
+                f"cannot {doing} {self.where} at {endpoint} ({text}); check aws_endpoint_url "
+                "(AWS_ENDPOINT_URL) and the network"
             )
         return StorageError(msg)
 

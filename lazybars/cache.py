@@ -39,8 +39,9 @@ import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, local_day, regular_hours
 from lazybars._plan import window
-from lazybars._time import DAY_NS, NS_MAX, NS_MIN
+from lazybars._time import DAY_NS, NS_MAX, NS_MIN, timestamp
 from lazybars.bars import frame_to_pandas
+from lazybars.errors import StaleDataWarning, warn_caller
 from lazybars.store import BarStore
 from lazybars.timestep import Timestep
 
@@ -51,7 +52,11 @@ class Slab:
     """One immutable load of bars: ``frame``, the ``ends`` of its bars, and its coverage.
 
     ``lo``/``hi`` bound the bar starts loaded (``lo <= start < hi``); ``complete_lo`` and
-    ``complete_hi`` say whether nothing stored lies beyond them.
+    ``complete_hi`` say whether nothing stored lies beyond them. A slab that holds the end
+    of the stored bars (``complete_hi``) has no bar starting after them, so its ``hi`` is
+    where its data turns stale instead: the last bar's end plus the DataSource's lookback.
+    The first request past it leaves the fast path to warn, and lifts ``hi`` to the end
+    of time.
     """
 
     __slots__ = (
@@ -195,13 +200,15 @@ class AssetCache:
     """Slabs per asset for one DataSource: loads, derives and widens them."""
 
     def __init__(
-        self, store: BarStore, local: str, lo: int, hi: int, max_bytes: int | None
+        self, store: BarStore, local: str, lo: int, hi: int, max_bytes: int | None, stale: int
     ) -> None:
         self._store = store
         self._local = local
         self._lo = lo
         self._hi = hi
         self._max_bytes = max_bytes
+        self._stale = stale  # ns past an asset's last bar after which a clock is warned of
+        self._warned: set[str] = set()  # the symbols warned of
         self._entries: dict[tuple[str, Timestep, bool], Entry] = {}
         # Guards the entry table, the counters and the budget; never held while loading.
         self._lock = threading.Lock()
@@ -250,7 +257,7 @@ class AssetCache:
         entry.used = next(self._requests)
         slab = entry.slab
         # Bars that could be visible at `now` start before it, so they are all loaded when
-        # now <= hi (hi is NS_MAX once the slab reaches the end of the file).
+        # now <= hi (once the slab reaches the end of the file, hi is past it: see Slab).
         if now <= slab.hi:
             visible = slab.count(now)
             stop = visible - shift
@@ -302,9 +309,11 @@ class AssetCache:
         """
         slab, loaded = entry.slab, False
         while True:
-            if slab is _EVICTED or now > slab.hi:
+            if slab is _EVICTED or (now > slab.hi and not slab.complete_hi):
                 forward = True
             else:
+                if now > slab.hi:
+                    self._past_the_data(entry.symbol, slab, now)
                 forward, result = answer(slab)
                 if forward is None:
                     if loaded:
@@ -312,6 +321,23 @@ class AssetCache:
                     return result
             slab, built = self._widen(entry, slab, forward=forward, now=now)
             loaded = loaded or built
+
+    def _past_the_data(self, symbol: str, slab: Slab, now: int) -> None:
+        """Warn (once per symbol) of a clock past the stale point of ``slab``, which holds
+        the end of the stored bars, and keep this slab's later requests on the fast path."""
+        with self._lock:
+            warn = symbol not in self._warned
+            self._warned.add(symbol)
+        if warn:
+            last = timestamp(slab.hi - self._stale, self._local)
+            msg = (
+                f"{symbol}: the clock {timestamp(now, self._local)} is past its last stored "
+                f"bar (which ended {last}) by more than the lookback "
+                f"({pd.Timedelta(self._stale, 'ns')}), so its answers are that old history; "
+                "store newer bars or end the backtest with the data (warned once per asset)"
+            )
+            warn_caller(msg, StaleDataWarning)
+        slab.hi = NS_MAX
 
     def _count_miss(self) -> None:
         with self._lock:
@@ -395,7 +421,11 @@ class AssetCache:
         else:
             frame = self._scan(entry, lo, hi, first, last)
             ends = bar_ends(_starts(frame), entry.native, entry.written or self._local)
-        return Slab(frame, ends, lo, hi, complete_lo, complete_hi, self._mirror_built)
+        until = hi
+        if complete_hi:  # nothing is stored past the end: `hi` marks where the data is stale
+            end = bar_ends(np.array([last]), entry.native, entry.written or self._local)
+            until = min(int(end[0]) + self._stale, NS_MAX)
+        return Slab(frame, ends, lo, until, complete_lo, complete_hi, self._mirror_built)
 
     def _scan(self, entry: Entry, lo: int, hi: int, first: int, last: int) -> pl.DataFrame:
         """The stored bars starting in ``[lo, hi)``, read once, in the local zone."""

@@ -17,15 +17,21 @@ would naturally catch for that kind of mistake::
                                         e.g. charts without ``lazybars[plot]``
 
     LazyBarsWarning (UserWarning)
-    ├── UnsortedBarsWarning             bars written out of time order (they are sorted)
-    └── RepairedBarsWarning             lumibot data that lumibot repairs (NaN prices or
-                                        volume, negative volume, repeated timestamps),
-                                        served as lumibot serves it
+    ├── RepairedBarsWarning             lumibot data that lumibot repairs (NaN prices or
+    │                                   volume, negative volume, repeated timestamps),
+    │                                   served as lumibot serves it
+    ├── StaleDataWarning                a DataSource clock past an asset's last stored bar
+    │                                   by more than the lookback (once per asset)
+    └── UnsortedBarsWarning             bars written out of time order (they are sorted)
 
 Messages say what was wrong and how to fix it.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+import warnings
 
 __all__ = [
     "InvalidRequest",
@@ -34,10 +40,13 @@ __all__ = [
     "MissingExtra",
     "RepairedBarsWarning",
     "SchemaError",
+    "StaleDataWarning",
     "StorageError",
     "UnknownAsset",
     "UnsortedBarsWarning",
 ]
+
+_PACKAGE = os.path.join(os.path.dirname(__file__), "")
 
 
 class LazyBarsError(Exception):
@@ -81,3 +90,16 @@ class RepairedBarsWarning(LazyBarsWarning):
     """lumibot ``Data`` that lazybars would refuse and lumibot repairs (NaN prices or volume,
     negative volume, repeated timestamps), served as lumibot serves it (the message names
     the rows)."""
+
+
+class StaleDataWarning(LazyBarsWarning):
+    """A DataSource clock is past an asset's last stored bar by more than the lookback:
+    its answers repeat that old history (warned once per asset and DataSource)."""
+
+
+def warn_caller(message: str, category: type[Warning]) -> None:
+    """Warn, pointing at the first caller outside lazybars (however deep the call)."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2 is the caller of this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

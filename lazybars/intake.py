@@ -131,11 +131,14 @@ def ingest_into(
     remove_stale(where)
     with Spill(where, buffer_rows) as spill:
         _read_all(inputs, spill, _Options(symbol, wanted, tz, batch_rows), progress)
-        plans = {key: store._plan(*key, parts, append=append) for key, parts in spill.parts()}
+        planned = spill.parts()
+        # Every symbol is checked before any is written; an append merges again as it
+        # writes, onto whatever other writers have stored since.
+        plans = {key: store._plan(*key, parts, append=append) for key, parts in planned}
         stored = store.info() if append else None
         before = {key: _stored_rows(stored, key) for key in plans}
-        for done, (key, plan) in enumerate(sorted(plans.items()), start=1):
-            store._put(*key, plan)
+        for done, (key, parts) in enumerate(planned, start=1):
+            plans[key] = store._commit(*key, parts, append=append, planned=plans[key])
             if progress is not None:
                 progress("write", done, len(plans))
     return _summary(plans, before, spill.sources)

@@ -34,7 +34,7 @@ import polars as pl
 
 from lazybars._time import parse_duration
 from lazybars.bars import Bars
-from lazybars.errors import InvalidRequest, UnknownAsset
+from lazybars.errors import InvalidRequest, StaleDataWarning, UnknownAsset, warn_caller
 from lazybars.timestep import Timestep
 
 __all__ = ["PandasDataSource"]
@@ -63,6 +63,8 @@ class PandasDataSource:
         ``after_hours=False`` keeps bars starting in [09:30, 16:00) local time.
     start, end, lookback
         Loading hints of the fast path; validated, then ignored (everything is loaded).
+        ``lookback`` (30 days when None) is also how far past an asset's last stored bar
+        the clock may go before a ``StaleDataWarning`` (once per asset).
     """
 
     def __init__(
@@ -81,6 +83,8 @@ class PandasDataSource:
             msg = f"start ({self._start}) is after end ({self._end}); swap them"
             raise InvalidRequest(msg)
         self._lookback = _check_lookback(lookback)
+        self._stale = pd.Timedelta(days=30) if self._lookback is None else self._lookback
+        self._warned: set[str] = set()
         self._now: pd.Timestamp | None = None
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._schemas: dict[tuple[str, str], pl.Schema] = {}
@@ -152,6 +156,7 @@ class PandasDataSource:
         now = _in_range(now, f"the clock {clock} minus timeshift {timeshift}")
         source, target = self._timesteps(symbol, timestep)
         frame = self._frame(symbol, source)
+        self._warn_if_stale(symbol, frame, source, now)
 
         if not after_hours:
             # Regular session only: the local wall-clock start time in [09:30, 16:00).
@@ -183,6 +188,7 @@ class PandasDataSource:
         now = self._clock()
         step, _ = self._timesteps(symbol, None)
         frame = self._frame(symbol, step)
+        self._warn_if_stale(symbol, frame, step, now)
         ends = self._ends(frame.index, step, self._zones[(symbol, str(step))])
         visible = frame.loc[np.asarray(ends <= now)]
         if visible.empty:
@@ -220,6 +226,24 @@ class PandasDataSource:
         earliest = np.ones(len(next_midnight), dtype=bool)  # a repeated midnight: the first
         ends = next_midnight.tz_localize(written, ambiguous=earliest, nonexistent="shift_forward")
         return ends.tz_convert(starts.tz)
+
+    def _warn_if_stale(
+        self, symbol: str, frame: pd.DataFrame, step: Timestep, now: pd.Timestamp
+    ) -> None:
+        """Warn, once per asset, when ``now`` is past the end of its last stored bar by more
+        than the lookback."""
+        if symbol in self._warned:
+            return
+        last_end = self._ends(frame.index[-1:], step, self._zones[(symbol, str(step))])[0]
+        if now - last_end > self._stale:
+            self._warned.add(symbol)
+            msg = (
+                f"{symbol}: the clock {now} is past its last stored bar (which ended "
+                f"{last_end}) by more than the lookback ({self._stale}), so its answers are "
+                "that old history; store newer bars or end the backtest with the data "
+                "(warned once per asset)"
+            )
+            warn_caller(msg, StaleDataWarning)
 
     def _clock(self) -> pd.Timestamp:
         if self._now is None:

@@ -58,6 +58,13 @@ class _Options(BaseModel):
     def _zone(cls, value: Any) -> str:
         return validate_zone(value, argument="timezone")
 
+    def stale(self) -> int:
+        """How far (ns) past an asset's last bar a clock may go before it is warned of: the
+        lookback, or 30 days when the lookback is None (all history)."""
+        return parse_duration(
+            "30d" if self.lookback is None else self.lookback, argument="lookback"
+        )
+
     def bounds(self) -> tuple[int, int]:
         """The range of bar starts to load first: [start - lookback, end + 1 day)."""
         start = None if self.start is None else self._ns(self.start, "start")
@@ -90,7 +97,8 @@ class DataSource:
         The backtest's span and how much history before ``start`` it needs; they bound
         what is loaded per asset (naive values are read in ``timezone``). They are hints:
         a request outside them still gets the right bars. ``lookback=None`` loads all the
-        history before ``start``.
+        history before ``start``. A clock past an asset's last stored bar by more than
+        ``lookback`` (30 days when None) warns once per asset (``lb.StaleDataWarning``).
     max_cache_bytes
         The cache's memory budget (default 1 GiB; None: unbounded). Frames, aggregated
         frames and pandas mirrors count; least recently used ones are evicted beyond it,
@@ -136,7 +144,9 @@ class DataSource:
             raise _unwrap(exc) from None
         lo, hi = options.bounds()
         self._zone = options.timezone
-        self._cache = AssetCache(store, options.timezone, lo, hi, options.max_cache_bytes)
+        self._cache = AssetCache(
+            store, options.timezone, lo, hi, options.max_cache_bytes, options.stale()
+        )
         # (symbol, timestep argument, after_hours) -> Entry: one dict lookup per request.
         self._entries: dict[tuple[str, Any, bool], Entry] = {}
         self._last: dict[str, Entry] = {}  # symbol -> finest-timestep entry

@@ -76,6 +76,10 @@ def check_symbol(symbol: Any) -> str:
     return symbol
 
 
+def _metadata(bars: Part) -> dict[str, str]:
+    return manifest_metadata(bars.rows, bars.first, bars.last)
+
+
 def _open_backend(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
     if is_object_uri(root):
         # The object store is an edge module: its client is imported for s3:// catalogs only.
@@ -91,7 +95,8 @@ class BarStore:
     Parameters
     ----------
     root
-        The catalog: a directory (created if missing; a ``file://`` URI works too), or an
+        The catalog: a directory (created if missing; a relative path is taken from the
+        working directory when the store is opened; a ``file://`` URI works too), or an
         ``s3://bucket/prefix`` URI on S3 or an S3-compatible store (needs the ``s3`` extra:
         ``pip install 'lazybars[s3]'``).
     storage_options
@@ -185,7 +190,7 @@ class BarStore:
         # `stacklevel` points an UnsortedBarsWarning at the user's call, counted from here.
         key = (check_symbol(symbol), Timestep.parse(timestep))
         bars = normalize(frame, tz=tz, stacklevel=stacklevel)
-        self._put(*key, self._plan(*key, [Part.of(bars, "the new bars")], append=append))
+        self._commit(*key, [Part.of(bars, "the new bars")], append=append)
 
     # Hooks for bulk ingestion (lazybars.intake), which plans every symbol before it writes
     # any: parts may be lazy scans of spilled chunks, streamed into the catalog file.
@@ -195,10 +200,35 @@ class BarStore:
             parts = [self._stored(symbol, timestep), *parts]
         return merge(parts)
 
-    def _put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
-        """Store ``bars`` as the bars of ``symbol`` at ``timestep``, atomically."""
-        meta = manifest_metadata(bars.rows, bars.first, bars.last)
-        self._backend.put(symbol, timestep, bars.bars, meta)
+    def _commit(
+        self,
+        symbol: str,
+        timestep: Timestep,
+        parts: list[Part],
+        *,
+        append: bool,
+        planned: Part | None = None,
+    ) -> Part:
+        """Store the union of ``parts`` (and of the stored bars when appending), atomically;
+        returns what was stored.
+
+        ``planned`` is that union as :meth:`_plan` gave it earlier: a replace writes it as
+        is, but an append merges again as it writes, onto the bars stored then. No other
+        write of the file lands in between (a lock; on object storage a conditional upload
+        that merges again when another writer got in first), so no writer's bars are lost.
+        """
+        if not append:
+            bars = planned or self._plan(symbol, timestep, parts, append=False)
+            self._backend.put(symbol, timestep, bars.bars, _metadata(bars))
+            return bars
+        merged: list[Part] = []
+
+        def plan() -> tuple[pl.LazyFrame | pl.DataFrame, dict[str, str]]:
+            merged.append(self._plan(symbol, timestep, parts, append=True))
+            return merged[-1].bars, _metadata(merged[-1])
+
+        self._backend.update(symbol, timestep, plan)
+        return merged[-1]
 
     def _stored(self, symbol: str, timestep: Timestep) -> Part:
         label = f"the stored bars of {symbol} at {timestep}"
@@ -337,6 +367,8 @@ class BarStore:
         return zone
 
     def __repr__(self) -> str:
+        if self._backend.remote:  # a repr never waits on the network
+            return f"<lazybars.BarStore {self._backend.where}>"
         return f"<lazybars.BarStore {self._backend.where}: {len(self.symbols())} symbols>"
 
     # -- internals --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ Three kinds of checks:
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -652,21 +653,32 @@ def assert_same_bars(a: lb.Bars, b: lb.Bars) -> None:
 def check_requests(name: str, data, src: lb.DataSource) -> None:
     """A few random requests to ``src`` and to the oracle, whose answers must be equal."""
     oracle = reference(name)
-    for _ in range(data.draw(st.integers(1, 3), label="requests")):
-        timestep = data.draw(st.sampled_from(case(name).targets), label="timestep")
-        clock = data.draw(clocks(name, timestep), label="clock")
-        length = data.draw(st.sampled_from([1, 2, 3, 5, 20, 400]), label="length")
-        timeshift = data.draw(TIMESHIFTS, label="timeshift")
-        after_hours = data.draw(st.booleans(), label="after_hours")
-        args = (length, timestep, timeshift, after_hours)
-        src.set_datetime(clock)
-        oracle.set_datetime(clock)
-        assert_same_bars(
-            src.get_historical_prices("X", *args), oracle.get_historical_prices("X", *args)
-        )
-        if after_hours:  # get_bars has no after_hours argument
-            got = src.get_bars(["X"], length, timestep, timeshift)["X"]
-            assert_same_bars(got, oracle.get_bars("X", length, timestep, timeshift)["X"])
+    latest = []
+    with warnings.catch_warnings(record=True) as caught:
+        # A clock long after the data can be past it by more than a hinted source's
+        # lookback: its StaleDataWarning is recorded, and checked below.
+        warnings.simplefilter("always", lb.StaleDataWarning)
+        for _ in range(data.draw(st.integers(1, 3), label="requests")):
+            timestep = data.draw(st.sampled_from(case(name).targets), label="timestep")
+            clock = data.draw(clocks(name, timestep), label="clock")
+            length = data.draw(st.sampled_from([1, 2, 3, 5, 20, 400]), label="length")
+            timeshift = data.draw(TIMESHIFTS, label="timeshift")
+            after_hours = data.draw(st.booleans(), label="after_hours")
+            args = (length, timestep, timeshift, after_hours)
+            src.set_datetime(clock)
+            oracle.set_datetime(clock)
+            assert_same_bars(
+                src.get_historical_prices("X", *args), oracle.get_historical_prices("X", *args)
+            )
+            if after_hours:  # get_bars has no after_hours argument
+                got = src.get_bars(["X"], length, timestep, timeshift)["X"]
+                assert_same_bars(got, oracle.get_bars("X", length, timestep, timeshift)["X"])
+            shift = timeshift if isinstance(timeshift, dt.timedelta) else dt.timedelta(0)
+            latest.append(max(clock, clock - shift).value)
+    assert all(issubclass(w.category, lb.StaleDataWarning) for w in caught), caught
+    assert all(str(w.message).startswith("X: the clock") for w in caught), caught
+    if caught:  # only of a clock past the last bar's start
+        assert max(latest) > starts_ns(name)[-1]
 
 
 PARITY = settings(

@@ -14,6 +14,7 @@ import polars.testing
 import pytest
 
 import lazybars as lb
+from lazybars.cache import AssetCache
 
 ZONE = "America/New_York"
 
@@ -168,3 +169,71 @@ def test_cold_loads_of_different_assets_run_in_parallel(frame, tmp_path):
     assert [len(a) for a in answers] == [5, 5]
     info = src.cache_info()
     assert (info.misses, info.entries) == (2, 2)
+
+
+# -- a clock past the data ------------------------------------------------------------------
+SOURCES = [lb.DataSource, lb.reference.PandasDataSource]
+
+
+@pytest.fixture(scope="module")
+def two_assets() -> lb.BarStore:
+    mes = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05", session="24h", gaps=0)
+    mnq = lb.synth.minute_bars("MNQ", "2024-01-02", "2024-01-04", session="24h", gaps=0)
+    store = lb.BarStore.from_frames({"MES": mes, "MNQ": mnq})
+    store.write("MES", lb.synth.daily_bars("MES", "2023-12-01", "2024-01-05"), timestep="day")
+    return store
+
+
+def _last_end(store: lb.BarStore, symbol: str) -> pd.Timestamp:
+    return _stamp(store.bounds(symbol, lb.Timestep.parse("1m"))[1]) + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_clock_past_the_data_by_more_than_the_lookback_warns_once_per_asset(
+    source: type, two_assets: lb.BarStore
+) -> None:
+    src = source(two_assets, timezone=ZONE, lookback="2d")
+    stale = _last_end(two_assets, "MES") + timedelta(days=2)
+    src.set_datetime(stale)  # exactly the lookback past the last bar: not yet stale
+    src.get_historical_prices("MES", 5)
+    src.get_last_price("MES")
+    src.set_datetime(stale + pd.Timedelta(1, "ns"))
+    with pytest.warns(lb.StaleDataWarning, match=r"MES: the clock .* lookback") as caught:
+        bars = src.get_historical_prices("MES", 5)
+    assert caught[0].filename == __file__  # it points at the request
+    assert bars.df.index[-1] == _last_end(two_assets, "MES") - timedelta(minutes=1)
+    # Once per asset: its other timesteps and views and later clocks stay silent...
+    src.get_historical_prices("MES", 5, timestep="1h", after_hours=False)
+    src.get_historical_prices("MES", 5, timestep="day")
+    src.set_datetime(stale + timedelta(days=30))
+    src.get_last_price("MES")
+    # ...while another asset warns on its own.
+    with pytest.warns(lb.StaleDataWarning, match="MNQ"):
+        assert src.get_last_price("MNQ") == src.get_historical_prices("MNQ", 1).get_last_price()
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_stale_point_is_the_lookback_or_30_days(source: type, two_assets) -> None:
+    end = _last_end(two_assets, "MNQ")
+    for lookback, days in (("10d", 10), (None, 30)):
+        src = source(two_assets, timezone=ZONE, lookback=lookback)
+        src.set_datetime(end + timedelta(days=days))
+        src.get_last_price("MNQ")
+        src.set_datetime(end + timedelta(days=days, minutes=1))
+        with pytest.warns(lb.StaleDataWarning, match="MNQ"):
+            src.get_last_price("MNQ")
+
+
+def test_past_the_warning_requests_stay_on_the_fast_path(two_assets, monkeypatch) -> None:
+    src = lb.DataSource(two_assets, timezone=ZONE, start="2024-01-03")
+    src.set_datetime(_last_end(two_assets, "MES") + timedelta(days=31))
+    with pytest.warns(lb.StaleDataWarning):
+        src.get_historical_prices("MES", 10)
+    src.get_last_price("MES")
+    misses = src.cache_info().misses
+    _forbid(monkeypatch, AssetCache, "_widen_until")
+    for minutes in range(100):
+        src.set_datetime(_last_end(two_assets, "MES") + timedelta(days=40, minutes=minutes))
+        src.get_historical_prices("MES", 10)
+        src.get_last_price("MES")
+    assert src.cache_info().misses == misses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -134,3 +135,22 @@ def test_flags_are_shown_without_a_value_type() -> None:
         assert code == 0 and "--help" in out and "<bool>" not in out
     assert "--append" in run("ingest", "--help")[1]
     assert "--json" in run("info", "--help")[1]
+
+
+def test_s3_hints_name_the_environment_variables(tmp_path: Path, monkeypatch) -> None:
+    """The CLI takes S3 settings from the environment only: its errors name the variables."""
+    pytest.importorskip("obstore", reason="s3:// catalogs need: pip install 'lazybars[s3]'")
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    source = csv(tmp_path / "MES.csv", lb.synth.minute_bars("MES", "2024-01-02", "2024-01-03"))
+    code, out = run("ingest", str(source), "--store", "s3://bars/catalog")
+    assert code == 1
+    text = out.replace("\n", "")  # the console wraps long lines
+    assert "AWS_ACCESS_KEY_ID" in text and "AWS_SKIP_SIGNATURE=true" in text
+    assert "{{" not in text and "}}" not in text
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    code, out = run("ingest", str(source), "--store", "s3://bars/catalog")
+    assert code == 1
+    assert "AWS_ALLOW_HTTP=true" in out.replace("\n", "")

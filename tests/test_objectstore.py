@@ -82,6 +82,11 @@ def test_no_credentials_fail_at_once_naming_the_fix() -> None:
     for words in ("s3://bucket/catalog", "AWS_ACCESS_KEY_ID", "aws_access_key_id"):
         assert words in text
     assert "aws_metadata_endpoint" in text  # how to use an instance role on purpose
+    # What a CLI user sets (the environment) and what a Python user passes, with braces
+    # printed once.
+    for words in ("AWS_SKIP_SIGNATURE=true", "AWS_METADATA_ENDPOINT=", "storage_options={'"):
+        assert words in text
+    assert "{{" not in text and "}}" not in text
     assert isinstance(info.value, OSError)
     # No probe of the instance metadata service, whose timeouts would take seconds.
     assert time.perf_counter() - started < 1
@@ -133,6 +138,29 @@ def test_credentials_and_endpoint_from_the_environment(
     store = lb.BarStore(uri)
     store.write("MES", minutes())
     assert open_store(s3_server, uri).symbols() == ["MES"]
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_a_plain_http_endpoint_names_the_switch_that_allows_it(s3_server, uri) -> None:
+    with pytest.raises(lb.StorageError, match=r"plain http.*AWS_ALLOW_HTTP=true.*aws_allow_http"):
+        lb.BarStore(uri, storage_options=s3_server.options(aws_allow_http=None))
+    for allowed in (True, "1", "yes"):  # what the client takes for true
+        lb.BarStore(uri, storage_options=s3_server.options(aws_allow_http=allowed)).symbols()
+
+
+def test_the_repr_of_an_s3_store_touches_no_network(s3_server) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = lb.BarStore(
+        "s3://bars/catalog",
+        storage_options=s3_server.options(
+            aws_endpoint_url=f"http://127.0.0.1:{port}", max_retries=0
+        ),
+    )
+    started = time.perf_counter()
+    assert repr(store) == "<lazybars.BarStore s3://bars/catalog>"
+    assert time.perf_counter() - started < 0.5
 
 
 def test_unknown_options_are_named(s3_server, uri) -> None:

@@ -11,6 +11,7 @@ with random start/end/lookback hints, which must never change an answer.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import lazybars as lb
+from lazybars._time import parse_duration
 from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
@@ -368,8 +370,31 @@ def run_sequence(datasets: Catalog, name: str, data, *, with_hints: bool) -> Non
     if data.draw(st.booleans(), label="clock moves forward"):
         # A backtest's clock only moves forward: the fast path's cursor sees that pattern.
         sequence.sort(key=lambda r: pd.Timestamp(r[0]).value)
-    for request in sequence:
-        assert_same_answer(fast, ref, ds, request)
+    with warnings.catch_warnings(record=True) as caught:
+        # A clock past the data warns; recorded here, and checked against the rule below.
+        warnings.simplefilter("always", lb.StaleDataWarning)
+        for request in sequence:
+            assert_same_answer(fast, ref, ds, request)
+    check_stale_warnings(ds, options.get("lookback", "30d"), sequence, caught)
+
+
+def check_stale_warnings(ds: DataSet, lookback: object, sequence: list, caught: list) -> None:
+    """Each source warns at most once (the reference lives for the module), of this asset;
+    no clock before the last bar's start is warned of, and the fast source (new for the
+    sequence) warns of a clock past that start by the lookback and a few days (a day bar's
+    end lies within them)."""
+    assert all(issubclass(w.category, lb.StaleDataWarning) for w in caught), caught
+    assert all(str(w.message).startswith(f"{ds.symbol}: ") for w in caught), caught
+    assert len(caught) <= 2
+    nows = []
+    for clock, _, timeshift, _ in sequence:
+        now = pd.Timestamp(clock).value
+        shift = pd.Timedelta(timeshift).value if isinstance(timeshift, dt.timedelta) else 0
+        nows += [now, now - shift]
+    if max(nows) <= ds.starts[-1]:
+        assert not caught
+    if max(nows) > ds.starts[-1] + parse_duration(lookback, argument="lookback") + 3 * DAY:
+        assert caught
 
 
 def parity_settings(examples: int) -> settings:

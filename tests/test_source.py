@@ -13,6 +13,7 @@ import datetime as dt
 import signal
 import weakref
 from collections import namedtuple
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ import pytest
 from mutations import PANDAS_MUTATIONS, mutation_id
 
 import lazybars as lb
+from lazybars._time import parse_duration
 from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
@@ -613,7 +615,8 @@ def test_get_last_price_is_the_close_of_the_last_visible_bar(impl, ten_minutes):
     assert price == 5.25  # the 10:04 bar, the fifth one
     assert isinstance(price, float)
     src.set_datetime(ts("2024-06-01 12:00"))
-    assert src.get_last_price("X") == 10.25
+    with pytest.warns(lb.StaleDataWarning, match="X: the clock"):  # months past the data
+        assert src.get_last_price("X") == 10.25
 
 
 def test_get_last_price_uses_the_finest_stored_timestep(impl):
@@ -826,7 +829,8 @@ def test_clocks_at_the_edges_of_the_range_answer(impl, ten_minutes):
     src = impl(store_of({"X": ten_minutes}))
     with within_seconds(10):
         src.set_datetime(dt.datetime(2262, 1, 1, tzinfo=dt.UTC))
-        assert src.get_last_price("X") == ten_minutes["close"].iloc[-1]
+        with pytest.warns(lb.StaleDataWarning):  # centuries past the data
+            assert src.get_last_price("X") == ten_minutes["close"].iloc[-1]
         assert len(src.get_historical_prices("X", 3)) == 3
         src.set_datetime(dt.datetime(1678, 1, 1, tzinfo=dt.UTC))
         assert src.get_last_price("X") is None
@@ -1061,6 +1065,15 @@ def hint_frame() -> pl.DataFrame:
     return lb.synth.minute_bars("X", start="2024-01-02", end="2024-03-01", gaps=0.01, extras=True)
 
 
+def stale_at(clock: str, hints: dict, frame: pl.DataFrame) -> AbstractContextManager:
+    """Expect a StaleDataWarning where ``clock`` is past the last bar of ``frame`` by more
+    than the hints' lookback (a hinted DataSource warns of it), else nothing."""
+    lookback = pd.Timedelta(parse_duration(hints.get("lookback", "30d"), argument="lookback"))
+    if ts(clock) - (frame["datetime"][-1] + MINUTE) > lookback:
+        return pytest.warns(lb.StaleDataWarning)
+    return contextlib.nullcontext()
+
+
 def hint_store(kind: str, frame: pl.DataFrame, tmp_path: Path) -> lb.BarStore:
     if kind == "memory":
         return store_of({"X": frame})
@@ -1080,13 +1093,17 @@ def test_start_end_lookback_are_hints_not_limits(impl, kind, hints, hint_frame, 
         for src in (plain, shared, fresh):
             src.set_datetime(ts(clock))
         want = plain.get_historical_prices("X", length, timeshift=shift, after_hours=after_hours)
-        for src in (shared, fresh):
-            got = src.get_historical_prices("X", length, timeshift=shift, after_hours=after_hours)
-            assert_same_bars(got, want)
-        assert shared.get_last_price("X") == plain.get_last_price("X")
+        with stale_at(clock, hints, hint_frame):
+            for src in (shared, fresh):
+                got = src.get_historical_prices(
+                    "X", length, timeshift=shift, after_hours=after_hours
+                )
+                assert_same_bars(got, want)
+            assert shared.get_last_price("X") == plain.get_last_price("X")
         fresh_price = impl(store, **hints)
         fresh_price.set_datetime(ts(clock))
-        assert fresh_price.get_last_price("X") == plain.get_last_price("X")
+        with stale_at(clock, hints, hint_frame):
+            assert fresh_price.get_last_price("X") == plain.get_last_price("X")
 
 
 def test_hints_agree_with_first_principles(hint_frame):
@@ -1096,7 +1113,8 @@ def test_hints_agree_with_first_principles(hint_frame):
         if not isinstance(shift, int | None) or not after_hours:
             continue
         src.set_datetime(ts(clock))
-        got = src.get_historical_prices("X", length, timeshift=shift)
+        with stale_at(clock, HINT_CASES["narrow"], hint_frame):
+            got = src.get_historical_prices("X", length, timeshift=shift)
         want = expected_window(hint_frame, ts(clock), length, MINUTE, shift or 0)
         polars.testing.assert_frame_equal(got.pl, want, check_exact=True)
 

@@ -27,6 +27,11 @@ def tree(path: Path) -> dict[str, bytes]:
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
 
+def without_locks(files: dict[str, str]) -> dict[str, str]:
+    """A catalog's files but the writers' lock files."""
+    return {name: digest for name, digest in files.items() if not name.endswith(".parquet.lock")}
+
+
 def epoch_ns(value: dt.datetime) -> int:
     delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
@@ -74,12 +79,37 @@ def test_catalog_layout_and_reopen(
     store = lb.BarStore(tmp_path)
     store.write("MES", minute, timestep="minute")
     store.write("MES", daily, timestep="day")
-    # The layout documented in lazybars/store.py: root/<timestep>/<symbol>.parquet
-    assert sorted(tree(tmp_path)) == ["1d/MES.parquet", "1m/MES.parquet"]
+    # The layout documented in lazybars/store.py: root/<timestep>/<symbol>.parquet, and
+    # a hidden lock file beside each.
+    assert sorted(tree(tmp_path)) == [
+        "1d/.MES.parquet.lock",
+        "1d/MES.parquet",
+        "1m/.MES.parquet.lock",
+        "1m/MES.parquet",
+    ]
     reopened = lb.BarStore(tmp_path)
     assert reopened.timesteps("MES") == ["1m", "1d"]
     assert reopened.scan("MES").collect().equals(minute)
     assert reopened.scan("MES", "day").collect().equals(daily)
+
+
+def test_a_relative_root_is_resolved_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minute: pl.DataFrame
+) -> None:
+    """A relative root is the directory it names in the working directory at open: scans
+    and DataSources work, and a later change of directory does not move the catalog."""
+    monkeypatch.chdir(tmp_path)
+    store = lb.BarStore("data/bars")
+    store.write("MES", minute)
+    assert (tmp_path / "data" / "bars" / "1m" / "MES.parquet").is_file()
+    monkeypatch.chdir(tmp_path.parent)
+    assert store.scan("MES").collect().equals(minute)
+    src = lb.DataSource(store, timezone=NY)
+    src.set_datetime(minute["datetime"][-1] + dt.timedelta(minutes=1))
+    assert src.get_historical_prices("MES", 10).pl.equals(
+        minute.tail(10).with_columns(pl.col("datetime").dt.convert_time_zone(NY))
+    )
+    assert str(tmp_path / "data" / "bars") in repr(store)
 
 
 def test_from_frames_touches_no_disk(tmp_path: Path, monkeypatch, minute: pl.DataFrame) -> None:
@@ -383,7 +413,7 @@ def test_safe_symbols_stay_inside_the_root(tmp_path: Path, symbol: str, minute) 
     root = tmp_path / "catalog"
     lb.BarStore(root).write(symbol, minute)
     files = tree(tmp_path)
-    assert list(files) == [f"catalog/1m/{symbol}.parquet"]
+    assert sorted(files) == [f"catalog/1m/.{symbol}.parquet.lock", f"catalog/1m/{symbol}.parquet"]
     assert lb.BarStore(root).symbols() == [symbol]
 
 
@@ -436,8 +466,9 @@ def test_failed_write_keeps_the_previous_bars(catalog: Catalog, monkeypatch, min
     with pytest.raises(OSError, match="disk full"):
         store.write("NEW", minute.tail(5))
     monkeypatch.undo()
-    # Unchanged bytes, no temporary file left, the new symbol not listed.
-    assert catalog.tree() == before
+    # Unchanged bytes, no temporary file left (the writer's lock file may stay, empty and
+    # hidden), the new symbol not listed.
+    assert without_locks(catalog.tree()) == without_locks(before)
     assert store.symbols() == ["MES"]
     assert store.scan("MES").collect().equals(minute)
     assert catalog.open().scan("MES").collect().equals(minute)

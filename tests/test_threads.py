@@ -284,7 +284,7 @@ def test_a_writer_never_exposes_a_partial_frame_to_readers(tmp_path: Path) -> No
     store = lb.BarStore(tmp_path)
     store.write("SYM", a)
     store.write("OTHER", b)
-    far = ts("2030-01-01")
+    far = ts("2024-01-21")  # after both versions' last bars, within the lookback
     writes = 40
     done = threading.Event()
 
@@ -324,5 +324,10 @@ def test_a_writer_never_exposes_a_partial_frame_to_readers(tmp_path: Path) -> No
     with ThreadPoolExecutor(THREADS) as pool:
         counts = burst(pool, work)
     assert all(n >= 3 for n in counts[1:])
-    assert sorted(p.name for p in (tmp_path / "1m").iterdir()) == ["OTHER.parquet", "SYM.parquet"]
+    assert sorted(p.name for p in (tmp_path / "1m").iterdir()) == [
+        ".OTHER.parquet.lock",  # the writers' lock files, hidden
+        ".SYM.parquet.lock",
+        "OTHER.parquet",
+        "SYM.parquet",
+    ]
     assert store.scan("SYM").collect().equals(a)  # the last write (an odd one) wrote A
