@@ -185,7 +185,7 @@ def two_assets() -> lb.BarStore:
 
 
 def _last_end(store: lb.BarStore, symbol: str) -> pd.Timestamp:
-    return _stamp(store.bounds(symbol, lb.Timestep.parse("1m"))[1]) + timedelta(minutes=1)
+    return store.bounds(symbol, "minute")[1].tz_convert(ZONE) + timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("source", SOURCES)
