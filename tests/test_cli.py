@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 import lazybars as lb
-from lazybars.cli import SYMBOLS, app
+from lazybars.cli import SYMBOLS, ZONE, app
 
 
 def _demo(tmp_path: Path, *extra: str) -> str:
@@ -56,9 +56,34 @@ def test_plot_without_matplotlib_says_how_to_get_it(
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
-def test_plot_writes_a_png(tmp_path: Path) -> None:
+def test_plot_writes_a_png_with_labelled_axes_and_the_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lazybars import _plot
+
+    figures = []
+
+    def kept(*args: object, **kwargs: object) -> object:
+        figures.append(equity_figure(*args, **kwargs))
+        return figures[-1]
+
+    equity_figure = _plot.equity_figure
+    monkeypatch.setattr(_plot, "equity_figure", kept)
     _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
     assert (tmp_path / "eq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = figures[0].axes
+    assert ax.get_ylabel() == "equity"
+    assert ax.get_xlabel() == f"time ({ZONE})"
+    assert [line.get_label() for line in ax.get_lines()] == ["lazybars", "pandas reference"]
+
+
+def test_default_demo_replays_a_week_and_says_so_in_help() -> None:
+    # The pandas reference takes about a second per replayed day on an idle machine: the
+    # default keeps the Quickstart's demo well under a minute.
+    days = next(p for p in typer.main.get_command(app).commands["demo"].params if p.name == "days")
+    assert days.default == 5
+    help_text = _unwrapped(CliRunner().invoke(app, ["demo", "--help"]).output)
+    assert "Trading days to replay" in help_text
 
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
