@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -237,7 +238,7 @@ def test_a_close_only_query_draws_a_close_line(store: lb.BarStore) -> None:
 def _assert_breaks_at_gaps(line: object, frame: pl.DataFrame, step: timedelta) -> None:
     """The line is lifted (a NaN) exactly between bars further apart than a bar or so."""
     starts = frame["datetime"].to_list()
-    gaps = sum(b - a > step * 1.5 for a, b in zip(starts, starts[1:], strict=False))
+    gaps = sum(b - a > step * 1.5 for a, b in itertools.pairwise(starts))
     y = np.asarray(line.get_ydata())  # type: ignore[attr-defined]
     assert gaps > 0  # the data has a gap to break at
     assert np.isnan(y).sum() == gaps
