@@ -192,9 +192,7 @@ def _plot(results: dict[str, sim.Result], path: Path) -> None:
             markup=False,
         )
         return
-    curves = {
-        name: pl.from_pandas(result.equity.reset_index()) for name, result in results.items()
-    }
+    curves = {name: pl.from_pandas(result.equity.reset_index()) for name, result in results.items()}
     fig = equity_figure(curves, step="1m", title="MomentumStrategy equity (minute closes)")
     fig.savefig(path)
     console.print(f"equity curves written to {path}")
