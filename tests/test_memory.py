@@ -19,8 +19,6 @@ import lazybars as lb
 pytest.importorskip(
     "pytest_memray", reason="memory limits need pytest-memray: pip install -e '.[dev]'"
 )
-# One xdist worker runs this module, so its three-year catalog is written once.
-pytestmark = pytest.mark.xdist_group("memory")
 
 ZONE = "America/New_York"
 SYMBOLS = ("MES", "MNQ", "MYM", "M2K")

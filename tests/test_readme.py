@@ -37,9 +37,6 @@ EXTRAS = {
     "databento": "databento_dbn",
 }
 
-# Every test here shares the scratch directory, in README order: one xdist worker runs them.
-pytestmark = pytest.mark.xdist_group("readme")
-
 
 @dataclass(frozen=True)
 class Block:

@@ -31,8 +31,6 @@ import lazybars as lb
 from lazybars import sim, strategies
 
 START, END = "2024-01-03", "2024-01-05"
-# One xdist worker runs this module: one Ray cluster per session, not one per worker.
-pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="session")
