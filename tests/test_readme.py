@@ -1,12 +1,13 @@
 """The README's code blocks run as written.
 
-Every ```python block runs, in README order, in one scratch directory (so ``data/bars``
-lands there, and a later section finds the catalog an earlier one wrote); Python names
-carry over within a ``##`` section. Every ``lazybars ...`` line of a ```bash block runs
-through the CLI, in process; a line naming a file that neither the README nor this module
-writes (a DataBento download, say) skips, naming it. A block preceded by
+Every ```python block, and every ``lazybars ...`` line of a ```bash block (through the CLI,
+in process), runs in README order in one scratch directory: ``data/bars`` lands there, and
+a later section finds the catalog an earlier one wrote. Python names carry over within a
+``##`` section. A command naming a file that neither the README nor this module writes (a
+DataBento download, say) skips, naming it. A block preceded by
 ``<!-- readme-test: requires EXTRA -->`` skips without that extra, and one preceded by
-``<!-- readme-test: skip: REASON -->`` never runs; any other block must run.
+``<!-- readme-test: skip: REASON -->`` never runs; any other block must run. The module
+runs whole on one pytest-xdist worker (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -76,13 +77,29 @@ def blocks(text: str) -> list[Block]:
 
 
 BLOCKS = blocks(README.read_text(encoding="utf-8"))
-PYTHON = [b for b in BLOCKS if b.lang == "python"]
-COMMANDS = [
-    (block, n, line)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A python block, or one command line of a bash block, in README order."""
+
+    block: Block
+    line: int  # in README.md
+    command: str | None = None  # the bash line; None for a python block
+
+
+STEPS = [
+    step
     for block in BLOCKS
-    if block.lang == "bash"
-    for n, line in enumerate(block.code.splitlines())
-    if line.strip() and not line.lstrip().startswith("#")
+    for step in (
+        [Step(block, block.line)]
+        if block.lang == "python"
+        else [
+            Step(block, block.line + 1 + n, command)
+            for n, command in enumerate(block.code.splitlines())
+            if command.strip() and not command.lstrip().startswith("#")
+        ]
+    )
 ]
 
 
@@ -92,8 +109,9 @@ def test_every_block_is_python_or_bash_and_every_marker_is_known() -> None:
     assert len(MARK.findall(text)) == text.count("<!-- readme-test")  # no misspelt marker
     assert {b.extra for b in BLOCKS} - {None} <= set(EXTRAS)
     # Bash blocks that are not lazybars commands (installs, exports) say why they do not run.
-    for block, _, line in COMMANDS:
-        assert block.skip or block.extra or line.startswith("lazybars "), (block.line, line)
+    for step in STEPS:
+        if step.command is not None and not (step.block.skip or step.block.extra):
+            assert step.command.startswith("lazybars "), f"README.md:{step.line} is not marked"
 
 
 @pytest.fixture(scope="module")
@@ -121,16 +139,20 @@ def in_scratch(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return scratch
 
 
-def _skip_unless_runnable(block: Block) -> None:
+@pytest.mark.parametrize("step", STEPS, ids=lambda s: f"L{s.line}-{s.block.lang}")
+def test_readme_step_runs(step: Step, in_scratch: Path) -> None:
+    block = step.block
     if block.skip:
-        pytest.skip(f"README.md:{block.line} is marked: {block.skip}")
+        pytest.skip(f"README.md:{step.line} is marked: {block.skip}")
     if block.extra and importlib.util.find_spec(EXTRAS[block.extra]) is None:
-        pytest.skip(f"README.md:{block.line} needs the {block.extra} extra")
+        pytest.skip(f"README.md:{step.line} needs the {block.extra} extra")
+    if step.command is None:
+        _run_python(block)
+    else:
+        _run_command(step, in_scratch)
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=lambda b: f"L{b.line}")
-def test_python_block_runs(block: Block, in_scratch: Path) -> None:
-    _skip_unless_runnable(block)
+def _run_python(block: Block) -> None:
     if block.extra == "plot":
         import matplotlib
 
@@ -151,17 +173,12 @@ def _shutdown_a_cluster_the_block_started() -> object:
     return lambda: None if connected else ray.shutdown()
 
 
-@pytest.mark.parametrize(
-    ("block", "n", "line"), COMMANDS, ids=[f"L{b.line + 1 + n}" for b, n, _ in COMMANDS]
-)
-def test_lazybars_command_runs(block: Block, n: int, line: str, in_scratch: Path) -> None:
-    _skip_unless_runnable(block)
-    argv = shlex.split(line, comments=True)
-    assert argv[0] == "lazybars"
+def _run_command(step: Step, cwd: Path) -> None:
+    argv = shlex.split(step.command, comments=True)
     if argv[1] == "ingest":
         sources = [a for a in argv[2 : argv.index("--store")] if not a.startswith("-")]
-        missing = [s for s in sources if not (in_scratch / s).exists()]
+        missing = [s for s in sources if not (cwd / s).exists()]
         if missing:
-            pytest.skip(f"README.md:{block.line + 1 + n} ingests {missing}: files of your own")
+            pytest.skip(f"README.md:{step.line} ingests {missing}: files of your own")
     result = CliRunner().invoke(app, argv[1:])
-    assert result.exit_code == 0, f"README.md:{block.line + 1 + n}: {line}\n{result.output}"
+    assert result.exit_code == 0, f"README.md:{step.line}: {step.command}\n{result.output}"
