@@ -21,6 +21,14 @@ def _demo(tmp_path: Path, *extra: str) -> str:
     return result.output
 
 
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo catalog, written once for the tests that only need one to exist."""
+    root = tmp_path_factory.mktemp("demo")
+    _demo(root)
+    return root
+
+
 def test_demo_backtests_both_backends_identically(tmp_path: Path) -> None:
     output = _demo(tmp_path)
     assert "identical trades: yes" in output
@@ -40,7 +48,7 @@ def test_demo_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_import = builtins.__import__
 
@@ -50,14 +58,14 @@ def test_plot_without_matplotlib_says_how_to_get_it(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    output = _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+    output = _demo(catalog, "--plot", str(tmp_path / "eq.png"))
     assert "pip install 'lazybars[plot]'" in output
     assert not (tmp_path / "eq.png").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
 def test_plot_writes_a_png_with_labelled_axes_and_the_zone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lazybars import _plot
 
@@ -69,7 +77,7 @@ def test_plot_writes_a_png_with_labelled_axes_and_the_zone(
 
     equity_figure = _plot.equity_figure
     monkeypatch.setattr(_plot, "equity_figure", kept)
-    _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+    _demo(catalog, "--plot", str(tmp_path / "eq.png"))
     assert (tmp_path / "eq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (ax,) = figures[0].axes
     assert ax.get_ylabel() == "equity"
