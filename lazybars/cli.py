@@ -63,7 +63,7 @@ def demo(
             min=1,
             max=250,
             help="Trading days to replay, from 2024-10-01, on both backends (the pandas "
-            "reference takes about a second a day).",
+            "reference takes a second or two a day).",
         ),
     ] = 5,
     plot: Annotated[
