@@ -14,6 +14,7 @@ pile up in pyplot's registry.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -34,7 +35,7 @@ except ModuleNotFoundError as exc:
     _msg = f"charts need matplotlib ({exc.name} is missing): pip install 'lazybars[plot]'"
     raise MissingExtra(_msg) from exc
 
-__all__ = ["bars_figure", "query_figure"]
+__all__ = ["bars_figure", "equity_figure", "query_figure"]
 
 UP, DOWN = "#26a69a", "#ef5350"  # close >= open, close < open
 _LINE = "#1f77b4"  # a close line, when the bars have no open/high/low
@@ -43,6 +44,9 @@ _WIDTH = 10.0  # inches
 _PANEL_HEIGHTS = (3.0, 1.0)  # inches: prices, and volume beneath
 _OHLC = ("open", "high", "low", "close")
 _NS_PER_DAY = 86_400 * 10**9
+# Points further apart than this many timesteps are not joined: a line breaks at nights and
+# weekends as the candles do, yet a day bar of 23 or 25 hours (DST) stays joined.
+_GAP = 1.5
 
 
 def bars_figure(
@@ -143,7 +147,8 @@ def _colors(bars: pl.DataFrame) -> np.ndarray:
 def _prices(ax: Axes, bars: pl.DataFrame, step: Timestep) -> None:
     width, left = _width(step), _starts(bars)
     if not all(c in bars.columns for c in _OHLC):
-        ax.plot(left + width / 2, bars["close"].to_numpy(), color=_LINE, gid="close")
+        x, y = _broken(left + width / 2, bars["close"].to_numpy(), width)
+        ax.plot(x, y, color=_LINE, gid="close")
         ax.set_ylabel("close")
         return
     o, h, lo, c = (bars[name].to_numpy() for name in _OHLC)
@@ -186,12 +191,41 @@ def _overlay(panels: list[tuple[str, pl.DataFrame]], step: Timestep, title: str)
     for symbol, bars in panels:
         close = bars["close"].to_numpy()
         if close.size:
-            ax.plot(_starts(bars) + mid, (close / close[0] - 1) * 100, label=symbol)
+            x, y = _broken(_starts(bars) + mid, (close / close[0] - 1) * 100, 2 * mid)
+            ax.plot(x, y, label=symbol)
     ax.axhline(0, color="0.6", linewidth=0.8)
     ax.set_ylabel("close, % change since first bar")
     ax.legend(loc="upper left")
     frame = pl.concat([bars.select("datetime") for _, bars in panels])
     return _finish(fig, np.array([ax]), frame, step, title)
+
+
+def equity_figure(curves: dict[str, pl.DataFrame], *, step: str | Timestep, title: str) -> Figure:
+    """Equity curves on one panel, each a frame of ``datetime`` and ``equity`` marks.
+
+    ``step`` is the spacing of the marks: a line breaks where marks are further apart (the
+    nights and weekends a backtest's clock skips).
+    """
+    step = Timestep.parse(step)
+    fig = _new_figure(_PANEL_HEIGHTS[0] + 1)
+    ax = fig.subplots()
+    # Dashes after the first curve keep equal curves (a parity check) both visible.
+    for (name, curve), style in zip(curves.items(), itertools.cycle(("-", "--")), strict=False):
+        x, y = _broken(_starts(curve), curve["equity"].to_numpy(), _width(step))
+        ax.plot(x, y, style, label=name)
+    ax.set_ylabel("equity")
+    ax.legend(loc="upper left")
+    frame = pl.concat([curve.select("datetime") for curve in curves.values()])
+    return _finish(fig, np.array([ax]), frame, step, title)
+
+
+def _broken(x: np.ndarray, y: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """A line's points with a NaN after each gap, where matplotlib lifts the pen.
+
+    The NaN point sits at the end of the bar before the gap, so ``x`` stays increasing.
+    """
+    gaps = np.flatnonzero(np.diff(x) > width * _GAP) + 1
+    return np.insert(x, gaps, x[gaps - 1] + width), np.insert(y.astype(float), gaps, np.nan)
 
 
 def _finish(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -109,6 +111,18 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     _style["markdown"] = args.markdown
     return args
+
+
+def require(module: str, extra: str, benchmark: str) -> None:
+    """Exit with the pip command that installs ``extra`` when ``module`` is missing."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules[module] is None: its import is blocked
+        found = False
+    if not found:
+        command = f"pip install -e '.[{extra}]'"
+        msg = f"{benchmark} needs the {extra} extra ({module} is missing): {command}"
+        sys.exit(msg)
 
 
 _style = {"markdown": False}

@@ -2,6 +2,7 @@
 
     python -m perf.bench_ingest              # 20 million bars per file (a few minutes)
     python -m perf.bench_ingest --quick      # 2 million bars, a smoke run
+    (needs the databento extra; the bench extra adds DataBento's client as the DBN baseline)
 
 Generates (once, in ~/.cache/lazybars/bench_ingest or --data) a DataBento DBN file of
 ohlcv-1m records for 4 instruments and the same bars as a CSV (ISO times, a symbol
@@ -39,7 +40,7 @@ import polars as pl
 
 import lazybars as lb
 from lazybars._dbn import RECORD
-from perf._harness import Check, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table, require
 
 SYMBOLS = ("MES.c.0", "MNQ.c.0", "MYM.c.0", "M2K.c.0")
 START_NS = 1_704_205_800_000_000_000  # 2024-01-02 14:30 UTC
@@ -247,7 +248,10 @@ def main() -> int:
     parser.add_argument(
         "--data", type=Path, default=Path.home() / ".cache" / "lazybars" / "bench_ingest"
     )
-    args = parser.parse_args()
+    args = parse_args(parser)
+    # DBN files are written and read with DataBento's decoder (the databento extra); the
+    # full client (the bench extra) only makes the DBN baseline DataBento's own.
+    require("databento_dbn", "databento", "bench_ingest")
     rows = 2_000_000 if args.quick else args.rows
     dbn_file, csv_file = _generate(args.data, rows)
     dbn_small, csv_small = _generate(args.data, rows // 4)
@@ -256,6 +260,10 @@ def main() -> int:
 
         dbn_baseline = ("databento", "DBNStore.to_df() + store.write")
     except ImportError:
+        print(
+            "databento is missing (the bench extra: pip install -e '.[bench]'): the DBN "
+            "baseline is DBNDecoder records turned into pandas instead of DBNStore.to_df()"
+        )
         dbn_baseline = ("dbn_records", "DBNDecoder records -> pandas + store.write")
     runs = [
         ("DBN", dbn_file, "lazybars", "lazybars ingest"),
@@ -334,8 +342,6 @@ def main() -> int:
             csv_full["peak"] / csv_quarter["peak"],
             1.5,
         ),
-        Check("lazybars DBN peak RSS / file size", dbn_full["peak"] / dbn_file.stat().st_size, 1.0),
-        Check("lazybars CSV peak RSS / file size", csv_full["peak"] / csv_file.stat().st_size, 1.0),
         Check(
             "DBN baseline time / lazybars",
             results[("DBN", dbn_baseline[0])]["seconds"] / dbn_full["seconds"],
@@ -350,6 +356,15 @@ def main() -> int:
         ),
         Check("identical catalogs (1 = yes)", float(all(same.values())), 1, at_least=True),
     ]
+    if not args.quick:  # a small file is smaller than the fixed RSS of the libraries
+        checks += [
+            Check(
+                "lazybars DBN peak RSS / file size", dbn_full["peak"] / dbn_file.stat().st_size, 1
+            ),
+            Check(
+                "lazybars CSV peak RSS / file size", csv_full["peak"] / csv_file.stat().st_size, 1
+            ),
+        ]
     return 0 if print_checks(checks) else 1
 
 

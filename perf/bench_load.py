@@ -1,7 +1,7 @@
 """Cold start: from creating a DataSource to its first answer.
 
     python -m perf.bench_load            # five years of minute bars, 50 symbols (~2 min)
-    python -m perf.bench_load --quick
+    python -m perf.bench_load --quick    # one year, 10 symbols; checks only the reference
 
 Two scenarios on a directory catalog (written once to a cache folder): one symbol with five
 years of 24h minute bars and a one-month backtest window; and ``get_bars`` over 50 symbols
@@ -141,9 +141,12 @@ def main() -> int:
                 f"{reference / ours:.0f}x",
             )
         )
-        checks.append(Check(f"{name}: lazybars / bare scan", ours / floor, 1.3))
-        checks.append(Check(f"{name}: hinted reference / lazybars", hinted / ours, 1, True))
-        checks.append(Check(f"{name}: reference / lazybars", reference / ours, 10, True))
+        # Quick: cold starts of a few ms, too short to tell 1.3x from noise on a busy
+        # machine; only the reference, which reads every year, is held to a (smaller) target.
+        if not args.quick:
+            checks.append(Check(f"{name}: lazybars / bare scan", ours / floor, 1.3))
+            checks.append(Check(f"{name}: hinted reference / lazybars", hinted / ours, 1, True))
+        checks.append(Check(f"{name}: reference / lazybars", reference / ours, 2 * years, True))
     print_table(
         f"Time to first answer, ms (one-month window {START} .. {END}, lookback {LOOKBACK}). "
         "lb: lazybars; floor: bare scan of the same rows; hinted ref: the reference reading "

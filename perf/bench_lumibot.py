@@ -408,7 +408,11 @@ def main() -> int:
         ["function", "calls", "own time", "with callees"],
         [(name, f"{n:,}", f"{own:.1%}", f"{cum:.1%}") for name, n, own, cum in profiled["profile"]],
     )
-    return 0 if print_checks(checks) else 1
+    met = print_checks(checks)
+    if args.quick:  # a week is too short for the time shares; identical fills must hold
+        print("--quick: only identical fills are enforced; the full run holds the rest")
+        return 0 if all(c.ok for c in checks if "identical" in c.name) else 1
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

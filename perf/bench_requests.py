@@ -1,7 +1,7 @@
 """Per-request cost of lazybars' DataSource against what users would pick instead, and floors.
 
     python -m perf.bench_requests            # full run (a few minutes)
-    python -m perf.bench_requests --quick    # smaller, for a smoke test
+    python -m perf.bench_requests --quick    # smaller, for a smoke test (reports only)
 
 One year of synthetic 24h minute bars of one symbol, 100-bar windows at 1m, 5m, 1h and day
 (the coarser ones aggregated from the minute bars). The clock steps forward one bar per call,
@@ -190,7 +190,11 @@ def main() -> int:
     _build_table(store, minute, forward[0])
     sizes = [10_000, 100_000, 1_000_000] + ([] if args.quick else [10_000_000])
     checks += _scaling(sizes, calls)
-    return 0 if print_checks(checks) else 1
+    met = print_checks(checks)
+    if args.quick:  # ratios of microseconds over a tenth of the calls: a smoke run reports
+        print("--quick: targets reported, not enforced; the full run holds them")
+        return 0
+    return 0 if met else 1
 
 
 _PANDAS_COLUMNS = [

@@ -44,7 +44,7 @@ import polars as pl
 
 import lazybars as lb
 from lazybars import sim, strategies
-from perf._harness import Check, parse_args, print_checks, print_table
+from perf._harness import Check, parse_args, print_checks, print_table, require
 
 GRID = {"fast": [5, 9, 13], "slow": [20, 30], "atr_stop": [1.0, 3.0], "symbol": ["MES", "MNQ"]}
 START, END = "2024-01-08", "2024-01-10"
@@ -82,11 +82,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer combinations and rounds")
     parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="the cluster's CPUs")
     args = parse_args(parser)
-    try:
-        import ray
-    except ModuleNotFoundError:
-        print("perf.bench_sweep needs Ray: pip install -e '.[dev,ray]'")
-        return 1
+    require("ray", "ray", "bench_sweep")
+    import ray
+
     n_tiny, rounds = (100, 3) if args.quick else (400, 5)
     temp = tempfile.mkdtemp(prefix="lb-bench-")  # short: Ray's socket paths must fit
     try:

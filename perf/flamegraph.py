@@ -3,13 +3,15 @@
     memray run -f -o lazybars.bin -m perf.memory --backend lazybars
     python -m perf.flamegraph lazybars.bin           # writes memray-flamegraph-lazybars.png
     python -m perf.flamegraph lazybars.bin -o docs/flamegraph-lazybars.png
+    python -m perf.flamegraph lazybars.bin --quick --markdown   # the tables only
 
 It reads the allocations alive at the high-water mark with ``memray.FileReader`` and draws
 them as an icicle chart: the whole peak at the top, each row below split among the callees
 of the row above, widths in bytes, as in ``memray flamegraph``. Import-machinery and runpy
 frames are left out (as memray's "hide import system frames"). Allocations made by threads
 with no Python frames, such as polars' thread pool decoding parquet, hang under one node of
-their own. Only the first ``--depth`` levels are drawn; nothing needs the network.
+their own. Only the first ``--depth`` levels are drawn; nothing needs the network. It also
+prints the largest parts of the peak (and of the zoomed function) as a table.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import memray
+
+from perf._harness import parse_args, print_table
 
 MiB = 2**20
 _SKIP = ("<frozen importlib", "<frozen runpy>", "/memray/")
@@ -137,6 +141,28 @@ def draw(panels: list[tuple[Node, str, int]], out: Path) -> None:
     plt.close(fig)
 
 
+def _split(node: Node, top: int = 8) -> list[tuple[str, int]]:
+    """The largest parts of ``node`` (below any chain of single callees), then the rest."""
+    while len(node.children) == 1:
+        node = next(iter(node.children.values()))
+    parts = sorted(node.children.values(), key=lambda c: -c.size)
+    rows = [(c.name, c.size) for c in parts[:top]]
+    rest = node.size - sum(size for _, size in rows)
+    return rows + ([("everything else", rest)] if rest else [])
+
+
+def _report(root: Node, zoomed: Node | None, zoom: str) -> None:
+    for node, title in ((root, "the peak"), (zoomed, f"{zoom}()")):
+        if node is None:
+            continue
+        rows = [(name, size / MiB, f"{size / node.size:.0%}") for name, size in _split(node)]
+        print_table(
+            f"Allocations alive at {title}: {node.size / MiB:,.1f} MiB",
+            ["frame", "MiB", "share"],
+            rows,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("capture", type=Path, help="a memray capture file (memray run -o ...)")
@@ -145,7 +171,8 @@ def main() -> int:
     parser.add_argument(
         "--zoom", default="backtest", help="a function drawn again below, on its own scale"
     )
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="print the tables, draw no PNG")
+    args = parse_args(parser)
     out = args.output or Path(f"memray-flamegraph-{args.capture.stem}.png")
     root, reader = call_tree(args.capture)
     command = reader.metadata.command_line.split(" -m ", 1)[-1]
@@ -153,8 +180,10 @@ def main() -> int:
     zoomed = find(root, args.zoom) if args.zoom else None
     if zoomed is not None:
         panels.append((zoomed, f"the same peak, zoomed in on {args.zoom}()", args.depth + 2))
-    draw(panels, out)
-    print(f"wrote {out} ({root.size / MiB:,.1f} MiB at the peak)")
+    _report(root, zoomed, args.zoom)
+    if not args.quick:
+        draw(panels, out)
+        print(f"wrote {out} ({root.size / MiB:,.1f} MiB at the peak)")
     return 0
 
 

@@ -28,6 +28,27 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 
 
+# Modules whose tests share a scratch directory or a costly session fixture (a Ray cluster,
+# a three-year catalog): one pytest-xdist worker runs each whole, in order; every other
+# test goes to whichever worker is free. (xdist's own xdist_group marks are not honoured
+# with pytest 9, which ignores the node ids xdist rewrites for them.)
+WHOLE_MODULES = frozenset({"tests/test_readme.py", "tests/test_sweep.py", "tests/test_memory.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "load":
+        return None  # an explicit --dist mode is xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeModules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in WHOLE_MODULES else nodeid
+
+    return WholeModules(config, log)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[Any]:
     """moto's S3 on 127.0.0.1, started once for the session and stopped after it."""

@@ -12,13 +12,21 @@ import typer
 from typer.testing import CliRunner
 
 import lazybars as lb
-from lazybars.cli import SYMBOLS, app
+from lazybars.cli import SYMBOLS, ZONE, app
 
 
 def _demo(tmp_path: Path, *extra: str) -> str:
     result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "--days", "1", *extra])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo catalog, written once for the tests that only need one to exist."""
+    root = tmp_path_factory.mktemp("demo")
+    _demo(root)
+    return root
 
 
 def test_demo_backtests_both_backends_identically(tmp_path: Path) -> None:
@@ -40,7 +48,7 @@ def test_demo_rejects_bad_options(tmp_path: Path) -> None:
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_import = builtins.__import__
 
@@ -50,15 +58,40 @@ def test_plot_without_matplotlib_says_how_to_get_it(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    output = _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+    output = _demo(catalog, "--plot", str(tmp_path / "eq.png"))
     assert "pip install 'lazybars[plot]'" in output
     assert not (tmp_path / "eq.png").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
-def test_plot_writes_a_png(tmp_path: Path) -> None:
-    _demo(tmp_path / "data", "--plot", str(tmp_path / "eq.png"))
+def test_plot_writes_a_png_with_labelled_axes_and_the_zone(
+    catalog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lazybars import _plot
+
+    figures = []
+
+    def kept(*args: object, **kwargs: object) -> object:
+        figures.append(equity_figure(*args, **kwargs))
+        return figures[-1]
+
+    equity_figure = _plot.equity_figure
+    monkeypatch.setattr(_plot, "equity_figure", kept)
+    _demo(catalog, "--plot", str(tmp_path / "eq.png"))
     assert (tmp_path / "eq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (ax,) = figures[0].axes
+    assert ax.get_ylabel() == "equity"
+    assert ax.get_xlabel() == f"time ({ZONE})"
+    assert [line.get_label() for line in ax.get_lines()] == ["lazybars", "pandas reference"]
+
+
+def test_default_demo_replays_a_week_and_says_so_in_help() -> None:
+    # The pandas reference takes about a second per replayed day on an idle machine: the
+    # default keeps the Quickstart's demo well under a minute.
+    days = next(p for p in typer.main.get_command(app).commands["demo"].params if p.name == "days")
+    assert days.default == 5
+    help_text = _unwrapped(CliRunner().invoke(app, ["demo", "--help"]).output)
+    assert "Trading days to replay" in help_text
 
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]

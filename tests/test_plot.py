@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import itertools
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -211,8 +212,11 @@ def test_overlay_draws_each_close_as_change_since_its_first_bar(store: lb.BarSto
     lines = {line.get_label(): line for line in ax.get_lines() if line.get_label()[0] != "_"}
     assert set(lines) == {"MES", "MNQ"}
     for symbol, line in lines.items():
-        close = frame.filter(pl.col("symbol") == symbol)["close"].to_numpy()
-        np.testing.assert_allclose(line.get_ydata(), (close / close[0] - 1) * 100)
+        rows = frame.filter(pl.col("symbol") == symbol)
+        close = rows["close"].to_numpy()
+        y = np.asarray(line.get_ydata())
+        np.testing.assert_allclose(y[~np.isnan(y)], (close / close[0] - 1) * 100)
+        _assert_breaks_at_gaps(line, rows, timedelta(hours=1))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MES", "MNQ"]
     _assert_x_range(ax, frame, timedelta(hours=1))
 
@@ -224,8 +228,54 @@ def test_a_close_only_query_draws_a_close_line(store: lb.BarStore) -> None:
     _render(fig)
     (ax,) = fig.axes
     (line,) = [line for line in ax.get_lines() if line.get_gid() == "close"]
-    np.testing.assert_allclose(line.get_ydata(), q.collect()["close"].to_numpy())
+    frame = q.collect()
+    y = np.asarray(line.get_ydata())
+    np.testing.assert_allclose(y[~np.isnan(y)], frame["close"].to_numpy())
     assert not ax.collections
+    _assert_breaks_at_gaps(line, frame, timedelta(hours=1))
+
+
+def _assert_breaks_at_gaps(line: object, frame: pl.DataFrame, step: timedelta) -> None:
+    """The line is lifted (a NaN) exactly between bars further apart than a bar or so."""
+    starts = frame["datetime"].to_list()
+    gaps = sum(b - a > step * 1.5 for a, b in itertools.pairwise(starts))
+    y = np.asarray(line.get_ydata())  # type: ignore[attr-defined]
+    assert gaps > 0  # the data has a gap to break at
+    assert np.isnan(y).sum() == gaps
+    assert not np.isnan(y[0]) and not np.isnan(y[-1])
+    x = np.asarray(line.get_xdata())  # type: ignore[attr-defined]
+    assert np.all(np.diff(x) > 0)  # still in time order, so the pen lifts, nothing doubles back
+
+
+@needs_matplotlib
+def test_close_line_breaks_over_a_weekend_but_not_across_a_dst_day() -> None:
+    days = lb.synth.minute_bars("X", "2024-03-05", "2024-03-15", gaps=0)
+    store = lb.BarStore.from_frames({"X": days})
+    q = store.scan("X").resample("day").select("close")
+    (line,) = q.plot().axes[0].get_lines()
+    frame = q.collect()
+    # 2024-03-10 (a Sunday) lasts 23 hours in New York; only the weekend breaks the line.
+    _assert_breaks_at_gaps(line, frame, timedelta(days=1))
+
+
+@needs_matplotlib
+def test_equity_figure_breaks_at_nights_and_names_its_axes_and_zone() -> None:
+    from lazybars._plot import equity_figure
+
+    store = lb.BarStore.from_frames(
+        {"X": lb.synth.minute_bars("X", "2024-03-04", "2024-03-07", session="regular")}
+    )
+    ticks = lb.sim.clock(store, ["X"], "2024-03-04", "2024-03-07", cadence="1m")
+    curve = pl.DataFrame({"datetime": ticks, "equity": np.linspace(1e5, 1.1e5, len(ticks))})
+    fig = equity_figure({"a": curve, "b": curve}, step="1m", title="equity of a and b")
+    _render(fig)
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "equity"
+    assert ax.get_xlabel() == f"time ({NY})"
+    assert fig.get_suptitle() == "equity of a and b"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    for line in ax.get_lines():
+        _assert_breaks_at_gaps(line, curve, timedelta(minutes=1))
 
 
 @needs_matplotlib
