@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 # pandas 3 keeps string labels in pyarrow arrays, and pyarrow's default allocator reserves
@@ -73,8 +73,9 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return catalogs.make(request.param, request, tmp_path / "catalog")
 
 
+# pandas is not imported here: it imports pyarrow, which must first see the pool set above.
 @pytest.fixture(
-    params=[False, True] if pd.__version__ < "3" else [None], ids=lambda on: f"cow={on}"
+    params=[False, True] if version("pandas") < "3" else [None], ids=lambda on: f"cow={on}"
 )
 def copy_on_write(request: pytest.FixtureRequest) -> Iterator[bool | None]:
     """pandas 2 with copy-on-write off (its default, iloc views share memory) and on; on
@@ -82,5 +83,7 @@ def copy_on_write(request: pytest.FixtureRequest) -> Iterator[bool | None]:
     if request.param is None:
         yield None
         return
+    import pandas as pd
+
     with pd.option_context("mode.copy_on_write", request.param):
         yield request.param

@@ -469,9 +469,13 @@ def test_day_bars_written_in_another_zone(data):
     the last whose day there has ended."""
     ds, ref, written = data.draw(day_bars_elsewhere(), label="data set")
     fast = lb.DataSource(ds.store, timezone=ds.timezone)
-    for request in data.draw(st.lists(requests(ds), min_size=1, max_size=8), label="requests"):
-        assert_same_answer(fast, ref, ds, request)
-        now = pd.Timestamp(request[0]).value
-        ends = [_written_end(pd.Timestamp(s, tz="UTC"), written) for s in ds.starts]
-        visible = fast.get_historical_prices("D", len(ds.starts))
-        assert len(visible) == sum(end <= now for end in ends)
+    sequence = data.draw(st.lists(requests(ds), min_size=1, max_size=8), label="requests")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", lb.StaleDataWarning)
+        for request in sequence:
+            assert_same_answer(fast, ref, ds, request)
+            now = pd.Timestamp(request[0]).value
+            ends = [_written_end(pd.Timestamp(s, tz="UTC"), written) for s in ds.starts]
+            visible = fast.get_historical_prices("D", len(ds.starts))
+            assert len(visible) == sum(end <= now for end in ends)
+    check_stale_warnings(ds, "30d", sequence, caught)
