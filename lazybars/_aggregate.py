@@ -17,6 +17,8 @@ request time.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import polars as pl
 
@@ -44,9 +46,8 @@ _DAY = Timestep(24 * 60)
 _REGULAR_OPEN = 9 * 60 + 30
 _REGULAR_CLOSE = 16 * 60
 _UTC_NS = pl.Datetime("ns", "UTC")
-_ONE_DAY = pl.duration(days=1)
-_TICK = pl.duration(nanoseconds=1)
-_SECOND = pl.duration(seconds=1)
+_ONE_DAY = pl.duration(days=1, time_unit="ns")
+_TICK = pl.duration(nanoseconds=1, time_unit="ns")
 
 
 def coarser(source: Timestep, timestep: str | Timestep, method: str) -> Timestep:
@@ -87,24 +88,42 @@ def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
 
 def local_day(ns: int, local: str) -> tuple[int, int]:
     """The first instant of the local date holding ``ns``, and that of the next date."""
-    start, end = bucket_bounds(np.array([ns], dtype=np.int64), _DAY, local)
-    return int(start[0]), int(end[0])
+    # Evaluated step by step on single values: one expression over a one-row frame would
+    # spend most of its time planning (this runs on every cache load).
+    instant = pl.Series(_START, [ns], pl.Int64).cast(_UTC_NS).to_frame()
+    midnight = instant.select(_midnight(pl.col(_START), local)).item()
+    walls = pl.Series(_WALL, [midnight + timedelta(days=k) for k in range(3)], pl.Datetime("ns"))
+    days = walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
+    start, end = pl.select(_pick(pl.lit(ns), *(pl.lit(day) for day in days))).row(0)
+    return start, end
 
 
 def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
     """:func:`bar_ends` of a datetime column, as an Int64 expression (ns since the epoch)."""
-    start = column.dt.epoch("ns")
     if not timestep.is_day:
-        return start + timestep.nanos
-    midnight = _wall(column, local).dt.truncate("1d")
-    following = _first_instant(midnight + _ONE_DAY, local)
-    # The next date's first instant, unless the bar starts after it: an autumn change just
-    # after midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of
-    # the date before after that date's first midnight, the day's one boundary.
+        return column.dt.epoch("ns") + timestep.nanos
+    return _day_bounds(column, local)[1]
+
+
+def _day_bounds(column: pl.Expr, local: str) -> tuple[pl.Expr, pl.Expr]:
+    """The first instant (int64 ns) of the local date holding each instant of ``column``,
+    and that of the next date."""
+    midnight = _midnight(column, local)
+    days = (_first_instant(midnight + k * _ONE_DAY, local) for k in range(3))
+    return _pick(column.dt.epoch("ns"), *days)
+
+
+def _pick(
+    ns: pl.Expr, first: pl.Expr, following: pl.Expr, after: pl.Expr
+) -> tuple[pl.Expr, pl.Expr]:
+    """The day of ``ns`` from the first instants of its date and the two after it: its
+    date's, unless ``ns`` is past the next date's first instant. An autumn change just after
+    midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of a date
+    after the next date's first midnight, that date's one boundary."""
+    passed = following <= ns
     return (
-        pl.when(following > start)
-        .then(following)
-        .otherwise(_first_instant(midnight + 2 * _ONE_DAY, local))
+        pl.when(passed).then(following).otherwise(first).alias("start"),
+        pl.when(passed).then(after).otherwise(following).alias("end"),
     )
 
 
@@ -205,8 +224,10 @@ def _local_date(ns: pl.Expr, local: str) -> pl.Expr:
     return ns.cast(_UTC_NS).dt.convert_time_zone(local).dt.date().fill_null(pl.lit(0, pl.Date))
 
 
-def _wall(column: pl.Expr, local: str) -> pl.Expr:
-    return column.dt.convert_time_zone(local).dt.replace_time_zone(None).dt.cast_time_unit("ns")
+def _midnight(column: pl.Expr, local: str) -> pl.Expr:
+    """The naive local midnight (ns) of each instant's local date."""
+    wall = column.dt.convert_time_zone(local).dt.replace_time_zone(None)
+    return wall.dt.cast_time_unit("ns").dt.truncate("1d")
 
 
 def _first_instant(midnight: pl.Expr, local: str) -> pl.Expr:
@@ -214,20 +235,13 @@ def _first_instant(midnight: pl.Expr, local: str) -> pl.Expr:
 
     That is the midnight itself, its first occurrence when repeated. A skipped midnight
     lies in a gap, and the date starts where the gap ends: one tick after the last instant
-    before it. Gaps start at midnight in every zone since 1920; for the few that start
-    earlier (Toronto 1919-03-30 23:30), the last wall time before the gap is searched second
-    by second (zone changes fall on whole seconds) over the day before.
+    before it, for a gap that starts at midnight, as every one in the zone database has
+    since 1920. The one earlier gap around a midnight (Toronto and its links, 1919-03-30
+    23:30 to 00:30) ends between whole hours: there the date starts at the first whole
+    hour that exists, as pandas' ``nonexistent="shift_forward"`` has it.
     """
-    occurs = midnight.dt.replace_time_zone(local, ambiguous="earliest", non_existent="null")
-    before = midnight - _TICK
-    after_gap = before.dt.replace_time_zone(local, ambiguous="latest", non_existent="null")
-    lost = occurs.is_null() & after_gap.is_null()
-    searched = pl.datetime_ranges(
-        midnight - _ONE_DAY,
-        pl.when(lost).then(midnight - _SECOND).otherwise(midnight - _ONE_DAY - _SECOND),
-        "1s",
-        time_unit="ns",
-    ).list.eval(pl.element().dt.replace_time_zone(local, ambiguous="latest", non_existent="null"))
-    return pl.coalesce(
-        occurs, after_gap + _TICK, searched.list.drop_nulls().list.last() + _SECOND
-    ).dt.epoch("ns")
+    exists = {"ambiguous": "earliest", "non_existent": "null"}
+    occurs = midnight.dt.replace_time_zone(local, **exists)
+    before = (midnight - _TICK).dt.replace_time_zone(local, ambiguous="latest", non_existent="null")
+    hour = (midnight + pl.duration(hours=1, time_unit="ns")).dt.replace_time_zone(local, **exists)
+    return pl.coalesce(occurs, before + _TICK, hour).dt.epoch("ns")
