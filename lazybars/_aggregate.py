@@ -94,8 +94,8 @@ def local_day(ns: int, local: str) -> tuple[int, int]:
     midnight = instant.select(_midnight(pl.col(_START), local)).item()
     walls = pl.Series(_WALL, [midnight + timedelta(days=k) for k in range(3)], pl.Datetime("ns"))
     days = walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
-    start, end = pl.select(_pick(pl.lit(ns), *(pl.lit(day) for day in days))).row(0)
-    return start, end
+    start, end = _pick(pl.lit(ns), *(pl.lit(day) for day in days))
+    return pl.select(start.alias("start"), end.alias("end")).row(0)
 
 
 def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
@@ -122,8 +122,8 @@ def _pick(
     after the next date's first midnight, that date's one boundary."""
     passed = following <= ns
     return (
-        pl.when(passed).then(following).otherwise(first).alias("start"),
-        pl.when(passed).then(after).otherwise(following).alias("end"),
+        pl.when(passed).then(following).otherwise(first),
+        pl.when(passed).then(after).otherwise(following),
     )
 
 
@@ -174,6 +174,8 @@ def aggregate_lazy(
 def _with_bounds(bars: pl.LazyFrame, target: Timestep, local: str) -> pl.LazyFrame:
     """``bars``, sorted by their starts (int64 ns in ``_START``), with the start of each
     one's bucket in ``_BUCKET`` and the next boundary in ``_NEXT``."""
+    # Read once: the boundaries span the bars' own dates.
+    bars = bars.cache()
     bounds = _boundaries(bars, target, local)
     return bars.join_asof(bounds, left_on=_START, right_on=_BUCKET, coalesce=False)
 
@@ -196,10 +198,14 @@ def _boundaries(bars: pl.LazyFrame, target: Timestep, local: str) -> pl.LazyFram
         # skipped one none.
         length = pl.col(_BUCKET).shift(-1) - pl.col(_BUCKET)
         steady = pl.all_horizontal([length.shift(i) == DAY_NS for i in (-1, 0, 1)])
-        grid = days.with_columns(
-            steady.fill_null(False).alias(_STEADY),
-            pl.int_ranges(0, DAY_NS, target.nanos).alias(_OFFSET),
-        ).explode(_OFFSET)
+        grid = (
+            days.cache()
+            .with_columns(
+                steady.fill_null(False).alias(_STEADY),
+                pl.int_ranges(0, DAY_NS, target.nanos).alias(_OFFSET),
+            )
+            .explode(_OFFSET)
+        )
         plain = grid.filter(_STEADY).select(pl.col(_BUCKET) + pl.col(_OFFSET))
         wall = pl.col(_WALL) + pl.col(_OFFSET).cast(pl.Duration("ns"))
         changing = grid.filter(~pl.col(_STEADY)).select(

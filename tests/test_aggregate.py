@@ -795,7 +795,8 @@ def test_resample_plans_run_no_python(build):
 
 # Zones whose changes repeat or skip midnight (Havana, Santiago, Asuncion, Beirut, Tehran,
 # Sao Paulo until 2019), repeat the end of the previous date (Goose Bay and Moncton until
-# 2010: 00:01 back to 23:01), move by half an hour (Lord Howe) or sit at odd offsets.
+# 2010: 00:01 back to 23:01), move by half an hour (Lord Howe), skip a whole date (Samoa,
+# 2011-12-30) or sit at odd offsets.
 ORACLE_ZONES = [
     NY,
     LONDON,
@@ -810,6 +811,7 @@ ORACLE_ZONES = [
     "Australia/Lord_Howe",
     "Pacific/Chatham",
     "Asia/Kathmandu",
+    "Pacific/Apia",
 ]
 DAY_NS = 86_400_000_000_000
 MINUTE_NS = 60_000_000_000
