@@ -1,6 +1,6 @@
 """First aggregation of a coarser timestep: lazybars against pandas' ``resample``.
 
-    python -m perf.bench_resample            # a year of 24h minute bars (~1 min)
+    python -m perf.bench_resample            # a year of 24h minute bars (a few seconds)
     python -m perf.bench_resample --quick    # a quarter
 
 One symbol's 24h minute bars in New York, already in memory. For each timestep, the time
