@@ -17,7 +17,8 @@ request time.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -88,14 +89,24 @@ def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
 
 def local_day(ns: int, local: str) -> tuple[int, int]:
     """The first instant of the local date holding ``ns``, and that of the next date."""
-    # Evaluated step by step on single values: one expression over a one-row frame would
-    # spend most of its time planning (this runs on every cache load).
     instant = pl.Series(_START, [ns], pl.Int64).cast(_UTC_NS).to_frame()
-    midnight = instant.select(_midnight(pl.col(_START), local)).item()
+    first, following, after = _day_starts(
+        instant.select(_midnight(pl.col(_START), local)).item(), local
+    )
+    # The rule of _pick, on numbers: this runs on every cache load, where an expression
+    # over a one-row frame would spend most of its time planning.
+    return (following, after) if following <= ns else (first, following)
+
+
+@lru_cache(maxsize=4096)
+def _day_starts(midnight: datetime, local: str) -> tuple[int, int, int]:
+    """The first instants of the local date starting at naive ``midnight`` and of the two
+    dates after it (zone rules do not change while a process runs)."""
     walls = pl.Series(_WALL, [midnight + timedelta(days=k) for k in range(3)], pl.Datetime("ns"))
-    days = walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
-    start, end = _pick(pl.lit(ns), *(pl.lit(day) for day in days))
-    return pl.select(start.alias("start"), end.alias("end")).row(0)
+    first, following, after = (
+        walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
+    )
+    return first, following, after
 
 
 def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
