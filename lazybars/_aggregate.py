@@ -93,8 +93,8 @@ def local_day(ns: int, local: str) -> tuple[int, int]:
     first, following, after = _day_starts(
         instant.select(_midnight(pl.col(_START), local)).item(), local
     )
-    # The rule of _pick, on numbers: this runs on every cache load, where an expression
-    # over a one-row frame would spend most of its time planning.
+    # The rule of bar_ends_expr, on numbers: this runs on every cache load, where an
+    # expression over a one-row frame would spend most of its time planning.
     return (following, after) if following <= ns else (first, following)
 
 
@@ -113,29 +113,12 @@ def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
     """:func:`bar_ends` of a datetime column, as an Int64 expression (ns since the epoch)."""
     if not timestep.is_day:
         return column.dt.epoch("ns") + timestep.nanos
-    return _day_bounds(column, local)[1]
-
-
-def _day_bounds(column: pl.Expr, local: str) -> tuple[pl.Expr, pl.Expr]:
-    """The first instant (int64 ns) of the local date holding each instant of ``column``,
-    and that of the next date."""
     midnight = _midnight(column, local)
-    days = (_first_instant(midnight + k * _ONE_DAY, local) for k in range(3))
-    return _pick(column.dt.epoch("ns"), *days)
-
-
-def _pick(
-    ns: pl.Expr, first: pl.Expr, following: pl.Expr, after: pl.Expr
-) -> tuple[pl.Expr, pl.Expr]:
-    """The day of ``ns`` from the first instants of its date and the two after it: its
-    date's, unless ``ns`` is past the next date's first instant. An autumn change just after
-    midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of a date
-    after the next date's first midnight, that date's one boundary."""
-    passed = following <= ns
-    return (
-        pl.when(passed).then(following).otherwise(first),
-        pl.when(passed).then(after).otherwise(following),
-    )
+    following, after = (_first_instant(midnight + k * _ONE_DAY, local) for k in (1, 2))
+    # The next date's first instant, unless the bar starts after it: an autumn change just
+    # after midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of a
+    # date after the next date's first midnight, that date's one boundary.
+    return pl.when(following > column.dt.epoch("ns")).then(following).otherwise(after)
 
 
 def regular_hours(column: pl.Expr, local: str) -> pl.Expr:
