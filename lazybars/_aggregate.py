@@ -3,9 +3,10 @@
 Bucket boundaries are the instants whose local wall-clock time is a whole multiple of the
 timestep after local midnight. On the autumn DST day the repeated 01:00 is two instants and
 so starts two buckets; in spring a wall time inside the skipped hour is no instant at all,
-so it is no boundary and the bucket before it simply lasts longer. Enumerating the boundary
-instants of every local date in range and binary-searching each bar start among them gives
-exactly that, with no special cases per zone.
+so it is no boundary and the bucket before it simply lasts longer. Day boundaries are the
+first instant of each local date. Enumerating the boundary instants of every local date in
+range and finding each bar start's place among them (an as-of join) gives exactly that,
+with no special cases per zone, in native polars: a plan runs no Python per row.
 
 A bucket row carries ``end``: the later of its next boundary and the end of its last source
 bar. A bucket is visible at ``dt`` iff ``end <= dt``, so a bucket that is still forming (a
@@ -16,8 +17,10 @@ request time.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from functools import lru_cache
+
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from lazybars._time import DAY_NS
@@ -26,7 +29,13 @@ from lazybars.timestep import Timestep
 
 # The column carrying each bucket's end through a lazy plan; dropped before bars are returned.
 BUCKET_END = "__lazybars_bucket_end"
-_BUCKET = "__lazybars_bucket"
+_BUCKET = "__lazybars_bucket"  # a bucket's start, int64 ns
+_NEXT = "__lazybars_next_boundary"  # the boundary after it, int64 ns
+_START = "__lazybars_start"  # a bar's start, int64 ns
+_ROW = "__lazybars_row"
+_WALL = "__lazybars_wall"  # a naive local wall time
+_OFFSET = "__lazybars_offset"  # ns after midnight
+_STEADY = "__lazybars_steady"
 _AGGREGATIONS = {
     "open": pl.col("open").first(),
     "high": pl.col("high").max(),
@@ -37,6 +46,9 @@ _AGGREGATIONS = {
 _DAY = Timestep(24 * 60)
 _REGULAR_OPEN = 9 * 60 + 30
 _REGULAR_CLOSE = 16 * 60
+_UTC_NS = pl.Datetime("ns", "UTC")
+_ONE_DAY = pl.duration(days=1, time_unit="ns")
+_TICK = pl.duration(nanoseconds=1, time_unit="ns")
 
 
 def coarser(source: Timestep, timestep: str | Timestep, method: str) -> Timestep:
@@ -56,11 +68,9 @@ def bucket_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For bar starts (int64 ns, in any order), the start and next boundary of each one's
     bucket."""
-    if starts.size == 0:
-        return starts.copy(), starts.copy()
-    boundaries = _boundaries(int(starts.min()), int(starts.max()), target, local)
-    slot = np.searchsorted(boundaries, starts, side="right") - 1
-    return boundaries[slot], boundaries[slot + 1]
+    bars = pl.LazyFrame({_START: starts}, schema={_START: pl.Int64}).with_row_index(_ROW)
+    out = _with_bounds(bars.sort(_START), target, local).sort(_ROW).collect()
+    return out[_BUCKET].to_numpy(), out[_NEXT].to_numpy()
 
 
 def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
@@ -68,27 +78,48 @@ def bar_ends(starts: np.ndarray, timestep: Timestep, local: str) -> np.ndarray:
     ``local``, which for stored day bars is the zone they were written in.
 
     This is the one definition of a bar's end on the fast path: the cache's bar ends, a
-    query's ``as_of`` and the buckets' ends all come from it.
+    query's ``as_of`` and the buckets' ends all come from it (through
+    :func:`bar_ends_expr`).
     """
     if not timestep.is_day:
         return starts + timestep.nanos
-    return bucket_bounds(starts, timestep, local)[1]
+    column = pl.Series(_START, starts, pl.Int64).cast(_UTC_NS)
+    ends = column.to_frame().select(bar_ends_expr(pl.col(_START), timestep, local))
+    return ends.to_series().to_numpy()
 
 
 def local_day(ns: int, local: str) -> tuple[int, int]:
     """The first instant of the local date holding ``ns``, and that of the next date."""
-    start, end = bucket_bounds(np.array([ns], dtype=np.int64), _DAY, local)
-    return int(start[0]), int(end[0])
+    instant = pl.Series(_START, [ns], pl.Int64).cast(_UTC_NS).to_frame()
+    first, following, after = _day_starts(
+        instant.select(_midnight(pl.col(_START), local)).item(), local
+    )
+    # The rule of bar_ends_expr, on numbers: this runs on every cache load, where an
+    # expression over a one-row frame would spend most of its time planning.
+    return (following, after) if following <= ns else (first, following)
+
+
+@lru_cache(maxsize=4096)
+def _day_starts(midnight: datetime, local: str) -> tuple[int, int, int]:
+    """The first instants of the local date starting at naive ``midnight`` and of the two
+    dates after it (zone rules do not change while a process runs)."""
+    walls = pl.Series(_WALL, [midnight + timedelta(days=k) for k in range(3)], pl.Datetime("ns"))
+    first, following, after = (
+        walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
+    )
+    return first, following, after
 
 
 def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
     """:func:`bar_ends` of a datetime column, as an Int64 expression (ns since the epoch)."""
     if not timestep.is_day:
         return column.dt.epoch("ns") + timestep.nanos
-    return column.map_batches(
-        lambda s: pl.Series(bar_ends(s.dt.epoch("ns").to_numpy(), timestep, local)),
-        return_dtype=pl.Int64,
-    )
+    midnight = _midnight(column, local)
+    following, after = (_first_instant(midnight + k * _ONE_DAY, local) for k in (1, 2))
+    # The next date's first instant, unless the bar starts after it: an autumn change just
+    # after midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of a
+    # date after the next date's first midnight, that date's one boundary.
+    return pl.when(following > column.dt.epoch("ns")).then(following).otherwise(after)
 
 
 def regular_hours(column: pl.Expr, local: str) -> pl.Expr:
@@ -121,54 +152,100 @@ def aggregate_lazy(
     schema = lf.collect_schema()
     columns = [name for name in _AGGREGATIONS if name in schema]
     front = ["datetime", "symbol"] if by_symbol else ["datetime"]
-    bounds = pl.col("datetime").map_batches(
-        lambda s: _bounds_struct(s, target, source, local, source_zone or local),
-        # One call over the whole column: boundaries are enumerated once per load.
-        return_dtype=pl.Struct({_BUCKET: pl.Int64, BUCKET_END: pl.Int64}),
-    )
     # Extra columns go first: they are not aggregated, and a caller's column could share a
     # name with the bucket columns.
+    bars = lf.select(*front, *columns).with_columns(pl.col("datetime").dt.epoch("ns").alias(_START))
+    # A source bar may outlast its bucket (1h bars into 90m buckets, or a 25h day bar):
+    # the bucket only completes when every bar in it has ended.
+    written = source_zone or local
+    end = pl.max_horizontal(pl.col(_NEXT), bar_ends_expr(pl.col("datetime"), source, written))
     out = (
-        lf.select(*front, *columns)
-        .with_columns(bounds.alias(_BUCKET))
-        .unnest(_BUCKET)
+        _with_bounds(bars, target, local)
         .group_by([*front[1:], _BUCKET], maintain_order=True)
-        .agg(*(_AGGREGATIONS[name] for name in columns), pl.col(BUCKET_END).max())
-        .with_columns(
-            pl.col(_BUCKET, BUCKET_END).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(local)
-        )
+        .agg(*(_AGGREGATIONS[name] for name in columns), end.max().alias(BUCKET_END))
+        .with_columns(pl.col(_BUCKET, BUCKET_END).cast(_UTC_NS).dt.convert_time_zone(local))
         .rename({_BUCKET: "datetime"})
     )
     return out.select(*front, *columns, BUCKET_END)
 
 
-def _bounds_struct(
-    s: pl.Series, target: Timestep, source: Timestep, local: str, source_zone: str
-) -> pl.Series:
-    starts = s.dt.epoch("ns").to_numpy()
-    bucket, boundary_end = bucket_bounds(starts, target, local)
-    # A source bar may outlast its bucket (1h bars into 90m buckets, or a 25h day bar):
-    # the bucket only completes when every bar in it has ended.
-    end = np.maximum(boundary_end, bar_ends(starts, source, source_zone))
-    return pl.DataFrame({_BUCKET: bucket, BUCKET_END: end}).to_struct(_BUCKET)
+def _with_bounds(bars: pl.LazyFrame, target: Timestep, local: str) -> pl.LazyFrame:
+    """``bars``, sorted by their starts (int64 ns in ``_START``), with the start of each
+    one's bucket in ``_BUCKET`` and the next boundary in ``_NEXT``."""
+    # Read once: the boundaries span the bars' own dates.
+    bars = bars.cache()
+    bounds = _boundaries(bars, target, local)
+    return bars.join_asof(bounds, left_on=_START, right_on=_BUCKET, coalesce=False)
 
 
-def _boundaries(first: int, last: int, target: Timestep, local: str) -> np.ndarray:
-    """Every boundary instant (sorted int64 ns) from before ``first`` to after ``last``."""
-    # Dates are taken from naive wall times: normalising an aware time would have to name
-    # an instant for a midnight that may be skipped or repeated.
-    lo = pd.Timestamp(first - DAY_NS, tz="UTC").tz_convert(local).tz_localize(None).normalize()
-    hi = pd.Timestamp(last + 2 * DAY_NS, tz="UTC").tz_convert(local).tz_localize(None).normalize()
-    days = pd.date_range(lo, hi, freq="D", unit="ns").asi8
-    offsets = np.arange(0, 24 * 60, target.minutes, dtype=np.int64) * 60_000_000_000
-    walls = pd.DatetimeIndex((days[:, None] + offsets[None, :]).ravel(), dtype="datetime64[ns]")
-    instants = []
-    # An ambiguous wall time is two instants, both boundaries; a nonexistent one is none.
-    # Days are different: a day starts at the first instant of its date, so a repeated
-    # midnight is one boundary (its first occurrence) and a skipped one still starts a day.
-    skipped = "shift_forward" if target.is_day else "NaT"
-    for first_occurrence in (True,) if target.is_day else (True, False):
-        flags = np.full(len(walls), first_occurrence)
-        localized = walls.tz_localize(local, ambiguous=flags, nonexistent=skipped)
-        instants.append(localized.asi8[~localized.isna()])
-    return np.unique(np.concatenate(instants))
+def _boundaries(bars: pl.LazyFrame, target: Timestep, local: str) -> pl.LazyFrame:
+    """Every boundary (sorted int64 ns, ``_BUCKET``) and the one after it (``_NEXT``), from
+    the local date before the first bar's to two dates after the last bar's."""
+    first = _local_date(pl.col(_START).min(), local) - _ONE_DAY
+    last = _local_date(pl.col(_START).max(), local) + 2 * _ONE_DAY
+    midnights = pl.date_range(first, last, "1d").cast(pl.Datetime("ns")).alias(_WALL)
+    days = bars.select(midnights).with_columns(_first_instant(pl.col(_WALL), local).alias(_BUCKET))
+    if target.is_day:
+        # A date with no instant at all starts where the next one does (Apia, 2011-12-30).
+        instants = days.select(pl.col(_BUCKET).unique())
+    else:
+        # A date is steady when it and the dates either side of it last 24 hours: zones
+        # change their UTC offset at most once in two days, so no change touches its wall
+        # times, and its boundaries are its midnight plus multiples of the timestep. The
+        # others' wall times are each localised: a repeated one is two boundaries, a
+        # skipped one none.
+        length = pl.col(_BUCKET).shift(-1) - pl.col(_BUCKET)
+        steady = pl.all_horizontal([length.shift(i) == DAY_NS for i in (-1, 0, 1)])
+        grid = (
+            days.cache()
+            .with_columns(
+                steady.fill_null(False).alias(_STEADY),
+                pl.int_ranges(0, DAY_NS, target.nanos).alias(_OFFSET),
+            )
+            .explode(_OFFSET)
+        )
+        plain = grid.filter(_STEADY).select(pl.col(_BUCKET) + pl.col(_OFFSET))
+        wall = pl.col(_WALL) + pl.col(_OFFSET).cast(pl.Duration("ns"))
+        changing = grid.filter(~pl.col(_STEADY)).select(
+            pl.concat(
+                [
+                    wall.dt.replace_time_zone(local, ambiguous=a, non_existent="null")
+                    for a in ("earliest", "latest")
+                ]
+            )
+            .dt.epoch("ns")
+            .drop_nulls()
+            .unique()
+            .alias(_BUCKET)
+        )
+        instants = pl.concat([plain, changing])
+    return instants.sort(_BUCKET).with_columns(pl.col(_BUCKET).shift(-1).alias(_NEXT))
+
+
+def _local_date(ns: pl.Expr, local: str) -> pl.Expr:
+    # Dates are taken from wall times: naming an instant for a midnight would be a choice
+    # where midnight is skipped or repeated. No bars (null): any date will do.
+    return ns.cast(_UTC_NS).dt.convert_time_zone(local).dt.date().fill_null(pl.lit(0, pl.Date))
+
+
+def _midnight(column: pl.Expr, local: str) -> pl.Expr:
+    """The naive local midnight (ns) of each instant's local date."""
+    wall = column.dt.convert_time_zone(local).dt.replace_time_zone(None)
+    return wall.dt.cast_time_unit("ns").dt.truncate("1d")
+
+
+def _first_instant(midnight: pl.Expr, local: str) -> pl.Expr:
+    """The first instant (int64 ns) of each local date, from its naive midnight.
+
+    That is the midnight itself, its first occurrence when repeated. A skipped midnight
+    lies in a gap, and the date starts where the gap ends: one tick after the last instant
+    before it, for a gap that starts at midnight, as every one in the zone database has
+    since 1920. The one earlier gap around a midnight (Toronto and its links, 1919-03-30
+    23:30 to 00:30) ends between whole hours: there the date starts at the first whole
+    hour that exists, as pandas' ``nonexistent="shift_forward"`` has it.
+    """
+    exists = {"ambiguous": "earliest", "non_existent": "null"}
+    occurs = midnight.dt.replace_time_zone(local, **exists)
+    before = (midnight - _TICK).dt.replace_time_zone(local, ambiguous="latest", non_existent="null")
+    hour = (midnight + pl.duration(hours=1, time_unit="ns")).dt.replace_time_zone(local, **exists)
+    return pl.coalesce(occurs, before + _TICK, hour).dt.epoch("ns")

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lazybars as lb
+from lazybars._aggregate import bar_ends, bucket_bounds, local_day
 from lazybars.reference import PandasDataSource
 
 NY = "America/New_York"
@@ -777,3 +778,150 @@ def test_extra_columns_named_like_internal_ones_do_not_collide():
     multi = store.scan(["Y", "X"]).resample("1h").collect()
     assert multi.columns == ["datetime", "symbol", "open", "high", "low", "close", "volume"]
     assert multi["symbol"].to_list()[:2] == ["Y", "X"]
+
+
+# ------------------------------------------- bucket boundaries in native polars plans
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s: s.scan("X").resample("5m"),
+        lambda s: s.scan("X").resample("90m", after_hours=False).as_of("2024-01-03 12:00"),
+        lambda s: s.scan("X").as_of("2024-01-03 12:00").resample("day"),
+        lambda s: s.scan(["X", "Y"]).resample("4h"),
+        lambda s: s.scan("D").as_of("2024-01-04").resample("day"),
+    ],
+    ids=["5m", "90m-as-of", "as-of-day", "multi-symbol", "day-bars"],
+)
+def test_resample_plans_run_no_python(build):
+    """Buckets are found by polars itself: a Python function in the plan would run once per
+    batch, holding the GIL, and cost several times pandas' resample."""
+    minute = lb.synth.minute_bars("X", "2024-01-02", "2024-01-05")
+    store = lb.BarStore.from_frames({"X": minute, "Y": minute})
+    store.write("D", lb.synth.daily_bars("D", "2024-01-01", "2024-01-10"), "day")
+    query = build(store)
+    assert "python" not in query.explain().lower()
+    assert query.collect().height > 0
+
+
+# Zones whose changes repeat or skip midnight (Havana, Santiago, Asuncion, Beirut, Tehran,
+# Sao Paulo until 2019), repeat the end of the previous date (Goose Bay and Moncton until
+# 2010: 00:01 back to 23:01), move by half an hour (Lord Howe), skip a whole date (Samoa,
+# 2011-12-30) or sit at odd offsets.
+ORACLE_ZONES = [
+    NY,
+    LONDON,
+    "America/Havana",
+    "America/Santiago",
+    "America/Asuncion",
+    "Asia/Beirut",
+    "Asia/Tehran",
+    "America/Sao_Paulo",
+    "America/Goose_Bay",
+    "America/Moncton",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Asia/Kathmandu",
+    "Pacific/Apia",
+]
+DAY_NS = 86_400_000_000_000
+MINUTE_NS = 60_000_000_000
+
+
+@cache
+def offset_changes(zone: str) -> np.ndarray:
+    """Instants (int64 ns, to the hour) around which ``zone`` changed its UTC offset,
+    1970-2099, found by comparing the offsets of consecutive hours."""
+    hours = pd.date_range("1970-01-01", "2099-12-31", freq="h", tz=UTC)
+    local = hours.tz_convert(zone)
+    offsets = np.asarray((local.tz_localize(None) - hours.tz_localize(None)).asi8)
+    return hours.asi8[1:][offsets[1:] != offsets[:-1]]
+
+
+def first_of_date(zone: str, day: pd.Timestamp) -> int:
+    """The first instant whose local date is ``day`` or later, by the definition: the
+    midnight itself (its first occurrence), or, for a skipped one, a bisection over instants
+    for the first one past the gap."""
+    flags = np.array([True])
+    local = (
+        pd.DatetimeIndex([day]).as_unit("ns").tz_localize(zone, ambiguous=flags, nonexistent="NaT")
+    )
+    if not pd.isna(local[0]):
+        return int(local.asi8[0])
+    lo, hi = day.value - 2 * DAY_NS, day.value + 2 * DAY_NS
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        wall = pd.Timestamp(mid, tz=UTC).tz_convert(zone).tz_localize(None)
+        lo, hi = (lo, mid) if wall >= day else (mid, hi)
+    return hi
+
+
+def enumerated_bounds(zone: str, minutes: int, starts: np.ndarray) -> tuple[list, list]:
+    """Each start's bucket start and next boundary, with the boundaries enumerated from the
+    definition (the previous numpy algorithm, with days found by bisection)."""
+    first, last = int(starts.min()), int(starts.max())
+    if minutes < 1440:
+        grid = boundaries(zone, minutes, first, last)
+    else:
+        lo = pd.Timestamp(first, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
+        hi = pd.Timestamp(last, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
+        days = pd.date_range(lo - pd.Timedelta(days=2), hi + pd.Timedelta(days=3), freq="D")
+        grid = np.unique([first_of_date(zone, day) for day in days])
+    slot = np.searchsorted(grid, starts, side="right") - 1
+    return grid[slot].tolist(), grid[slot + 1].tolist()
+
+
+@st.composite
+def bar_starts(draw, zone: str) -> np.ndarray:
+    """Up to 40 minute-aligned bar starts in any order, within a day and a half of one
+    instant: mostly one of the zone's offset changes, else any time in 1970-2099."""
+    changes = offset_changes(zone)
+    anywhere = st.integers(0, 130 * 365 * 24 * 60).map(lambda m: m * MINUTE_NS)
+    around = draw(st.one_of(st.sampled_from(changes), st.sampled_from(changes), anywhere))
+    minutes = st.integers(-36 * 60, 36 * 60)
+    values = draw(st.lists(minutes, min_size=1, max_size=40))
+    return around // MINUTE_NS * MINUTE_NS + np.array(values, dtype=np.int64) * MINUTE_NS
+
+
+TIMESTEP_MINUTES = st.one_of(
+    st.sampled_from([1, 5, 7, 40, 90, 240, 1439, 1440, 1440, 1440]), st.integers(1, 1440)
+)
+
+
+@settings(PARITY, max_examples=200)
+@given(data=st.data())
+def test_bucket_bounds_equal_the_enumerated_boundaries(data):
+    zone = data.draw(st.sampled_from(ORACLE_ZONES), label="zone")
+    minutes = data.draw(TIMESTEP_MINUTES, label="minutes")
+    starts = data.draw(bar_starts(zone), label="starts")
+    got = bucket_bounds(starts, lb.Timestep(minutes), zone)
+    want = enumerated_bounds(zone, minutes, starts)
+    assert (got[0].tolist(), got[1].tolist()) == want
+    if minutes == 1440:  # a day bar ends where its date's bucket does
+        assert bar_ends(starts, lb.Timestep(minutes), zone).tolist() == want[1]
+        assert [local_day(int(s), zone) for s in starts] == list(zip(*want, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("zone", "date", "first"),
+    [
+        # Samoa skipped 2011-12-30 entirely: the 29th lasts until the 31st's midnight.
+        ("Pacific/Apia", "2011-12-30", "2011-12-31 00:00+14:00"),
+        # Abidjan left local mean time (-00:16:08) at midnight: the day starts 16m08s later.
+        ("Africa/Abidjan", "1912-01-01", "1912-01-01 00:16:08+00:00"),
+        ("America/Santiago", "2024-09-08", "2024-09-08 01:00-03:00"),
+    ],
+)
+def test_a_day_whose_midnight_is_skipped_starts_at_its_first_instant(zone, date, first):
+    """pandas' ``nonexistent='shift_forward'`` moves a skipped time to the next whole hour,
+    which is the first instant only when the gap is one hour from midnight."""
+    start = pd.Timestamp(first).value
+    before = np.array([start - 1, start - MINUTE_NS], dtype=np.int64)
+    after = np.array([start, start + MINUTE_NS], dtype=np.int64)
+    day = lb.Timestep.parse("day")
+    assert bucket_bounds(before, day, zone)[1].tolist() == [start, start]
+    # Its bucket lasts until the next date (the one after 2011-12-31 for Samoa).
+    end = first_of_date(zone, pd.Timestamp(first[:10]) + pd.Timedelta(days=1))
+    assert [b.tolist() for b in bucket_bounds(after, day, zone)] == [[start, start], [end, end]]
+    assert bar_ends(before, day, zone).tolist() == [start, start]
+    assert bar_ends(after, day, zone).tolist() == [end, end]
+    assert start == first_of_date(zone, pd.Timestamp(date))
