@@ -17,6 +17,7 @@ import datetime as dt
 import warnings
 from dataclasses import dataclass
 from functools import cache
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -577,18 +578,25 @@ def starts_ns(name: str) -> np.ndarray:
 
 
 @cache
+def oracle_zone(zone: str) -> ZoneInfo:
+    """``zone`` for the oracles' pandas calls: a ZoneInfo, as pandas 2 would otherwise use
+    pytz, whose offsets before 1970 are rounded to whole minutes (Abidjan's -00:16:08)."""
+    return ZoneInfo(zone)
+
+
 def boundaries(zone: str, minutes: int, first: int, last: int) -> np.ndarray:
     """Every instant (int64 ns, sorted) whose wall time in ``zone`` is midnight plus a multiple
     of ``minutes``, over the local days around [first, last]: the definition, enumerated."""
-    lo = pd.Timestamp(first, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
-    hi = pd.Timestamp(last, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
+    tz = oracle_zone(zone)
+    lo = pd.Timestamp(first, tz=UTC).tz_convert(tz).tz_localize(None).normalize()
+    hi = pd.Timestamp(last, tz=UTC).tz_convert(tz).tz_localize(None).normalize()
     days = pd.date_range(lo - pd.Timedelta(days=2), hi + pd.Timedelta(days=3), freq="D")
     offsets = pd.to_timedelta(np.arange(0, 1440, minutes), unit="m")
     walls = pd.DatetimeIndex([day + offset for day in days for offset in offsets]).as_unit("ns")
     found = set()
     for first_time in (True, False):
         flags = np.full(len(walls), first_time)
-        local = walls.tz_localize(zone, ambiguous=flags, nonexistent="NaT")
+        local = walls.tz_localize(tz, ambiguous=flags, nonexistent="NaT")
         found.update(int(t.value) for t in local if t is not pd.NaT)
     return np.array(sorted(found), dtype=np.int64)
 
@@ -832,7 +840,7 @@ def offset_changes(zone: str) -> np.ndarray:
     """Instants (int64 ns, to the hour) around which ``zone`` changed its UTC offset,
     1970-2099, found by comparing the offsets of consecutive hours."""
     hours = pd.date_range("1970-01-01", "2099-12-31", freq="h", tz=UTC)
-    local = hours.tz_convert(zone)
+    local = hours.tz_convert(oracle_zone(zone))
     offsets = np.asarray((local.tz_localize(None) - hours.tz_localize(None)).asi8)
     return hours.asi8[1:][offsets[1:] != offsets[:-1]]
 
@@ -843,14 +851,16 @@ def first_of_date(zone: str, day: pd.Timestamp) -> int:
     for the first one past the gap."""
     flags = np.array([True])
     local = (
-        pd.DatetimeIndex([day]).as_unit("ns").tz_localize(zone, ambiguous=flags, nonexistent="NaT")
+        pd.DatetimeIndex([day])
+        .as_unit("ns")
+        .tz_localize(oracle_zone(zone), ambiguous=flags, nonexistent="NaT")
     )
     if not pd.isna(local[0]):
         return int(local.asi8[0])
     lo, hi = day.value - 2 * DAY_NS, day.value + 2 * DAY_NS
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        wall = pd.Timestamp(mid, tz=UTC).tz_convert(zone).tz_localize(None)
+        wall = pd.Timestamp(mid, tz=UTC).tz_convert(oracle_zone(zone)).tz_localize(None)
         lo, hi = (lo, mid) if wall >= day else (mid, hi)
     return hi
 
@@ -862,8 +872,9 @@ def enumerated_bounds(zone: str, minutes: int, starts: np.ndarray) -> tuple[list
     if minutes < 1440:
         grid = boundaries(zone, minutes, first, last)
     else:
-        lo = pd.Timestamp(first, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
-        hi = pd.Timestamp(last, tz=UTC).tz_convert(zone).tz_localize(None).normalize()
+        tz = oracle_zone(zone)
+        lo = pd.Timestamp(first, tz=UTC).tz_convert(tz).tz_localize(None).normalize()
+        hi = pd.Timestamp(last, tz=UTC).tz_convert(tz).tz_localize(None).normalize()
         days = pd.date_range(lo - pd.Timedelta(days=2), hi + pd.Timedelta(days=3), freq="D")
         grid = np.unique([first_of_date(zone, day) for day in days])
     slot = np.searchsorted(grid, starts, side="right") - 1
