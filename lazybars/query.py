@@ -38,12 +38,14 @@ __all__ = ["Query"]
 
 @dataclass(frozen=True, slots=True)
 class QuerySource:
-    """Where a query's bars come from; ``read`` is excluded from equality."""
+    """Where a query's bars come from; ``read`` is excluded from equality. ``long``: the
+    symbols were given as a list, so the bars come in long format (a ``symbol`` column)."""
 
     store_key: object
     symbols: tuple[str, ...]
     timestep: Timestep
     zone: str
+    long: bool
     read: Callable[[str, Timestep], pl.LazyFrame] = field(compare=False, repr=False)
 
 
@@ -134,7 +136,10 @@ class Query:
                 "use collect() or to_pandas() for several symbols"
             )
             raise InvalidRequest(msg)
-        return Bars(self.collect(), symbol=self._source.symbols[0], timestep=self._timestep())
+        frame = self.collect()
+        if self._source.long:  # a list of one: Bars has no symbol column
+            frame = frame.drop("symbol")
+        return Bars(frame, symbol=self._source.symbols[0], timestep=self._timestep())
 
     def plot(self, *, overlay: bool = False, volume: bool = True) -> Figure:
         """Run the plan and chart it: candlesticks with volume beneath, per symbol.
@@ -222,7 +227,7 @@ def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
 
 
 def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
-    grouped = len(source.symbols) > 1
+    grouped = source.long
     reads = {symbol: source.read(symbol, source.timestep) for symbol in source.symbols}
     # The zone each symbol was written in, where its stored day bars end (read from the
     # scans' schemas: the footers, no data).

@@ -277,7 +277,8 @@ class BarStore:
         *,
         timezone: str = "America/New_York",
     ) -> Query:
-        """A lazy :class:`Query` over one symbol, or several in long format.
+        """A lazy :class:`Query` over one symbol, or over a list of symbols in long format
+        (a ``symbol`` column after ``datetime``; also for a list of one).
 
         ``timestep`` None means the finest stored timestep; a coarser one that is not
         stored is aggregated from the finest. ``timezone`` is the local zone of the
@@ -298,7 +299,8 @@ class BarStore:
             )
             raise InvalidRequest(msg)
         base = stored.pop()
-        source = QuerySource(self._backend.key, names, base, timezone, self._read)
+        long = not isinstance(symbols, str)
+        source = QuerySource(self._backend.key, names, base, timezone, long, self._read)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import polars as pl
+import polars.testing
 import pytest
 
 import lazybars as lb
@@ -449,6 +450,18 @@ def test_multi_symbol_scan_is_long_format(store: lb.BarStore, mes, mnq) -> None:
         assert part["close"].to_list() == frame["close"].to_list()
     # Columns only one symbol has are null for the other.
     assert out.filter(pl.col("symbol") == "MNQ")["vwap"].null_count() == mnq.height
+
+
+def test_a_list_of_one_symbol_is_long_format_too(store: lb.BarStore, mes) -> None:
+    """DESIGN: a list always gives the long format, even of one symbol."""
+    one = store.scan(["MES"]).between("2024-01-03", "2024-01-04")
+    out = one.resample("1h").tail(5).collect()
+    assert out.columns[:2] == ["datetime", "symbol"] and set(out["symbol"]) == {"MES"}
+    plain = store.scan("MES").between("2024-01-03", "2024-01-04")
+    polars.testing.assert_frame_equal(one.collect().drop("symbol"), plain.collect())
+    assert one != plain and "symbol" not in plain.collect().columns
+    # As Bars, the one symbol's bars: the symbol is its name, not a column.
+    polars.testing.assert_frame_equal(one.bars().pl, plain.bars().pl)
 
 
 def test_multi_symbol_scan_in_another_zone(store: lb.BarStore) -> None:
