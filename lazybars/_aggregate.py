@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from lazybars._time import DAY_NS
+from lazybars._time import DAY_NS, first_instant
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
@@ -48,7 +48,6 @@ _REGULAR_OPEN = 9 * 60 + 30
 _REGULAR_CLOSE = 16 * 60
 _UTC_NS = pl.Datetime("ns", "UTC")
 _ONE_DAY = pl.duration(days=1, time_unit="ns")
-_TICK = pl.duration(nanoseconds=1, time_unit="ns")
 
 
 def coarser(source: Timestep, timestep: str | Timestep, method: str) -> Timestep:
@@ -105,7 +104,7 @@ def _day_starts(midnight: datetime, local: str) -> tuple[int, int, int]:
     dates after it (zone rules do not change while a process runs)."""
     walls = pl.Series(_WALL, [midnight + timedelta(days=k) for k in range(3)], pl.Datetime("ns"))
     first, following, after = (
-        walls.to_frame().select(_first_instant(pl.col(_WALL), local)).to_series()
+        walls.to_frame().select(first_instant(pl.col(_WALL), local)).to_series()
     )
     return first, following, after
 
@@ -115,7 +114,7 @@ def bar_ends_expr(column: pl.Expr, timestep: Timestep, local: str) -> pl.Expr:
     if not timestep.is_day:
         return column.dt.epoch("ns") + timestep.nanos
     midnight = _midnight(column, local)
-    following, after = (_first_instant(midnight + k * _ONE_DAY, local) for k in (1, 2))
+    following, after = (first_instant(midnight + k * _ONE_DAY, local) for k in (1, 2))
     # The next date's first instant, unless the bar starts after it: an autumn change just
     # after midnight (Goose Bay until 2010: 00:01 back to 23:01) repeats the last hour of a
     # date after the next date's first midnight, that date's one boundary.
@@ -184,7 +183,7 @@ def _boundaries(bars: pl.LazyFrame, target: Timestep, local: str) -> pl.LazyFram
     first = _local_date(pl.col(_START).min(), local) - _ONE_DAY
     last = _local_date(pl.col(_START).max(), local) + 2 * _ONE_DAY
     midnights = pl.date_range(first, last, "1d").cast(pl.Datetime("ns")).alias(_WALL)
-    days = bars.select(midnights).with_columns(_first_instant(pl.col(_WALL), local).alias(_BUCKET))
+    days = bars.select(midnights).with_columns(first_instant(pl.col(_WALL), local).alias(_BUCKET))
     if target.is_day:
         # A date with no instant at all starts where the next one does (Apia, 2011-12-30).
         instants = days.select(pl.col(_BUCKET).unique())
@@ -232,20 +231,3 @@ def _midnight(column: pl.Expr, local: str) -> pl.Expr:
     """The naive local midnight (ns) of each instant's local date."""
     wall = column.dt.convert_time_zone(local).dt.replace_time_zone(None)
     return wall.dt.cast_time_unit("ns").dt.truncate("1d")
-
-
-def _first_instant(midnight: pl.Expr, local: str) -> pl.Expr:
-    """The first instant (int64 ns) of each local date, from its naive midnight.
-
-    That is the midnight itself, its first occurrence when repeated. A skipped midnight
-    lies in a gap, and the date starts where the gap ends: one tick after the last instant
-    before it, for a gap that starts at midnight, as every one in the zone database has
-    since 1920. The one earlier gap around a midnight (Toronto and its links, 1919-03-30
-    23:30 to 00:30) ends between whole hours: there the date starts at the first whole
-    hour that exists, as pandas' ``nonexistent="shift_forward"`` has it.
-    """
-    exists = {"ambiguous": "earliest", "non_existent": "null"}
-    occurs = midnight.dt.replace_time_zone(local, **exists)
-    before = (midnight - _TICK).dt.replace_time_zone(local, ambiguous="latest", non_existent="null")
-    hour = (midnight + pl.duration(hours=1, time_unit="ns")).dt.replace_time_zone(local, **exists)
-    return pl.coalesce(occurs, before + _TICK, hour).dt.epoch("ns")

@@ -23,6 +23,7 @@ except ImportError:  # pandas 3 raises ValueError and needs no pytz
     _NO_SUCH_TIME = (ValueError,)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TICK = pl.duration(nanoseconds=1, time_unit="ns")
 _US = timedelta(microseconds=1)
 NS_MIN = -(2**63)
 NS_MAX = 2**63 - 1
@@ -88,22 +89,28 @@ def local_ns(value: Any, zone: str, *, argument: str) -> int:
     return in_range(int(ts.value), argument=argument)
 
 
-def first_instants(midnights: pl.Series, zone: str) -> pl.Series:
-    """The first instant in ``zone`` of each date, given as naive midnights.
+def first_instant(midnight: pl.Expr, zone: str) -> pl.Expr:
+    """The first instant (int64 ns) in ``zone`` of each date, from its naive midnight.
 
-    A repeated midnight's first occurrence; where a DST change skips midnight (America/
-    Santiago, 2024-09-08), the instant the date begins (01:00 there).
+    That is the midnight itself, its first occurrence when repeated. A skipped midnight
+    lies in a gap, and the date starts where the gap ends: one tick after the last instant
+    before it, for a gap that starts at midnight, as every one in the zone database has
+    since 1920 (America/Santiago, 2024-09-08: 01:00). The one earlier gap around a midnight
+    (Toronto and its links, 1919-03-30 23:30 to 00:30) ends between whole hours: there the
+    date starts at the first whole hour that exists, as pandas' ``nonexistent=
+    "shift_forward"`` has it.
     """
-    aware = midnights.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
-    skipped = aware.is_null() & midnights.is_not_null()
-    if not skipped.any():
-        return aware
-    at = skipped.arg_true()
-    # Rare (a day or two a year in a few zones): pandas knows where a skipped day begins.
-    walls = pd.DatetimeIndex(midnights.gather(at).to_numpy()).as_unit("ns")
-    starts = walls.tz_localize(zone, nonexistent="shift_forward").asi8
-    begun = pl.Series(starts).cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
-    return aware.scatter(at, begun.cast(aware.dtype))
+    exists = {"ambiguous": "earliest", "non_existent": "null"}
+    occurs = midnight.dt.replace_time_zone(zone, **exists)
+    before = (midnight - _TICK).dt.replace_time_zone(zone, ambiguous="latest", non_existent="null")
+    hour = (midnight + pl.duration(hours=1, time_unit="ns")).dt.replace_time_zone(zone, **exists)
+    return pl.coalesce(occurs, before + _TICK, hour).dt.epoch("ns")
+
+
+def first_instants(midnights: pl.Series, zone: str) -> pl.Series:
+    """:func:`first_instant` of a column of naive midnights, as datetimes in ``zone``."""
+    instants = midnights.to_frame().select(first_instant(pl.col(midnights.name), zone))
+    return instants.to_series().cast(pl.Datetime("ns", "UTC")).dt.convert_time_zone(zone)
 
 
 def in_range(ns: int, *, argument: str) -> int:
