@@ -36,6 +36,7 @@ from lazybars._dbn import is_dbn, read_dbn
 from lazybars._merge import Part
 from lazybars._readers import Batch, is_data, is_table, read_data, read_table
 from lazybars._spill import Key, Spill, remove_stale
+from lazybars._time import DAY_NS
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
 from lazybars.ingest import RowNames, normalize, validate_zone
 from lazybars.store import BarStore, check_symbol
@@ -49,7 +50,6 @@ Progress = Callable[[str, int, int], None]
 _MINUTE_NS = 60_000_000_000
 _HALF_HOUR_NS = 30 * _MINUTE_NS
 _HOUR_NS = 60 * _MINUTE_NS
-_DAY_NS = 24 * _HOUR_NS
 # Day bars are 24 h apart in the wall-clock time of their zone; 23 and 25 h when a skipped
 # midnight makes a day start at 01:00. Below: intraday bars; above: weekly and coarser.
 _DAY_SPACING = (20 * _HOUR_NS, 25 * _HOUR_NS)
@@ -414,7 +414,7 @@ class _Spacing:
 
 
 def _duration(ns: int) -> str:
-    for unit, size in (("day", _DAY_NS), ("hour", _HOUR_NS), ("minute", _MINUTE_NS)):
+    for unit, size in (("day", DAY_NS), ("hour", _HOUR_NS), ("minute", _MINUTE_NS)):
         if ns % size == 0:
             return f"{ns // size} {unit}{'' if ns == size else 's'}"
     return f"{ns / 1e9:g} s"

@@ -16,7 +16,6 @@ them).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars.errors import RepairedBarsWarning, SchemaError
+from lazybars.errors import RepairedBarsWarning, SchemaError, warn_caller
 from lazybars.ingest import normalize
 from lazybars.lumibot._rules import PRICES
 
@@ -115,8 +114,7 @@ def _warn(
         f"{asset}: bars that lumibot repairs, served as lumibot serves them "
         f"(semantics='strict' refuses them): {'; '.join(found)}"
     )
-    # Pointed at whoever built the data source: admitted <- _from_pandas_data <- __init__.
-    warnings.warn(msg, RepairedBarsWarning, stacklevel=5)
+    warn_caller(msg, RepairedBarsWarning)  # pointed at whoever built the data source
 
 
 def _rows(index: pd.DatetimeIndex) -> str:
