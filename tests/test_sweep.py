@@ -219,9 +219,10 @@ def test_import_lazybars_imports_neither_ray_nor_rich() -> None:
 
 
 # -- Ray -----------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> types.ModuleType:
-    """One local cluster for the session (tests/conftest.py keeps it on loopback)."""
+    """One local cluster for this module (tests/conftest.py keeps it on loopback), shut
+    down after it: its threads would allocate under the memray limits of later tests."""
     ray = pytest.importorskip("ray", reason="needs the ray extra: pip install -e '.[ray]'")
     temp = short_temp_dir()
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
