@@ -50,6 +50,30 @@ def minutes(n: int, start: dt.datetime = dt.datetime(2024, 1, 2, 9, 30)) -> list
     return [start + dt.timedelta(minutes=i) for i in range(n)]
 
 
+# -- file layout ----------------------------------------------------------------------------
+@pytest.mark.parametrize("lazy", [False, True], ids=["frame", "streamed"])
+def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, lazy: bool) -> None:
+    """The layout perf/bench_layout.py chose (README "File layout"): lz4, whose decode is
+    2-3x zstd's, and row groups of about a month of 24h minute bars, with statistics, for
+    eager writes and streamed ones alike."""
+    import pyarrow.parquet as pq
+
+    from lazybars.ingest import ROW_GROUP_ROWS, write_bars
+
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-04-01", session="24h")
+    path = tmp_path / "MES.parquet"
+    with path.open("wb") as fh:
+        write_bars(bars.lazy() if lazy else bars, fh)
+    meta = pq.ParquetFile(path).metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    assert ROW_GROUP_ROWS == 32_768
+    assert [g.num_rows for g in groups[:-1]] == [ROW_GROUP_ROWS] * (len(groups) - 1)
+    assert sum(g.num_rows for g in groups) == bars.height
+    chunks = [g.column(j) for g in groups for j in range(meta.num_columns)]
+    assert {c.compression for c in chunks} == {"LZ4"}
+    assert all(c.statistics is not None and c.statistics.has_min_max for c in chunks)
+
+
 # -- round trips ----------------------------------------------------------------------------
 def test_polars_round_trip_is_exact(store: lb.BarStore, frame: pl.DataFrame) -> None:
     store.write("MES", frame)
