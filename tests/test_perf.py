@@ -49,3 +49,19 @@ def test_a_missing_extra_is_named_with_its_pip_command(
     assert out.returncode == 1
     assert f"pip install -e '.[{extra}]'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_notebook_benchmark_runs_without_arcticdb() -> None:
+    """ArcticDB is an optional peer: without it the benchmark still runs, prints the polars
+    floor beside lazybars and one line naming the pip command, and exits 0."""
+    out = _run(_main("bench_notebook", "arcticdb"), "--quick", "--markdown")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stdout.splitlines()
+    assert sum("pip install -e '.[bench]'" in line for line in lines) >= 1
+    header = next(line for line in lines if line.startswith("| workload"))
+    assert "polars floor" in header
+    assert "ArcticDB" not in header
+    rows = [line for line in lines if line.startswith("| ") and line != header]
+    assert any("as-of requests" in row for row in rows)
+    assert len(rows) == 6
