@@ -37,7 +37,7 @@ TIME_COLUMNS = ("datetime", "timestamp", "ts_event", "date", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 _BAR_COLUMNS = (*PRICE_COLUMNS, "volume")
 # The catalog file layout, chosen by measurement (`python -m perf.bench_layout`, README
-# "File layout"): lz4 decodes a month window or a whole year 2-3x faster than polars'
+# "File layout"): lz4 decodes a month window or a whole year 2-3.5x faster than polars'
 # default zstd, for 1.5x the bytes, and reads are what a backtest's start and a notebook's
 # cell wait on. About a month of 24h minute bars per row group: a one-month window decodes
 # two or three groups; smaller groups gained no more than noise and lengthen the footer.
