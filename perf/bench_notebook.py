@@ -110,7 +110,11 @@ class Setup:
         whole, beside = self.root / "1m" / f"{symbol}.parquet", self.root / "1m" / symbol
         found = [whole] if whole.exists() else []
         found += sorted(beside.rglob("*.parquet")) if beside.is_dir() else []
-        return [p for p in found if not p.name.startswith(".")]
+        found = [p for p in found if not p.name.startswith(".")]
+        if not found:
+            msg = f"no catalog file of {symbol} in {self.root}: update Setup.files to its layout"
+            raise FileNotFoundError(msg)
+        return found
 
     def window(self) -> pl.Expr:
         when = pl.col("datetime")
