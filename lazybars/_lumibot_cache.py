@@ -146,9 +146,9 @@ def _bars(frame: pl.DataFrame, found: CacheFile, tz: str | None) -> pl.DataFrame
             )
             raise SchemaError(msg)
     when = frame[time]
-    if when.dtype.time_zone is None:  # type: ignore[union-attr]
-        when = when.dt.replace_time_zone("UTC")
-    when = when.cast(pl.Datetime("ns", when.dtype.time_zone)).dt.convert_time_zone("UTC")  # type: ignore[union-attr]
+    zone = getattr(when.dtype, "time_zone", None)
+    when = when.cast(pl.Datetime("ns", zone))
+    when = when.dt.convert_time_zone("UTC") if zone else when.dt.replace_time_zone("UTC")
     if tz is not None and found.timestep.is_day:
         when = first_instants(when.dt.date().cast(pl.Datetime("ns")), tz)
     dropped = [c for c in (*_META, time) if c in frame.columns]
@@ -157,13 +157,12 @@ def _bars(frame: pl.DataFrame, found: CacheFile, tz: str | None) -> pl.DataFrame
 
 def _time_column(frame: pl.DataFrame) -> str:
     # lumibot's _load_cache: ``ts_event`` if there is one, else the first datetime column.
-    if "ts_event" in frame.columns:
-        return "ts_event"
-    found = next((c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)), None)
-    if found is None:
+    datetimes = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+    found = "ts_event" if "ts_event" in frame.columns else next(iter(datetimes), None)
+    if found not in datetimes:
         msg = (
-            "it has no time column (ts_event, or datetime as lumibot's polars classes "
-            "write it); it is not a lumibot DataBento cache file: remove it"
+            "it has no time column of datetimes (ts_event, or datetime as lumibot's polars "
+            "classes write it); it is not a lumibot DataBento cache file: remove it"
         )
         raise SchemaError(msg)
     return found

@@ -1,7 +1,8 @@
 """Bulk ingestion: vendor files and lumibot data into a catalog (``lazybars ingest``).
 
 ``ingest_into(store, *sources)`` reads DataBento DBN files, CSV and parquet files (plain,
-vendor-shaped or DataBento exports) and lumibot ``Data`` objects, validates every batch
+vendor-shaped or DataBento exports), lumibot's DataBento cache (``lazybars._lumibot_cache``)
+and lumibot ``Data`` objects, validates every batch
 with the same rules as ``store.write`` (``lazybars.ingest.normalize``), and stores one
 catalog file per symbol and timestep.
 
@@ -76,7 +77,10 @@ def ingest_into(
         Paths of files (``.dbn``, ``.dbn.zst``, ``.csv``, ``.csv.gz``, ``.csv.zst``,
         ``.parquet``) or of folders holding them (hidden entries and the catalog itself
         are skipped), lumibot ``Data`` objects, or lists and dicts of those (a lumibot
-        ``pandas_data``).
+        ``pandas_data``). In lumibot's DataBento cache (``databento/`` and
+        ``databento_polars/``, or a folder holding them, of which only they are read) a
+        file's name gives its contract and timestep, and the overlapping windows of a
+        contract are merged.
     symbol
         The catalog symbol for a source holding one symbol, or ``{source name: catalog
         name}`` renames. By default a file's symbols come from its ``symbol``/``ticker``

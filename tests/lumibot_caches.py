@@ -81,7 +81,10 @@ def oracle(*layouts: Path) -> dict[tuple[str, str], pd.DataFrame]:
     for key, found in frames.items():
         union = pd.concat(found).drop_duplicates()
         assert not union["datetime"].duplicated().any(), f"{key}: the files conflict"
-        union["datetime"] = union["datetime"].dt.tz_convert("UTC").dt.as_unit("ns")
+        when = union["datetime"]
+        # lumibot's _load_cache reads naive times as UTC.
+        when = when.dt.tz_localize("UTC") if when.dt.tz is None else when.dt.tz_convert("UTC")
+        union["datetime"] = when.dt.as_unit("ns")
         union["volume"] = union["volume"].astype("float64")
         out[key] = union.sort_values("datetime").set_index("datetime")
     return out

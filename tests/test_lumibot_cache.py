@@ -171,6 +171,23 @@ def test_files_that_contradict_their_name_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "cat").exists() or not lb.BarStore(tmp_path / "cat").symbols()
 
 
+def test_naive_times_are_utc_and_a_file_without_times_is_refused(tmp_path: Path) -> None:
+    # lumibot's reader localises naive times to UTC: so does lazybars.
+    bars = contract_bars("MESH4", "1m", "2024-01-02", "2024-01-03", seed=9)
+    path = write(tmp_path / "a", "databento_polars", bars, "minute", "2024-01-02", "2024-01-03")
+    naive = pd.read_parquet(path)
+    naive["datetime"] = naive["datetime"].dt.tz_localize(None)
+    naive.to_parquet(path)
+    lb.ingest_into(tmp_path / "cat", tmp_path / "a")
+    (want,) = oracle(tmp_path / "a" / "databento_polars").values()
+    pd.testing.assert_frame_equal(stored(tmp_path / "cat", "MESH4", "1m"), want)
+    assert want.index[0] == pd.Timestamp("2024-01-02", tz="UTC")
+
+    naive.drop(columns="datetime").to_parquet(path)
+    with pytest.raises(lb.SchemaError, match=f"{path.name}: it has no time column"):
+        lb.ingest_into(tmp_path / "cat", tmp_path / "a")
+
+
 def test_other_files_named_like_cache_files_stay_ordinary(tmp_path: Path) -> None:
     # Outside databento/ and databento_polars/ such a name is a plain file's name.
     bars = contract_bars("MESH4", "1m", "2024-01-02", "2024-01-03", seed=8)
