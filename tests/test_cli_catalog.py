@@ -177,5 +177,5 @@ def test_ingest_of_a_lumibot_databento_cache_folder(tmp_path: Path) -> None:
     code, out = run("ingest", str(cache), "--store", str(tmp_path / "cat2"))
     assert code == 1
     (line,) = out.strip().splitlines()
-    assert "MESH4" in line and first.name in line and second.name in line
+    assert "MESH4 (1m): " in line and first.name in line and second.name in line
     assert str(bars.index[-1])[:19] in line
