@@ -1,7 +1,8 @@
 """Bulk ingestion: vendor files and lumibot data into a catalog (``lazybars ingest``).
 
 ``ingest_into(store, *sources)`` reads DataBento DBN files, CSV and parquet files (plain,
-vendor-shaped or DataBento exports) and lumibot ``Data`` objects, validates every batch
+vendor-shaped or DataBento exports), lumibot's DataBento cache (``lazybars._lumibot_cache``)
+and lumibot ``Data`` objects, validates every batch
 with the same rules as ``store.write`` (``lazybars.ingest.normalize``), and stores one
 catalog file per symbol and timestep.
 
@@ -33,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from lazybars._dbn import is_dbn, read_dbn
+from lazybars._lumibot_cache import cache_file, cache_folders, read_file
 from lazybars._merge import Part
 from lazybars._readers import Batch, is_data, is_table, read_data, read_table
 from lazybars._spill import Key, Spill, remove_stale
@@ -75,7 +77,10 @@ def ingest_into(
         Paths of files (``.dbn``, ``.dbn.zst``, ``.csv``, ``.csv.gz``, ``.csv.zst``,
         ``.parquet``) or of folders holding them (hidden entries and the catalog itself
         are skipped), lumibot ``Data`` objects, or lists and dicts of those (a lumibot
-        ``pandas_data``).
+        ``pandas_data``). In lumibot's DataBento cache (``databento/`` and
+        ``databento_polars/``, or a folder holding them, of which only they are read) a
+        file's name gives its contract and timestep, and the overlapping windows of a
+        contract are merged.
     symbol
         The catalog symbol for a source holding one symbol, or ``{source name: catalog
         name}`` renames. By default a file's symbols come from its ``symbol``/``ticker``
@@ -134,7 +139,7 @@ def ingest_into(
         planned = spill.parts()
         # Every symbol is checked before any is written; an append merges again as it
         # writes, onto whatever other writers have stored since.
-        plans = {key: store._plan(*key, parts, append=append) for key, parts in planned}
+        plans = {key: _plan(store, key, parts, append) for key, parts in planned}
         stored = store.info() if append else None
         before = {key: _stored_rows(stored, key) for key in plans}
         for done, (key, parts) in enumerate(planned, start=1):
@@ -142,6 +147,15 @@ def ingest_into(
             if progress is not None:
                 progress("write", done, len(plans))
     return _summary(plans, before, spill.sources)
+
+
+def _plan(store: BarStore, key: Key, parts: list[Part], append: bool) -> Part:
+    try:
+        return store._plan(*key, parts, append=append)
+    except SchemaError as exc:
+        # The sources' labels alone may not name the symbol (files named after dates).
+        msg = f"{key[0]} ({key[1]}): {exc}"
+        raise SchemaError(msg) from None
 
 
 @dataclass(frozen=True)
@@ -176,7 +190,9 @@ def _same(source: Any) -> object:
 
 def _files(path: Path, catalog: Path | None) -> Iterator[Path]:
     if path.is_dir():
-        found = sorted(_walk(path, catalog))
+        # A lumibot cache folder also holds other providers' caches: only DataBento's.
+        folders = cache_folders(path) or [path]
+        found = sorted(f for folder in folders for f in _walk(folder, catalog))
         if not found:
             msg = (
                 f"folder {path} holds no .dbn, .dbn.zst, .csv, .csv.gz, .csv.zst or .parquet "
@@ -235,6 +251,8 @@ def _batches(source: Any, options: _Options) -> Iterator[Batch]:
         return read_data(source)
     if is_dbn(source):
         return read_dbn(source, tz=options.tz, batch_records=options.batch_rows)
+    if cache_file(source) is not None:
+        return read_file(source, tz=options.tz, batch_rows=options.batch_rows)
     return read_table(source, tz=options.tz, batch_rows=options.batch_rows)
 
 

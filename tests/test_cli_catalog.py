@@ -154,3 +154,28 @@ def test_s3_hints_name_the_environment_variables(tmp_path: Path, monkeypatch) ->
     code, out = run("ingest", str(source), "--store", "s3://bars/catalog")
     assert code == 1
     assert "AWS_ALLOW_HTTP=true" in out.replace("\n", "")
+
+
+def test_ingest_of_a_lumibot_databento_cache_folder(tmp_path: Path) -> None:
+    from lumibot_caches import contract_bars, oracle, write
+
+    cache = tmp_path / "lumibot"
+    bars = contract_bars("MESH4", "1m", "2024-01-02", "2024-01-05", seed=1)
+    write(cache, "databento", bars, "minute", "2024-01-02", "2024-01-04")
+    first = write(cache, "databento_polars", bars, "minute", "2024-01-03", "2024-01-05")
+    code, out = run("ingest", str(cache), "--store", str(tmp_path / "cat"))
+    assert code == 0, out
+    (want,) = oracle(cache / "databento", cache / "databento_polars").values()
+    got = lb.BarStore(tmp_path / "cat").scan("MESH4").collect().to_pandas()
+    assert got.set_index("datetime").tz_convert("UTC").equals(want)
+    assert "MESH4" in out and f"{len(want):,}" in out
+
+    # A refetch whose bar differs from the cached one is refused, in one line.
+    changed = bars.copy()
+    changed.loc[changed.index[-1], "close"] += 1
+    second = write(cache, "databento_polars", changed, "minute", "2024-01-04", "2024-01-06")
+    code, out = run("ingest", str(cache), "--store", str(tmp_path / "cat2"))
+    assert code == 1
+    (line,) = out.strip().splitlines()
+    assert "MESH4 (1m): " in line and first.name in line and second.name in line
+    assert str(bars.index[-1])[:19] in line
