@@ -121,20 +121,19 @@ class Held:
         """
         found: list[tuple[pl.DataFrame | None, bool]] = []
         missing = []
-        for symbol, timestep, lo, hi in windows:
+        for symbol, timestep, start, end in windows:
             key = (symbol, timestep)
             with self._lock:
                 generation = self._generations.get(key, 0)
             description = self._backend.describe(symbol, timestep)
-            lo, hi = _clip(lo, hi, description)
+            lo, hi = _clip(start, end, description)
             frame = self._find(key, description, lo, hi, columns)
             found.append((frame, frame is not None))
             if frame is None and load:
                 missing.append((len(found) - 1, key, generation, description, lo, hi))
         if missing:
             plans = [
-                _scan(self._backend.read(*key), lo, hi, columns)
-                for _, key, _, _, lo, hi in missing
+                _scan(self._backend.read(*key), lo, hi, columns) for _, key, _, _, lo, hi in missing
             ]
             loaded = pl.collect_all(plans)
             for frame, (i, key, generation, description, lo, hi) in zip(
@@ -168,9 +167,7 @@ class Held:
                     return segment.rows(lo, hi)
         return None
 
-    def _hold(
-        self, key: Key, generation: int, description: Hashable, segment: _Segment
-    ) -> None:
+    def _hold(self, key: Key, generation: int, description: Hashable, segment: _Segment) -> None:
         with self._lock:
             if self._generations.get(key, 0) != generation:
                 return

@@ -347,9 +347,7 @@ class BarStore:
             raise InvalidRequest(msg)
         base = stored.pop()
         long = not isinstance(symbols, str)
-        source = QuerySource(
-            self._backend.key, names, base, timezone, long, self._read, self._held
-        )
+        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, self._held)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
