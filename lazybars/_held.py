@@ -56,10 +56,11 @@ class _Segment:
 
     __slots__ = ("columns", "frame", "hi", "lo", "nbytes", "starts", "used", "whole")
 
-    def __init__(self, frame: pl.DataFrame, lo: int, hi: int, whole: bool) -> None:
+    def __init__(self, frame: pl.DataFrame, lo: int, hi: int, columns: Columns) -> None:
         self.frame = frame
-        self.columns = frozenset(frame.columns)
-        self.whole = whole
+        # The columns asked for count as held even where the symbol has none of them.
+        self.columns = frozenset(frame.columns).union(columns or ())
+        self.whole = columns is None
         self.starts = frame["datetime"].dt.epoch("ns").to_numpy()
         self.lo = lo
         self.hi = hi
@@ -139,7 +140,7 @@ class Held:
             for frame, (i, key, generation, description, lo, hi) in zip(
                 loaded, missing, strict=True
             ):
-                segment = _Segment(frame, lo, hi, whole=columns is None)
+                segment = _Segment(frame, lo, hi, columns)
                 self._hold(key, generation, description, segment)
                 found[i] = (frame, False)
         return found
@@ -254,4 +255,4 @@ def _merge(segment: _Segment, touching: list[_Segment]) -> _Segment:
         parts.append(last.rows(segment.hi, last.hi))
     lo, hi = min(first.lo, segment.lo), max(last.hi, segment.hi)
     whole = segment.whole or any(s.whole for s in touching)
-    return _Segment(pl.concat(parts).rechunk(), lo, hi, whole)
+    return _Segment(pl.concat(parts).rechunk(), lo, hi, None if whole else segment.columns)

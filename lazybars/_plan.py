@@ -95,7 +95,9 @@ class _Tail(_SameTimestep):
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         if ctx.grouped:
-            return lf.filter(_ROW.over("symbol") >= pl.len().over("symbol") - self.n)
+            # Signed: a count is unsigned, and fewer bars than n must not wrap around.
+            rows = pl.len().over("symbol").cast(pl.Int64)
+            return lf.filter(_ROW.over("symbol") >= rows - self.n)
         return lf.tail(self.n)
 
     def describe(self, local: str) -> tuple[str, str]:
