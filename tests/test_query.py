@@ -626,7 +626,9 @@ def _scan_block(plan: str) -> list[str]:
     ],
     ids=["between-tail", "as_of-tail", "between-select"],
 )
-def test_explain_shows_the_window_pushed_into_the_parquet_scan(disk_root: Path, build) -> None:
+def test_explain_shows_the_window_pushed_into_the_parquet_scan(
+    disk: lb.BarStore, disk_root: Path, build
+) -> None:
     # A handle of its own: one that holds the window already reads no file.
     text = build(lb.BarStore(disk_root).scan("MES")).explain()
     plan = text.split("polars plan:", 1)[1]
