@@ -189,7 +189,7 @@ class Held:
                 if merged is segment or not self._fits(segment.nbytes):
                     return
                 merged = segment
-            served = [s for s in held if merged.serves(s.lo, s.hi, s.columns)]
+            served = [s for s in held if merged.serves(s.lo, s.hi, None if s.whole else s.columns)]
             if entry is None:
                 entry = self._entries[key] = _Entry(description, [])
             for old in served:
