@@ -301,10 +301,12 @@ class BarStore:
         --------
         >>> import lazybars as lb
         >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
-        >>> store.scan("MES").between("2024-01-03", "2024-01-04").collect().height
-        390
+        >>> week = store.scan("MES").between("2024-01-08", "2024-01-13")
+        >>> bars = week.collect()  # read once, then held
         >>> store.held_info().windows
         1
+        >>> week.select("close").resample("1h").collect().height  # from memory
+        35
         """
         return self._held.info()
 
