@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends_expr, coarser
-from lazybars._time import local_ns, ns_literal, timestamp
+from lazybars._time import NS_MAX, NS_MIN, local_ns, ns_literal, timestamp
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
@@ -95,7 +95,9 @@ class _Tail(_SameTimestep):
 
     def apply(self, lf: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
         if ctx.grouped:
-            return lf.filter(_ROW.over("symbol") >= pl.len().over("symbol") - self.n)
+            # Signed: a count is unsigned, and fewer bars than n must not wrap around.
+            rows = pl.len().over("symbol").cast(pl.Int64)
+            return lf.filter(_ROW.over("symbol") >= rows - self.n)
         return lf.tail(self.n)
 
     def describe(self, local: str) -> tuple[str, str]:
@@ -184,6 +186,51 @@ def _day_ends(ctx: Context) -> pl.Expr:
         ours, end = pl.col("symbol").is_in(symbols), bar_ends_expr(_DATETIME, ctx.timestep, zone)
         ends = pl.when(ours).then(end) if ends is None else ends.when(ours).then(end)
     return ends
+
+
+def leading_windows(steps: tuple[Step, ...]) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """The window steps that can run on each stored file first, and the steps left.
+
+    A window (between, as_of) keeps or drops each bar by its own start, so it commutes
+    with the other windows and with select; not with tail, head or resample, which end
+    the leading part.
+    """
+    cut = next(
+        (i for i, s in enumerate(steps) if not isinstance(s, _Between | _AsOf | _Select)),
+        len(steps),
+    )
+    windows = tuple(s for s in steps[:cut] if not isinstance(s, _Select))
+    rest = tuple(s for s in steps[:cut] if isinstance(s, _Select)) + steps[cut:]
+    return windows, rest
+
+
+def stored_columns(steps: tuple[Step, ...]) -> frozenset[str] | None:
+    """The stored columns besides ``datetime`` that the plan reads (None: all of them):
+    those of its first select, unless a resample comes before it."""
+    for step in steps:
+        if isinstance(step, _Select):
+            return frozenset(step.columns) - {"datetime", "symbol"}
+        if step.aggregates:
+            return None
+    return None
+
+
+def start_range(windows: tuple[Step, ...], timestep: Timestep) -> tuple[int, int, bool]:
+    """Bounds ``[lo, hi)`` (int64 ns) on the starts of the stored bars that ``windows``
+    keep, and whether keeping exactly the bars starting there is the same as running them.
+
+    A stored day bar ends at the next midnight of its own zone, so an as_of on day bars
+    is only bounded here (its bars start before the clock) and must still run.
+    """
+    lo, hi, exact = NS_MIN, NS_MAX, True
+    for step in windows:
+        if isinstance(step, _Between):
+            lo, hi = max(lo, step.start), min(hi, step.end)
+        elif isinstance(step, _AsOf):
+            exact = exact and not timestep.is_day
+            last = step.at if timestep.is_day else step.at - timestep.nanos + 1
+            hi = min(hi, max(last, NS_MIN))
+    return lo, max(lo, hi), exact
 
 
 def between_step(start: Any, end: Any, local: str) -> Step:

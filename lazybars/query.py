@@ -22,8 +22,11 @@ from lazybars._plan import (
     as_of_step,
     between_step,
     head_step,
+    leading_windows,
     resample_step,
     select_step,
+    start_range,
+    stored_columns,
     tail_step,
 )
 from lazybars.bars import Bars, frame_to_pandas
@@ -33,13 +36,19 @@ from lazybars.timestep import Timestep
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from lazybars._held import Held
+
 __all__ = ["Query"]
+
+# How a plan meets the store's held bars (see _compile).
+_COLD, _PEEK, _FILL = "cold", "peek", "fill"
 
 
 @dataclass(frozen=True, slots=True)
 class QuerySource:
     """Where a query's bars come from; ``read`` is excluded from equality. ``long``: the
-    symbols were given as a list, so the bars come in long format (a ``symbol`` column)."""
+    symbols were given as a list, so the bars come in long format (a ``symbol`` column).
+    ``held``: the store's bars held in memory, which warm queries are answered from."""
 
     store_key: object
     symbols: tuple[str, ...]
@@ -47,6 +56,7 @@ class QuerySource:
     zone: str
     long: bool
     read: Callable[[str, Timestep], pl.LazyFrame] = field(compare=False, repr=False)
+    held: Held | None = field(default=None, compare=False, repr=False)
 
 
 class Query:
@@ -113,16 +123,33 @@ class Query:
     # -- execution --------------------------------------------------------------------------
     @property
     def lazy(self) -> pl.LazyFrame:
-        """The plan compiled to a polars LazyFrame."""
-        return _compile(self._source, self._steps)
+        """The plan compiled to a polars LazyFrame (over the held bars where the store
+        holds the window, else over the parquet scans)."""
+        return _compile(self._source, self._steps)[0]
 
     def explain(self) -> str:
-        """The lazybars steps, then the optimised polars plan that runs them."""
-        return f"{self._describe()}\n\npolars plan:\n{self.lazy.explain()}"
+        """The lazybars steps, then the optimised polars plan that runs them.
+
+        The steps end with a ``held`` line: the symbols the store's held cache answers
+        for (their bars come from memory, not from a parquet scan) and what it holds.
+        """
+        lf, answered = _compile(self._source, self._steps)
+        held = self._source.held
+        if held is None:
+            return f"{self._describe()}\n\npolars plan:\n{lf.explain()}"
+        info = held.info()
+        budget = "unbounded" if info.max_bytes is None else _size(info.max_bytes)
+        holds = f"holds {info.windows} windows, {_size(info.bytes)} of {budget}"
+        line = f"  {'held':<9}{', '.join(answered) or 'none'} from memory (the cache {holds})"
+        return f"{self._describe()}\n{line}\n\npolars plan:\n{lf.explain()}"
 
     def collect(self) -> pl.DataFrame:
-        """Run the plan and return a polars DataFrame."""
-        return self.lazy.collect()
+        """Run the plan and return a polars DataFrame.
+
+        The window's stored bars are read once and held by the store: running the same
+        window again (or one inside it) reads no parquet.
+        """
+        return _compile(self._source, self._steps, _FILL)[0].collect()
 
     def to_pandas(self) -> pd.DataFrame:
         """Run the plan and return a pandas DataFrame indexed by ``datetime``."""
@@ -217,7 +244,11 @@ class Query:
         return _final_timestep(self._source.timestep, self._steps)
 
     def _schema(self) -> pl.Schema:
-        return _compile(self._source, self._steps).collect_schema()
+        return _compile(self._source, self._steps, _COLD)[0].collect_schema()
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MiB"
 
 
 def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
@@ -226,29 +257,40 @@ def _final_timestep(timestep: Timestep, steps: tuple[Step, ...]) -> Timestep:
     return timestep
 
 
-def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
+def _compile(
+    source: QuerySource, steps: tuple[Step, ...], mode: str = _PEEK
+) -> tuple[pl.LazyFrame, list[str]]:
+    """The plan as a LazyFrame, and the symbols whose bars the held cache gave.
+
+    ``mode``: _COLD reads the files (for the schema); _PEEK takes what the cache holds;
+    _FILL also reads the windows it lacks into it, so the whole plan runs in memory.
+    """
     grouped = source.long
-    reads = {symbol: source.read(symbol, source.timestep) for symbol in source.symbols}
-    # The zone each symbol was written in, where its stored day bars end (read from the
-    # scans' schemas: the footers, no data).
-    written = {s: lf.collect_schema()["datetime"].time_zone for s, lf in reads.items()}
+    windows, rest = leading_windows(steps)
+    bases, answered = _bases(source, windows, stored_columns(steps), mode)
+    # The zone each symbol was written in, where its stored day bars end.
+    written = {s: lf.collect_schema()["datetime"].time_zone for s, lf in bases.items()}
     if not grouped:
-        lf = reads[source.symbols[0]]
+        lf = bases[source.symbols[0]]
     else:
         # Long format in the query's zone (the symbols may be stored in different zones),
-        # rows ordered by time, then by the order the symbols were given in.
+        # rows ordered by time, then by the order the symbols were given in: each symbol's
+        # bars are sorted and concatenated in that order, so a stable sort by time does it.
         parts = [
-            read.with_columns(
+            lf.with_columns(
                 pl.col("datetime").dt.convert_time_zone(source.zone), symbol=pl.lit(symbol)
             )
-            for symbol, read in reads.items()
+            for symbol, lf in bases.items()
         ]
-        lf = _ordered(pl.concat(parts, how="diagonal_relaxed"), source.symbols)
-        rest = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
-        lf = lf.select("datetime", "symbol", *rest)
+        lf = pl.concat(parts, how="diagonal_relaxed").sort("datetime", maintain_order=True)
+        others = [c for c in lf.collect_schema().names() if c not in ("datetime", "symbol")]
+        lf = lf.select("datetime", "symbol", *others)
     zone = lf.collect_schema()["datetime"].time_zone
-    timestep, aggregated, clock = source.timestep, False, None
-    for step in steps:
+    timestep, aggregated = source.timestep, False
+    clock = None
+    for step in windows:
+        clock = _earliest(clock, getattr(step, "at", None))
+    for step in rest:
         ctx = Context(zone, source.zone, written, timestep, grouped, aggregated, clock)
         lf = step.apply(lf, ctx)
         timestep = step.timestep_after(timestep)
@@ -265,11 +307,40 @@ def _compile(source: QuerySource, steps: tuple[Step, ...]) -> pl.LazyFrame:
     # the parquet scan, and shown in the query's zone only at the end (metadata, no copy).
     if zone != source.zone:
         lf = lf.with_columns(pl.col("datetime").dt.convert_time_zone(source.zone))
-    return lf
+    return lf, answered
+
+
+def _bases(
+    source: QuerySource, windows: tuple[Step, ...], columns: frozenset[str] | None, mode: str
+) -> tuple[dict[str, pl.LazyFrame], list[str]]:
+    """Each symbol's stored bars with the leading windows applied, in its written zone:
+    sliced from the held cache, or scanned with the windows pushed into the scan."""
+    timestep, symbols = source.timestep, dict.fromkeys(source.symbols)
+    lo, hi, exact = start_range(windows, timestep)
+    frames: dict[str, pl.DataFrame | None] = dict.fromkeys(symbols)
+    answered = []
+    if mode != _COLD and source.held is not None:
+        wanted = [(s, timestep, lo, hi) for s in symbols]
+        found = source.held.frames(wanted, columns, load=mode == _FILL)
+        for symbol, (frame, held) in zip(symbols, found, strict=True):
+            frames[symbol] = frame
+            if held:
+                answered.append(symbol)
+    bases = {}
+    for symbol in symbols:
+        frame = frames.get(symbol)
+        lf = source.read(symbol, timestep) if frame is None else frame.lazy()
+        if frame is None or not exact:  # a held slice is the windows' answer when exact
+            zone = lf.collect_schema()["datetime"].time_zone
+            ctx = Context(zone, source.zone, {symbol: zone}, timestep, False, False, None)
+            for step in windows:
+                lf = step.apply(lf, ctx)
+        bases[symbol] = lf
+    return bases, answered
 
 
 def _ordered(lf: pl.LazyFrame, symbols: tuple[str, ...]) -> pl.LazyFrame:
-    """Rows by time, then by the order the symbols were given in."""
+    """Aggregated rows by time, then by the order the symbols were given in."""
     rank = pl.col("symbol").replace_strict(symbols, range(len(symbols)), return_dtype=pl.UInt32)
     return lf.sort(pl.col("datetime"), rank)
 

@@ -31,6 +31,7 @@ from lazybars._backend import (
     manifest_metadata,
     open_local,
 )
+from lazybars._held import DEFAULT_HELD_BYTES, Held, HeldInfo
 from lazybars._merge import Part, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.ingest import normalize, validate_zone
@@ -80,6 +81,16 @@ def _metadata(bars: Part) -> dict[str, str]:
     return manifest_metadata(bars.rows, bars.first, bars.last)
 
 
+def _budget(cache_bytes: Any) -> int | None:
+    if cache_bytes is not None and (type(cache_bytes) is not int or cache_bytes < 0):
+        msg = (
+            f"cache_bytes must be an int >= 0 (0 holds nothing) or None (unbounded), "
+            f"got {cache_bytes!r}"
+        )
+        raise InvalidRequest(msg)
+    return cache_bytes
+
+
 def _open_backend(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
     if is_object_uri(root):
         # The object store is an edge module: its client is imported for s3:// catalogs only.
@@ -104,6 +115,11 @@ class BarStore:
         them (``aws_access_key_id``, ``aws_secret_access_key``, ``aws_region``,
         ``aws_endpoint_url``, ``aws_allow_http``, ...); what is not given comes from the
         usual ``AWS_*`` environment variables. See README "Catalogs on object storage".
+    cache_bytes
+        The memory budget of the bars the store holds for its queries (default 512 MiB;
+        0: hold nothing; None: unbounded). A query's window is read from parquet once and
+        held, so running it again (or any window inside it) reads no file; the least
+        recently used windows go first. See :meth:`held_info`.
 
     Examples
     --------
@@ -115,22 +131,33 @@ class BarStore:
     """
 
     _backend: Backend
+    _held: Held
 
     def __init__(
         self,
         root: str | os.PathLike[str],
         *,
         storage_options: Mapping[str, Any] | None = None,
+        cache_bytes: int | None = DEFAULT_HELD_BYTES,
     ) -> None:
+        budget = _budget(cache_bytes)
         self._backend = _open_backend(root, storage_options)
+        self._held = Held(self._backend, budget)
 
     @classmethod
     def from_frames(
-        cls, frames: Mapping[str, Any], timestep: str = "minute", tz: str | None = None
+        cls,
+        frames: Mapping[str, Any],
+        timestep: str = "minute",
+        tz: str | None = None,
+        *,
+        cache_bytes: int | None = DEFAULT_HELD_BYTES,
     ) -> BarStore:
-        """An in-memory store (no disk) holding ``{symbol: frame}`` at ``timestep``."""
+        """An in-memory store (no disk) holding ``{symbol: frame}`` at ``timestep``;
+        ``cache_bytes`` as for :class:`BarStore`."""
         store = cls.__new__(cls)
         store._backend = MemoryBackend()
+        store._held = Held(store._backend, _budget(cache_bytes))
         for symbol, frame in frames.items():
             store._write(symbol, frame, timestep, tz, stacklevel=4)
         return store
@@ -217,18 +244,23 @@ class BarStore:
         write of the file lands in between (a lock; on object storage a conditional upload
         that merges again when another writer got in first), so no writer's bars are lost.
         """
-        if not append:
-            bars = planned or self._plan(symbol, timestep, parts, append=False)
-            self._backend.put(symbol, timestep, bars.bars, _metadata(bars))
-            return bars
-        merged: list[Part] = []
+        try:
+            if not append:
+                bars = planned or self._plan(symbol, timestep, parts, append=False)
+                self._backend.put(symbol, timestep, bars.bars, _metadata(bars))
+                return bars
+            merged: list[Part] = []
 
-        def plan() -> tuple[pl.LazyFrame | pl.DataFrame, dict[str, str]]:
-            merged.append(self._plan(symbol, timestep, parts, append=True))
-            return merged[-1].bars, _metadata(merged[-1])
+            def plan() -> tuple[pl.LazyFrame | pl.DataFrame, dict[str, str]]:
+                merged.append(self._plan(symbol, timestep, parts, append=True))
+                return merged[-1].bars, _metadata(merged[-1])
 
-        self._backend.update(symbol, timestep, plan)
-        return merged[-1]
+            self._backend.update(symbol, timestep, plan)
+            return merged[-1]
+        finally:
+            # After the write (or its failure, which may have replaced the file anyway):
+            # a query that read before it is not held on.
+            self._held.drop(symbol, timestep)
 
     def _stored(self, symbol: str, timestep: Timestep) -> Part:
         label = f"the stored bars of {symbol} at {timestep}"
@@ -260,6 +292,23 @@ class BarStore:
         )
         info = pl.DataFrame(rows, schema=schema, orient="row")
         return info.with_columns(pl.col("first", "last").cast(utc))
+
+    def held_info(self) -> HeldInfo:
+        """What the store holds in memory for its queries: ``windows``, their ``bytes``
+        and the budget ``max_bytes`` (see ``cache_bytes``).
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> store = lb.BarStore.from_frames({"MES": lb.synth.minute_bars("MES")})
+        >>> week = store.scan("MES").between("2024-01-08", "2024-01-13")
+        >>> bars = week.collect()  # read once, then held
+        >>> store.held_info().windows
+        1
+        >>> week.select("close").resample("1h").collect().height  # from memory
+        35
+        """
+        return self._held.info()
 
     def symbols(self, timestep: str | None = None) -> list[str]:
         """The stored symbols (at ``timestep`` only, when given), sorted."""
@@ -300,7 +349,7 @@ class BarStore:
             raise InvalidRequest(msg)
         base = stored.pop()
         long = not isinstance(symbols, str)
-        source = QuerySource(self._backend.key, names, base, timezone, long, self._read)
+        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, self._held)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))

@@ -13,6 +13,8 @@ import pandas as pd
 import polars as pl
 import polars.testing
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lazybars as lb
 
@@ -481,6 +483,12 @@ def test_multi_symbol_tail_and_head_are_per_symbol(store: lb.BarStore, mes, mnq,
         assert [utc(t) for t in starts(part)] == [utc(t) for t in starts(want)]
 
 
+def test_multi_symbol_tail_longer_than_a_history_keeps_all_of_it(store: lb.BarStore, mes) -> None:
+    # The per-symbol count is unsigned: n past it once wrapped around and kept nothing.
+    out = store.scan(["MES", "MNQ"]).tail(mes.height + 1).collect()
+    assert out.filter(pl.col("symbol") == "MES").height == mes.height
+
+
 def test_multi_symbol_window_and_select(store: lb.BarStore, mes, mnq) -> None:
     at = dt.datetime(2024, 1, 3, 10, 0, tzinfo=NYZ)
     out = store.scan(["MES", "MNQ"]).as_of(at).select("close").collect()
@@ -618,8 +626,11 @@ def _scan_block(plan: str) -> list[str]:
     ],
     ids=["between-tail", "as_of-tail", "between-select"],
 )
-def test_explain_shows_the_window_pushed_into_the_parquet_scan(disk: lb.BarStore, build) -> None:
-    text = build(disk.scan("MES")).explain()
+def test_explain_shows_the_window_pushed_into_the_parquet_scan(
+    disk: lb.BarStore, disk_root: Path, build
+) -> None:
+    # A handle of its own: one that holds the window already reads no file.
+    text = build(lb.BarStore(disk_root).scan("MES")).explain()
     plan = text.split("polars plan:", 1)[1]
     block = _scan_block(plan)
     selection = [line for line in block if "SELECTION" in line or "filter" in line.lower()]
@@ -746,3 +757,152 @@ def test_resample_values_equal_pandas_resample(store: lb.BarStore, mes, timestep
     want = _pandas_buckets(mes, rule)
     want.index = want.index.as_unit("ns")
     pd.testing.assert_frame_equal(got, want, check_freq=False, check_exact=True)
+
+
+# -- pushdown into every scan, warm reads from the held bars ------------------------------------
+@pytest.fixture(scope="module")
+def zones_root(tmp_path_factory: pytest.TempPathFactory, mes, mnq) -> Path:
+    """A catalog of MES (written in New York), MNQ (written in UTC) and day bars in UTC."""
+    root = tmp_path_factory.mktemp("zones")
+    store = lb.BarStore(root)
+    store.write("MES", mes)
+    store.write("MNQ", mnq)
+    days = lb.synth.daily_bars("BTC", "2024-01-02", "2024-02-01", tz="UTC")
+    store.write("BTC", days, timestep="day")
+    more = lb.synth.daily_bars("ETH", "2024-01-02", "2024-02-01", tz="UTC", seed=3)
+    store.write("ETH", more, timestep="day")
+    return root
+
+
+def _scan_blocks(plan: str) -> list[list[str]]:
+    """Every parquet scan node of a polars plan, with the lines attached to it."""
+    lines, blocks = plan.splitlines(), []
+    for i, line in enumerate(lines):
+        if "parquet scan" in line.lower():
+            indent = len(line) - len(line.lstrip())
+            block = [line]
+            for follow in lines[i + 1 :]:
+                if len(follow) - len(follow.lstrip()) != indent:
+                    break
+                block.append(follow)
+            blocks.append(block)
+    return blocks
+
+
+@pytest.mark.parametrize(
+    ("symbols", "zone"),
+    [
+        (["MES"], NY),
+        (["MNQ"], NY),  # written in UTC, shown in New York
+        (["MES", "MNQ"], NY),
+        (["MNQ", "MES"], "Asia/Tokyo"),
+        (["BTC", "ETH"], NY),  # day bars: their as_of is no plain start bound
+    ],
+)
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda q, _: q.between("2024-01-03", "2024-01-04"),
+        lambda q, _: q.as_of("2024-01-03 10:00").tail(5),
+        lambda q, _: (
+            q.select("close").between("2024-01-03", "2024-01-10").as_of("2024-01-04 12:00")
+        ),
+        lambda q, local: q.between("2024-01-03", "2024-01-09").resample("day").as_of(local),
+    ],
+    ids=["between", "as_of-tail", "select-between-as_of", "between-resample"],
+)
+def test_explain_shows_the_window_in_every_parquet_scan(
+    zones_root: Path, symbols, zone, build
+) -> None:
+    store = lb.BarStore(zones_root)  # nothing held yet: the plan reads the files
+    query = build(store.scan(symbols, timezone=zone), pd.Timestamp("2024-01-05", tz=zone))
+    plan = query.explain().split("polars plan:", 1)[1]
+    blocks = _scan_blocks(plan)
+    # A scan per file (a resample may show a file's scan more than once).
+    assert {s for s in symbols for b in blocks if f"/{s}.parquet" in b[0]} == set(symbols)
+    for block in blocks:
+        selection = [line for line in block if "SELECTION" in line]
+        assert selection and '"datetime"' in selection[0], block
+    assert "held     none from memory" in query.explain()
+    # Collected, the windows are held: the plan reads no file, and says so.
+    cold = query.collect()
+    warm = query.explain()
+    assert f"held     {', '.join(symbols)} from memory" in warm
+    assert not _scan_blocks(warm.split("polars plan:", 1)[1])
+    polars.testing.assert_frame_equal(query.collect(), cold)
+
+
+_T0 = dt.datetime(2024, 1, 2, tzinfo=UTC)
+
+
+def _instant(minutes: int) -> dt.datetime:
+    return _T0 + minutes * MINUTE
+
+
+@st.composite
+def _plans(draw: st.DrawFn) -> list[tuple]:
+    """Random plans over MES and MNQ (four days of minute bars): windows, tail, head,
+    select and at most one resample, in any order."""
+    span = st.integers(-600, 5 * 24 * 60)
+    steps, columns, resampled = [], ["open", "high", "low", "close", "volume"], False
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(
+            st.sampled_from(["between", "between", "as_of", "tail", "head", "select", "resample"])
+        )
+        if kind == "between":
+            a, b = sorted((draw(span), draw(span)))
+            steps.append(("between", _instant(a), _instant(b)))
+        elif kind == "as_of":
+            steps.append(("as_of", _instant(draw(span))))
+        elif kind in ("tail", "head"):
+            steps.append((kind, draw(st.integers(0, 3000))))
+        elif kind == "select":
+            columns = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=3, unique=True))
+            steps.append(("select", *columns))
+        elif not resampled:
+            resampled = True
+            steps.append(("resample", draw(st.sampled_from(["5m", "1h", "day"]))))
+    return steps
+
+
+def _run(query: lb.Query, plan: list[tuple]) -> lb.Query:
+    for name, *args in plan:
+        query = getattr(query, name)(*args)
+    return query
+
+
+@pytest.fixture(scope="module")
+def held_store(zones_root: Path) -> lb.BarStore:
+    """One handle for every example: random windows meet what earlier examples held."""
+    return lb.BarStore(zones_root, cache_bytes=16 * 2**20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=_plans(),
+    symbols=st.sampled_from(["MES", "MNQ", ["MES"], ["MES", "MNQ"], ["MNQ", "MES"]]),
+    zone=st.sampled_from([NY, "UTC", "Asia/Tokyo"]),
+)
+def test_warm_and_cold_answers_are_identical(
+    zones_root: Path, held_store: lb.BarStore, plan, symbols, zone
+) -> None:
+    query = _run(held_store.scan(symbols, timezone=zone), plan)
+    # The plan on the files alone: nothing is held by a store of no budget.
+    cold = _run(lb.BarStore(zones_root, cache_bytes=0).scan(symbols, timezone=zone), plan)
+    want = cold.lazy.collect()
+    polars.testing.assert_frame_equal(query.collect(), want)
+    names = [symbols] if isinstance(symbols, str) else symbols
+    assert f"held     {', '.join(names)} from memory" in query.explain()
+    polars.testing.assert_frame_equal(query.collect(), want)
+    polars.testing.assert_frame_equal(query.lazy.collect(), want)
+    assert held_store.held_info().bytes <= 16 * 2**20
+    if isinstance(symbols, list):
+        # Long format: each symbol's rows are its own query's, ordered by time, then by
+        # the order of the list.
+        rank = {s: i for i, s in enumerate(symbols)}
+        keys = list(zip(want["datetime"], [rank[s] for s in want["symbol"]], strict=True))
+        assert keys == sorted(keys)
+        for symbol in symbols:
+            alone = _run(held_store.scan(symbol, timezone=zone), plan).collect()
+            part = want.filter(pl.col("symbol") == symbol).drop("symbol")
+            polars.testing.assert_frame_equal(part.select(alone.columns), alone)

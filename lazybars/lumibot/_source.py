@@ -307,7 +307,8 @@ class _Member:
     def frame(self) -> pl.DataFrame:
         if self._raw is not None:
             return self._raw
-        frame = self.store.scan(self.name, self.stored).collect()
+        # .lazy: the adapter keeps the frame itself; the store need not hold a second one.
+        frame = self.store.scan(self.name, self.stored).lazy.collect()
         return frame.filter(_in_day(frame["datetime"])) if self._trim else frame
 
     def starts(self) -> np.ndarray:
