@@ -46,11 +46,10 @@ def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     would then see in every profile of a backtest that reads ``.df``.
     """
     when = frame["datetime"]
-    index = pd.DatetimeIndex(pd.to_datetime(when.dt.epoch("ns").to_numpy(), unit="ns", utc=True))
+    # A copy as datetime64 (``pd.to_datetime(unit=...)`` checks every value, 3x slower).
+    index = pd.DatetimeIndex(when.dt.epoch("ns").to_numpy().astype("M8[ns]"))
     if when.dtype.time_zone is not None:
-        index = index.tz_convert(when.dtype.time_zone)
-    else:
-        index = index.tz_localize(None)
+        index = index.tz_localize("UTC").tz_convert(when.dtype.time_zone)
     columns = {name: _numpy(s) for name, s in frame.to_dict().items() if name != "datetime"}
     return pd.DataFrame(columns, index=index.rename("datetime"), copy=True)
 
@@ -233,7 +232,8 @@ class Bars:
         target = coarser(source, timestep, "aggregate")
         local = self._local or self._zone()
         lf = aggregate_lazy(self.pl.lazy(), target, local=local, source=source, after_hours=True)
-        return self._derive(lf.drop(BUCKET_END).collect(), str(target))
+        # In memory already: polars' streaming engine would only add its start-up cost.
+        return self._derive(lf.drop(BUCKET_END).collect(engine="in-memory"), str(target))
 
     def plot(self, *, volume: bool = True) -> Figure:
         """A chart of these bars: candlesticks, with volume beneath.

@@ -413,7 +413,7 @@ class AssetCache:
                     source=entry.native,
                     after_hours=entry.after_hours,
                     source_zone=entry.written,
-                ).collect()
+                ).collect(engine="in-memory")  # a slab's rows: no streaming start-up cost
                 # Buckets are built ahead of time, yet each is served only once its end (and
                 # that of every bar in it) has passed, so a served bucket is always complete.
                 ends = buckets[BUCKET_END].dt.epoch("ns").to_numpy()
