@@ -42,6 +42,7 @@ __all__ = [
     "folder_name",
     "new_part_name",
     "parse_parts",
+    "retiring",
     "stacked",
 ]
 
@@ -70,8 +71,14 @@ class PartEntry(BaseModel):
 
 class Parts(BaseModel):
     """The parts manifest: the base generation the parts extend, and the parts in time
-    order. ``sealed`` (object storage only): a rewrite of the base is under way, so no
-    part may be added to this manifest."""
+    order.
+
+    Object storage has no lock, so two more fields serve its writers: ``sealed``, a
+    rewrite of the base is under way and no part may be added to this manifest; and
+    ``retired``, part files that no longer apply (folded by the last compaction and kept
+    for lazy scans planned before it, or left by a rewrite that died), which the next
+    rewrite deletes. (A directory's writers hold a lock, so they list the folder instead.)
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -79,10 +86,24 @@ class Parts(BaseModel):
     generation: int = Field(ge=0)
     parts: tuple[PartEntry, ...] = ()
     sealed: bool = False
+    retired: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, generation: int, parts: Sequence[PartEntry] = (), *, sealed: bool = False) -> Parts:
-        return cls(format=_FORMAT, generation=generation, parts=tuple(parts), sealed=sealed)
+    def of(
+        cls,
+        generation: int,
+        parts: Sequence[PartEntry] = (),
+        *,
+        sealed: bool = False,
+        retired: Sequence[str] = (),
+    ) -> Parts:
+        return cls(
+            format=_FORMAT,
+            generation=generation,
+            parts=tuple(parts),
+            sealed=sealed,
+            retired=tuple(retired),
+        )
 
     def dump(self) -> bytes:
         return self.model_dump_json().encode()
@@ -136,8 +157,21 @@ def stacked(base: pl.LazyFrame, base_last: int, parts: Sequence[pl.LazyFrame]) -
 
 
 def extended(manifest: Parts | None, generation: int, entry: PartEntry) -> Parts:
-    """The manifest with ``entry`` appended after the parts of the base ``generation``."""
-    return Parts.of(generation, (*applying(generation, manifest), entry))
+    """The manifest with ``entry`` appended after the parts of the base ``generation``
+    (the parts of a manifest of another generation are retired)."""
+    if manifest is None:
+        return Parts.of(generation, (entry,))
+    retired = manifest.retired
+    if manifest.generation != generation:
+        retired = (*retired, *(p.name for p in manifest.parts))
+    return Parts.of(generation, (*applying(generation, manifest), entry), retired=retired)
+
+
+def retiring(manifest: Parts | None) -> tuple[str, ...]:
+    """Every part file a manifest names (its parts and its retired ones)."""
+    if manifest is None:
+        return ()
+    return (*manifest.retired, *(p.name for p in manifest.parts))
 
 
 def crowded(base_rows: int, parts: Sequence[PartEntry]) -> bool:

@@ -51,6 +51,7 @@ def test_ingest_prints_a_summary_and_info_shows_the_catalog(tmp_path: Path) -> N
         "first": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "last": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bytes": (tmp_path / "cat" / "1m" / "MES.parquet").stat().st_size,
+        "parts": 0,
     }
     assert rows[1]["symbol"] == "MNQ" and rows[1]["rows"] == 100
 

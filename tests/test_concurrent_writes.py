@@ -158,7 +158,12 @@ def test_lock_files_are_never_listed(tmp_path: Path, year: pl.DataFrame) -> None
     store.write("MES", year.head(100))
     store.write("MES", year.slice(100, 100), mode="append")
     store.write("MES", year.head(50), timestep="5m")
-    assert sorted(catalog.tree()) == [
+    tree = sorted(catalog.tree())
+    # The append (as large as the base) was compacted at once; its part file stays until
+    # the next rewrite, for lazy scans planned before the compaction.
+    parts = [n for n in tree if n.startswith("catalog/1m/.MES.parts/")]
+    assert len(parts) == 1
+    assert [n for n in tree if n not in parts] == [
         "catalog/1m/.MES.parquet.lock",
         "catalog/1m/MES.parquet",
         "catalog/5m/.MES.parquet.lock",
