@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lazybars._merge import Part
+from lazybars._merge import Part, merge
 from lazybars._parts import (
     MANIFEST,
     PartEntry,
@@ -50,6 +50,7 @@ from lazybars._parts import (
     crowded,
     extended,
     folder_name,
+    new_generation,
     new_part_name,
     parse_parts,
     stacked,
@@ -264,12 +265,12 @@ class _Manifest(BaseModel):
     rows: int = Field(ge=1)
     first: int
     last: int
-    # Which rewrite of the base this is: parts apply to the generation they name
-    # (files written before parts existed are generation 0).
-    generation: int = Field(default=0, ge=0)
+    # Which write of the base this is (an id, see lazybars._parts): parts apply to the
+    # generation they name (files written before parts existed have none).
+    generation: str = ""
 
 
-def manifest_metadata(rows: int, first: int, last: int, generation: int = 0) -> dict[str, str]:
+def manifest_metadata(rows: int, first: int, last: int, generation: str = "") -> dict[str, str]:
     """The parquet key-value metadata that a catalog file carries about its bars."""
     manifest = _Manifest(format=_FORMAT, rows=rows, first=first, last=last, generation=generation)
     return {_MANIFEST_KEY: manifest.model_dump_json()}
@@ -317,7 +318,7 @@ class State(NamedTuple):
     first: int
     last: int
     bytes: int
-    generation: int
+    generation: str
     version: Hashable
     manifest: Parts | None
     manifest_version: Hashable
@@ -397,7 +398,9 @@ class FileBackend(Backend):
         first, last = int(ns.min()), int(ns.max())
         _check_bounds(first, last, self.location(name))
         rows = ns.len()
-        return State(footer.schema, rows, first, last, size, 0, version, manifest, manifest_version)
+        return State(
+            footer.schema, rows, first, last, size, "", version, manifest, manifest_version
+        )
 
     def stored(self, symbol: str, timestep: Timestep, state: State) -> Part:
         """The bars ``state`` describes, as a merge part (a scan: nothing read yet)."""
@@ -424,18 +427,6 @@ class FileBackend(Backend):
             manifest = parse_parts(raw, self.location(name))
             _MANIFESTS.put(memo_key, manifest)
         return manifest, version
-
-    def _generation_after(self, symbol: str, timestep: Timestep) -> int:
-        """The generation of a new base: above the stored base's and the manifest's, so
-        that no parts left from before apply to it (0 for a key never stored)."""
-        manifest, _ = self._manifest(symbol, timestep)
-        newest = -1 if manifest is None else manifest.generation
-        try:
-            footer = self._footer(file_name(symbol, timestep))[0]
-        except SchemaError:  # no base (or a damaged one, being replaced)
-            return newest + 1
-        base = 0 if footer.manifest is None else footer.manifest.generation
-        return max(newest, base) + 1
 
     def _footer(self, name: str) -> tuple[_Footer, int, Hashable]:
         """The file's checked footer (memoised per version), its size and version."""
@@ -673,9 +664,13 @@ class DirectoryBackend(FileBackend):
         with self.lock(symbol, timestep):
             name = file_name(symbol, timestep)
             state = self.state(symbol, timestep) if (self._root / name).is_file() else None
-            bars, extends = plan(None if state is None else self.stored(symbol, timestep, state))
-            if state is None or not extends:
+            stored = None if state is None else self.stored(symbol, timestep, state)
+            bars, extends = plan(stored)
+            if state is None or stored is None or not extends:
                 self._rebase(symbol, timestep, bars, keep=())
+                return
+            if not state.generation:  # a base from before parts: give it a generation
+                self._rebase(symbol, timestep, merge([stored, bars]), keep=())
                 return
             manifest = self._add_part(symbol, timestep, state, bars)
             if crowded(state.rows, manifest.parts):
@@ -701,7 +696,7 @@ class DirectoryBackend(FileBackend):
         """Write ``bars`` as a new part after the stored ones, then list it: a writer killed
         in between leaves a file that no manifest names."""
         folder = self._root / part_folder(symbol, timestep)
-        path = folder / new_part_name(state.generation)
+        path = folder / new_part_name()
         metadata = manifest_metadata(bars.rows, bars.first, bars.last, state.generation)
         write_parquet_atomic(bars.bars, path, metadata)
         entry = PartEntry(
@@ -718,8 +713,7 @@ class DirectoryBackend(FileBackend):
     def _rebase(self, symbol: str, timestep: Timestep, bars: Part, keep: Collection[str]) -> None:
         """Write ``bars`` as the base of a new generation, then remove the parts folder's
         files but ``keep`` (a writer killed in between leaves parts that no longer apply)."""
-        generation = self._generation_after(symbol, timestep)
-        metadata = manifest_metadata(bars.rows, bars.first, bars.last, generation)
+        metadata = manifest_metadata(bars.rows, bars.first, bars.last, new_generation())
         write_parquet_atomic(bars.bars, self._root / file_name(symbol, timestep), metadata)
         self._clear(symbol, timestep, keep)
 

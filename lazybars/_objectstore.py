@@ -56,7 +56,16 @@ from lazybars._backend import (
     timestep_folder,
 )
 from lazybars._merge import Part, merge
-from lazybars._parts import MANIFEST, PartEntry, Parts, crowded, extended, new_part_name, retiring
+from lazybars._parts import (
+    MANIFEST,
+    PartEntry,
+    Parts,
+    crowded,
+    extended,
+    new_generation,
+    new_part_name,
+    retiring,
+)
 from lazybars.errors import InvalidRequest, MissingExtra, SchemaError, StorageError
 from lazybars.ingest import write_bars
 from lazybars.timestep import Timestep
@@ -334,9 +343,11 @@ class ObjectBackend(FileBackend):
         return raw, (meta.get("e_tag"), meta.get("version"))
 
     def put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
-        # A replace is one unconditional upload (the last one wins), sealed like any
-        # rewrite so that no append lands on the base it replaces.
-        self._retrying(symbol, timestep, lambda state: self._rewrite(symbol, timestep, state, bars))
+        # One unconditional upload, the last one wins (a large file goes up in parts). It
+        # keeps no stored bar, so it leaves the manifest alone: the parts name another
+        # generation, and the next writer retires them.
+        metadata = manifest_metadata(bars.rows, bars.first, bars.last, new_generation())
+        self._upload(file_name(symbol, timestep), bars.bars, metadata, None)
 
     def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
         def attempt(state: State | None) -> bool:
@@ -344,14 +355,12 @@ class ObjectBackend(FileBackend):
             # the base or the manifest after this point makes the conditional upload fail.
             stored = None if state is None else self.stored(symbol, timestep, state)
             bars, extends = plan(stored)
-            if state is None or stored is None:
-                return self._rewrite(symbol, timestep, None, bars, conditional=True)
-            if not extends:
-                return self._rewrite(symbol, timestep, state, bars, conditional=True)
-            if state.manifest is not None and state.manifest.sealed:
-                # A rewrite is under way (or died): append by rewriting, sealed in turn.
-                whole = merge([stored, bars])
-                return self._rewrite(symbol, timestep, state, whole, conditional=True)
+            if state is None or stored is None or not extends:
+                return self._rewrite(symbol, timestep, state, bars)
+            if not state.generation or (state.manifest is not None and state.manifest.sealed):
+                # A base from before parts, or a rewrite under way (or dead): append by
+                # rewriting, sealed in turn.
+                return self._rewrite(symbol, timestep, state, merge([stored, bars]))
             manifest = self._add_part(symbol, timestep, state, bars)
             if manifest is not None and crowded(state.rows, manifest.parts):
                 # The append is stored; compacting is a courtesy that may lose a race.
@@ -370,7 +379,7 @@ class ObjectBackend(FileBackend):
             if state is None or not parts:
                 return True
             whole = self.stored(symbol, timestep, state)
-            return self._rewrite(symbol, timestep, state, whole, conditional=True, linger=True)
+            return self._rewrite(symbol, timestep, state, whole, linger=True)
 
         self._retrying(symbol, timestep, attempt)
         return folded[-1]
@@ -398,7 +407,7 @@ class ObjectBackend(FileBackend):
         """Upload ``bars`` as a new part, then list it in the manifest on the condition
         that the manifest is still the one read (None: it is not; the part is removed)."""
         folder = part_folder(symbol, timestep)
-        name = new_part_name(state.generation)
+        name = new_part_name()
         metadata = manifest_metadata(bars.rows, bars.first, bars.last, state.generation)
         size = self._upload(f"{folder}/{name}", bars.bars, metadata, None)
         assert size is not None  # an unconditional upload either lands or raises
@@ -416,40 +425,33 @@ class ObjectBackend(FileBackend):
         state: State | None,
         bars: Part,
         *,
-        conditional: bool = False,
         linger: bool = False,
     ) -> bool:
-        """Upload ``bars`` as the base of a new generation; False when another writer
-        changed the key since ``state`` was read.
+        """Upload ``bars`` as a new generation of the base that keeps the stored bars, on
+        the condition that the base is still the one ``state`` read (False when it is
+        not, or when another writer got to the manifest first).
 
-        The manifest is sealed first (a conditional upload), so that no part is added
-        to the base being replaced; then the base is uploaded (``conditional``: on the
-        condition that it is still the one read); then the manifest is reset to the new
-        generation, and the parts it named are deleted (``linger``: the parts folded are
-        kept, retired, for lazy scans planned before). A writer killed on the way leaves
-        a sealed or outdated manifest, which the next writer of the key resets.
+        The manifest is sealed first, by a conditional upload, so that no part is added to
+        the base being replaced; after the upload the manifest is reset to the new
+        generation and the parts it named are deleted (``linger``: the parts folded are
+        kept, retired, for lazy scans planned before). A writer killed on the way leaves a
+        sealed or outdated manifest, which the next writer of the key resets.
         """
         base = file_name(symbol, timestep)
-        if state is None:  # a new key: parts left from a removed one no longer apply
-            generation = self._generation_after(symbol, timestep)
-            metadata = manifest_metadata(bars.rows, bars.first, bars.last, generation)
-            return (
-                self._upload(base, bars.bars, metadata, "create" if conditional else None)
-                is not None
-            )
-        old = state.manifest
-        sealed = (old or Parts.of(state.generation)).model_copy(update={"sealed": True})
-        sealed_version = self._put_manifest(symbol, timestep, sealed, state.manifest_version)
-        if not sealed_version:
-            return False
-        generation = max(state.generation, -1 if old is None else old.generation) + 1
+        generation = new_generation()
         metadata = manifest_metadata(bars.rows, bars.first, bars.last, generation)
-        condition = _condition(state.version, self.location(base)) if conditional else None
+        if state is None:  # a new key: parts left from a removed one name another generation
+            return self._upload(base, bars.bars, metadata, "create") is not None
+        old = state.manifest
+        sealed = (old or Parts.of(generation)).model_copy(update={"sealed": True})
+        sealed_version = self._put_manifest(symbol, timestep, sealed, state.manifest_version)
+        if sealed_version is None:
+            return False
+        condition = _condition(state.version, self.location(base))
         if self._upload(base, bars.bars, metadata, condition) is None:
             return False
         kept = tuple(p.name for p in state.parts) if linger else ()
-        fresh = Parts.of(generation, retired=kept)
-        self._put_manifest(symbol, timestep, fresh, sealed_version)
+        self._put_manifest(symbol, timestep, Parts.of(generation, retired=kept), sealed_version)
         folder = part_folder(symbol, timestep)
         self._delete([f"{folder}/{n}" for n in retiring(old) if n not in kept])
         return True

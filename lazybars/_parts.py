@@ -6,12 +6,15 @@ and a small JSON manifest there (``manifest.json``) naming them in time order, w
 rows, first and last bar and bytes. The manifest is replaced atomically (a rename; on
 object storage a conditional upload).
 
-The base's own manifest (its parquet metadata) carries a ``generation``; the parts
-manifest names the generation it extends, and applies only while the base has that
-generation. Every rewrite of the base (a compaction, a replace, an append that overlaps
-or backfills) writes a new generation first and clears the parts after: a writer killed
-in between leaves parts that name an older generation, which readers ignore, so nothing
-is lost and nothing read twice.
+The base's own manifest (its parquet metadata) carries a ``generation``, an id unique to
+each write of the base; the parts manifest names the generation it extends, and applies
+only while the base is that generation. Every rewrite of the base (a compaction, a
+replace, an append that overlaps or backfills) writes a new generation first and clears
+the parts after: a writer killed in between leaves parts of an older generation, which
+readers ignore, so nothing is lost and nothing read twice. (Unique ids rather than a
+counter: writers racing on object storage, which has no lock, cannot pick the same one.)
+Bases written before parts existed have no generation; parts never extend them (the
+first append after them rewrites the base).
 
 A reader reads the parts manifest first, then the base's footer: a base rewritten in
 between has a newer generation, and the parts it already holds are ignored. It scans the
@@ -40,6 +43,7 @@ __all__ = [
     "crowded",
     "extended",
     "folder_name",
+    "new_generation",
     "new_part_name",
     "parse_parts",
     "retiring",
@@ -62,7 +66,7 @@ class PartEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str = Field(pattern=r"^[0-9]+-[0-9a-f]{32}\.parquet$")
+    name: str = Field(pattern=r"^[0-9a-f]{32}\.parquet$")
     rows: int = Field(ge=1)
     first: int
     last: int
@@ -83,7 +87,7 @@ class Parts(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     format: int = Field(ge=1, le=_FORMAT)
-    generation: int = Field(ge=0)
+    generation: str = Field(pattern=r"^[0-9a-f]{32}$")
     parts: tuple[PartEntry, ...] = ()
     sealed: bool = False
     retired: tuple[str, ...] = ()
@@ -91,7 +95,7 @@ class Parts(BaseModel):
     @classmethod
     def of(
         cls,
-        generation: int,
+        generation: str,
         parts: Sequence[PartEntry] = (),
         *,
         sealed: bool = False,
@@ -114,9 +118,14 @@ def folder_name(symbol: str) -> str:
     return f".{symbol}.parts"
 
 
-def new_part_name(generation: int) -> str:
-    """A unique name for a new part of the base ``generation`` (never reused)."""
-    return f"{generation}-{uuid.uuid4().hex}.parquet"
+def new_part_name() -> str:
+    """A unique name for a new part (never reused)."""
+    return f"{uuid.uuid4().hex}.parquet"
+
+
+def new_generation() -> str:
+    """A unique id for a new write of a base."""
+    return uuid.uuid4().hex
 
 
 def parse_parts(raw: bytes, where: str) -> Parts:
@@ -138,9 +147,9 @@ def parse_parts(raw: bytes, where: str) -> Parts:
     return parts
 
 
-def applying(base_generation: int, manifest: Parts | None) -> tuple[PartEntry, ...]:
+def applying(base_generation: str, manifest: Parts | None) -> tuple[PartEntry, ...]:
     """The parts that extend the base: those of a manifest naming the base's generation."""
-    if manifest is None or manifest.generation != base_generation:
+    if not base_generation or manifest is None or manifest.generation != base_generation:
         return ()
     return manifest.parts
 
@@ -156,7 +165,7 @@ def stacked(base: pl.LazyFrame, base_last: int, parts: Sequence[pl.LazyFrame]) -
     return pl.concat([until, *parts], how="vertical")
 
 
-def extended(manifest: Parts | None, generation: int, entry: PartEntry) -> Parts:
+def extended(manifest: Parts | None, generation: str, entry: PartEntry) -> Parts:
     """The manifest with ``entry`` appended after the parts of the base ``generation``
     (the parts of a manifest of another generation are retired)."""
     if manifest is None:

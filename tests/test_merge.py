@@ -174,8 +174,8 @@ def test_append_manifest_and_row_groups_match_a_fresh_write(tmp_path: Path) -> N
     meta_a, meta_b = pl.read_parquet_metadata(a), pl.read_parquet_metadata(b)
     manifest_a, manifest_b = (json.loads(m.pop("lazybars")) for m in (meta_a, meta_b))
     assert meta_a == meta_b
-    # The same manifest, but for the generation: the append rewrote the base once more.
-    assert manifest_a.pop("generation") == manifest_b.pop("generation") + 1
+    # The same manifest, but for the generation: an id of each write of the base.
+    assert manifest_a.pop("generation") != manifest_b.pop("generation")
     assert manifest_a == manifest_b
     import pyarrow.parquet as pq
 
