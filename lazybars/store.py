@@ -19,7 +19,7 @@ small private seam (``lazybars._backend``); this module is the catalog's logic.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -263,7 +263,11 @@ class BarStore:
         return info.with_columns(pl.col("first", "last").cast(utc))
 
     def compact(
-        self, symbols: str | Iterable[str] | None = None, timestep: str | None = None
+        self,
+        symbols: str | Iterable[str] | None = None,
+        timestep: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> pl.DataFrame:
         """Fold the parts appended to each stored (symbol, timestep) into its base file.
 
@@ -280,6 +284,8 @@ class BarStore:
             A symbol or symbols to compact (None: every stored symbol).
         timestep
             Only this timestep (None: every stored timestep).
+        progress
+            Called as ``progress(done, total)`` after each (symbol, timestep).
 
         Returns
         -------
@@ -320,10 +326,12 @@ class BarStore:
                     )
                     raise UnknownAsset(msg)
                 keys += [(name, ts) for ts in stored if wanted in (None, ts)]
-        rows = [
-            (s, str(ts), self._backend.compact(s, ts), self._backend.describe(s, ts).rows)
-            for s, ts in keys
-        ]
+        rows = []
+        for done, (symbol, ts) in enumerate(keys, start=1):
+            folded = self._backend.compact(symbol, ts)
+            rows.append((symbol, str(ts), folded, self._backend.describe(symbol, ts).rows))
+            if progress is not None:
+                progress(done, len(keys))
         schema = {"symbol": pl.String, "timestep": pl.String, "parts": pl.Int64, "rows": pl.Int64}
         return pl.DataFrame(rows, schema=schema, orient="row")
 
