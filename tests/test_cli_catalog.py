@@ -131,7 +131,7 @@ def test_clashing_aliases_are_one_line_not_a_traceback(
 
 
 def test_flags_are_shown_without_a_value_type() -> None:
-    for command in ("ingest", "info"):
+    for command in ("ingest", "info", "compact"):
         code, out = run(command, "--help")
         assert code == 0 and "--help" in out and "<bool>" not in out
     assert "--append" in run("ingest", "--help")[1]
@@ -155,3 +155,36 @@ def test_s3_hints_name_the_environment_variables(tmp_path: Path, monkeypatch) ->
     code, out = run("ingest", str(source), "--store", "s3://bars/catalog")
     assert code == 1
     assert "AWS_ALLOW_HTTP=true" in out.replace("\n", "")
+
+
+def test_compact_folds_the_parts_and_reports_them(tmp_path: Path) -> None:
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-10", session="24h", gaps=0)
+    root = tmp_path / "cat"
+    store = lb.BarStore(root)
+    for symbol in ("MES", "MNQ"):
+        store.write(symbol, bars[:5_000])
+    for start in (5_000, 5_100):
+        store.write("MES", bars[start : start + 100], mode="append")
+    assert store.info()["parts"].to_list() == [2, 0]
+
+    code, out = run("compact", str(root), "--symbol", "MNQ")
+    assert code == 0, out
+    assert "compacted 0 of 1 catalog files" in out and "no appended parts" in out
+    code, out = run("compact", str(root))
+    assert code == 0, out
+    assert "compacted 1 of 2 catalog files" in out.replace("\n", " ")
+    assert "MES" in out and "5,200" in out
+    assert lb.BarStore(root).info()["parts"].to_list() == [0, 0]
+    assert lb.BarStore(root).scan("MES").collect().equals(bars[:5_200])
+
+
+def test_compact_errors_are_one_line(tmp_path: Path) -> None:
+    lb.BarStore(tmp_path / "cat").write("MES", lb.synth.minute_bars("MES"))
+    code, out = run("compact", str(tmp_path / "cat"), "--symbol", "ZZZ")
+    assert code == 1 and out.strip().startswith("error: unknown asset 'ZZZ'")
+    assert len(out.strip().splitlines()) == 1
+    code, out = run("compact", str(tmp_path / "cat"), "--timestep", "fortnight")
+    assert code == 1 and "fortnight" in out and "Traceback" not in out
+    code, out = run("compact", str(tmp_path / "nothing"))
+    assert code == 1 and "no catalog directory" in out
+    assert not (tmp_path / "nothing").exists()
