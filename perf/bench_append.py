@@ -1,6 +1,6 @@
 """Appending a day of minute bars to 1 and to 10 years of history (issue 19, item 4).
 
-    python -m perf.bench_append            # 24h minute bars: 1 and 10 years (~40 s)
+    python -m perf.bench_append            # 24h minute bars: 1 and 10 years (~15 s)
     python -m perf.bench_append --quick    # regular-session bars, fewer rounds
 
 For each history, a catalog directory holding it, and one more day of minute bars
