@@ -26,7 +26,8 @@ from typing import Any, Literal
 import pandas as pd
 import polars as pl
 
-from lazybars._backend import Backend, MemoryBackend, is_object_uri, open_local
+from lazybars._backend import Backend, MemoryBackend, is_object_uri
+from lazybars._directory import open_local
 from lazybars._merge import Part, after, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.ingest import normalize, validate_zone

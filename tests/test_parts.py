@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 import lazybars as lb
 import lazybars._parts
-from lazybars._backend import DirectoryBackend, manifest_metadata
+from lazybars._backend import manifest_metadata
+from lazybars._directory import DirectoryBackend
 from lazybars.ingest import write_bars
 
 MINUTE = lb.Timestep.parse("1m")
