@@ -9,12 +9,17 @@ version. A write streams the finished parquet file to a local temporary file and
 whole: one PUT, or for large files a multipart upload that becomes visible only when it
 completes, so readers see the old object or the new one, never a torn one.
 
-An append (a read-merge-write) cannot hold a lock here: it reads the object's ETag first,
-merges onto the bars it then reads, and uploads with ``If-Match`` that ETag (``If-None-Match:
-*`` for a new object), as one PUT (conditions do not apply to multipart uploads; S3 takes up
-to 5 GiB in one). When another writer replaced the object meanwhile, S3 refuses the upload
-(412) and the append reads and merges again, a few times, before it gives up with a
-``StorageError``: the other writer's bars are never lost.
+Writers cannot hold a lock here, so they upload on conditions (``If-Match`` an ETag they
+read; ``If-None-Match: *`` for a new object), each as one PUT (conditions do not apply to
+multipart uploads; S3 takes up to 5 GiB in one). An append after the stored bars uploads
+its part (``lazybars._parts``), then the parts manifest on the condition that it is still
+the version read. An append that merges, and a compaction, first seal the manifest by a
+conditional upload (no part may then be added to the base they replace), upload the new
+base on the condition that the base is still the version they read, then reset the
+manifest. When another writer got in first, S3 refuses the upload (412) and the write
+reads and merges again, a few times, before it gives up with a ``StorageError``: the
+other writer's bars are never lost. A plain replace is one unconditional upload (the last
+one wins); the parts it leaves name another generation, and the next writer retires them.
 
 The client is ``obstore`` (the ``s3`` extra), the Python binding of the Rust
 ``object_store`` crate that polars itself uses for cloud scans, so one set of
