@@ -378,6 +378,9 @@ def test_s3_appends_write_parts_that_a_compaction_folds(s3_server, uri) -> None:
         store.write("MES", bars[5_100:5_200], mode="append")
     puts = [r for r in requests if r.method == "PUT"]
     assert len(puts) == 4 and not any(r.path.endswith("/1m/MES.parquet") for r in puts)
+    # Of the stored bars, nothing is read: the base's footer at most (memoised).
+    base_reads = [r for r in requests if r.method == "GET" and r.path.endswith("/1m/MES.parquet")]
+    assert sum(r.sent for r in base_reads) < 64 * 1024
     keys = bucket_keys(s3_server, uri)
     assert len([k for k in keys if k.startswith("1m/.MES.parts/")]) == 3  # + the manifest
     assert store.symbols() == ["MES"] and store.info()["parts"].item() == 2

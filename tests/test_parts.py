@@ -335,3 +335,16 @@ def test_ingest_append_writes_a_part(tmp_path: Path, bars: pl.DataFrame) -> None
     assert summary.select("rows", "added").row(0) == (5_500, 500)
     assert store.info()["parts"].item() == 1
     polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_500])
+
+
+def test_a_part_takes_the_stored_zone_and_columns(tmp_path: Path, bars: pl.DataFrame) -> None:
+    store = lb.BarStore(tmp_path)
+    store.write("MES", bars[:5_000])
+    utc = bars[5_000:5_010].with_columns(pl.col("datetime").dt.convert_time_zone("UTC"))
+    store.write("MES", utc, mode="append")
+    assert store.info()["parts"].item() == 1
+    assert store.zone("MES") == "America/New_York"
+    polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_010])
+    with pytest.raises(lb.SchemaError, match="the columns differ"):
+        store.write("MES", bars[5_010:5_020].drop("volume").with_columns(vwap=1.0), mode="append")
+    assert store.info()["rows"].item() == 5_010
