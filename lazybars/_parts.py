@@ -56,7 +56,8 @@ _FORMAT = 1
 # - rows: once the parts hold a quarter of the base's rows, rewriting costs at most five
 #   rows written per row appended since the last compaction, however long the history;
 # - count: every part is one more file a read opens (a footer read; a request on object
-#   storage), so 32 parts bound that overhead to a few milliseconds of a cold read.
+#   storage), so 32 parts bound that overhead to a few milliseconds (31 parts added 3 ms to
+#   a one-day window of a year of 24h minute bars on local disk, 25% of that read).
 COMPACT_PARTS = 32
 COMPACT_FRACTION = 0.25
 
