@@ -1,52 +1,58 @@
 """Where a BarStore keeps its bars: the private seam between the catalog and its storage.
 
 The catalog (``lazybars.store``) knows symbols, timesteps, merges and scans; a backend only
-lists the catalog's files, reads one as a polars scan, describes one (rows, first and last
-bar, bytes) and replaces one atomically, alone (``put``) or as a read-merge-write that no
-other writer of the file interleaves with (``update``). The backends share one layout,
-``<root>/<timestep>/<symbol>.parquet``:
+lists the catalog's keys, reads one as a polars scan, describes one (rows, first and last
+bar, bytes, parts, version) and stores bars atomically, replacing what is stored
+(``put``), or as a read-plan-write that no other writer of the key interleaves with
+(``update``): the plan either merges a new base or adds a part after the stored bars
+(``lazybars._parts``); ``compact`` folds the parts into the base. The backends share one
+layout, ``<root>/<timestep>/<symbol>.parquet`` plus its hidden parts folder:
 
 - :class:`MemoryBackend`: frames in a dict (``BarStore.from_frames``); a lock per store;
-- :class:`DirectoryBackend`: a local directory; a file is replaced by a rename, under an
-  OS file lock (``flock``) on a hidden ``.<symbol>.parquet.lock`` beside it;
+- ``lazybars._directory.DirectoryBackend``: a local directory; a file is replaced by a
+  rename, under an OS file lock (``flock``) that every writer of the key holds;
 - ``lazybars._objectstore.ObjectBackend``: an ``s3://`` prefix; an object is replaced by
   one upload that becomes visible only when complete; an update is a conditional upload
   (``If-Match`` the version it merged onto), merged again when another writer got in first.
 
 Files are checked once per version: the footer (schema and the lazybars manifest in the
 parquet key-value metadata) is read from the file's last bytes, validated, and memoised
-under the file's version (inode, mtime and size; an object's ETag). :func:`open_local`
-reads a local catalog's location (a path or a ``file://`` URI); ``lazybars.store`` sends
-``s3://`` URIs (:func:`is_object_uri`) to the object store instead.
+under the file's version (inode, mtime and size; an object's ETag). ``lazybars.store``
+sends ``s3://`` URIs (:func:`is_object_uri`) to the object store, and other locations to
+``lazybars._directory.open_local``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import stat
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import unquote, urlsplit
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lazybars._merge import Part
+from lazybars._parts import (
+    MANIFEST,
+    PartEntry,
+    Parts,
+    applying,
+    folder_name,
+    parse_parts,
+    stacked,
+)
 from lazybars._time import BAR_RANGE, END_BAR_NS, FIRST_BAR_NS
 from lazybars.errors import InvalidRequest, SchemaError
-from lazybars.ingest import PRICE_COLUMNS, write_parquet_atomic
+from lazybars.ingest import PRICE_COLUMNS
 from lazybars.timestep import Timestep
 
 __all__ = [
     "Backend",
     "Description",
-    "DirectoryBackend",
     "FileBackend",
     "Frame",
     "Key",
@@ -54,16 +60,18 @@ __all__ = [
     "Plan",
     "Replaced",
     "Snapshot",
+    "State",
     "is_object_uri",
     "is_uri",
     "manifest_metadata",
-    "open_local",
+    "uri_scheme",
 ]
 
 Key = tuple[str, Timestep]
 Frame = pl.DataFrame | pl.LazyFrame
-# What an update writes, made by reading the stored bars: the bars and their file metadata.
-Plan = Callable[[], tuple[Frame, dict[str, str]]]
+# What an update writes, given the stored bars (None: nothing stored): the bars, and
+# whether they all come after the stored ones (True: a new part) or are the new whole.
+Plan = Callable[[Part | None], tuple[Part, bool]]
 SUFFIX = ".parquet"
 _MANIFEST_KEY = "lazybars"
 _FORMAT = 1
@@ -77,13 +85,16 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
 
 class Description(NamedTuple):
-    """What the catalog says about one file: bar count, first and last start (int64 ns),
-    and its size in bytes."""
+    """What the catalog says about one key: bar count, first and last start (int64 ns),
+    size in bytes, appended parts not yet compacted, and a version that changes whenever
+    the stored bars change."""
 
     rows: int
     first: int
     last: int
     bytes: int
+    parts: int
+    version: Hashable
 
 
 class Backend(ABC):
@@ -110,71 +121,43 @@ class Backend(ABC):
 
     @abstractmethod
     def describe(self, symbol: str, timestep: Timestep) -> Description:
-        """Rows, first and last start, and bytes of the stored bars, without reading them."""
+        """Rows, first and last start, bytes, parts and version of the stored bars,
+        without reading them."""
 
     @abstractmethod
-    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
-        """Hold off every other writer of the file (other threads and processes too) while
-        the block runs."""
-
-    @abstractmethod
-    def replace(
-        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
-    ) -> None:
+    def put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
         """Replace the stored bars with ``bars``, atomically: readers see old or new."""
 
-    def put(self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]) -> None:
-        """:meth:`replace`, under the file's lock (never interleaved with an update)."""
-        with self.lock(symbol, timestep):
-            self.replace(symbol, timestep, bars, metadata)
-
+    @abstractmethod
     def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
-        """Replace the stored bars with what ``plan()`` makes of them (it reads them): no
-        other write of the file lands between that read and this write, so none is lost."""
-        with self.lock(symbol, timestep):
-            self.replace(symbol, timestep, *plan())
+        """Store what ``plan`` makes of the stored bars (it reads them): no other write of
+        the key lands between that read and this write, so none is lost."""
+
+    def compact(self, symbol: str, timestep: Timestep) -> int:
+        """Fold the appended parts into the base; returns how many were folded."""
+        return 0
 
     def spill_dir(self) -> Path | None:
         """Where bulk ingestion spills chunks (None: the system's temporary directory)."""
         return None
 
 
+def uri_scheme(root: Any) -> str | None:
+    """The scheme of a catalog location that is a URI (``scheme://...``), lowercase; None
+    for a path."""
+    found = _SCHEME.match(root) if isinstance(root, str) else None
+    return None if found is None else found.group(1).lower()
+
+
 def is_uri(root: Any) -> bool:
     """Whether a catalog location is a URI (``scheme://...``) rather than a path."""
-    return isinstance(root, str) and _SCHEME.match(root) is not None
+    return uri_scheme(root) is not None
 
 
 def is_object_uri(root: Any) -> bool:
     """Whether a catalog location is an object-store URI (``s3://``), which
     ``lazybars._objectstore`` serves."""
-    found = _SCHEME.match(root) if isinstance(root, str) else None
-    return found is not None and found.group(1).lower() in ("s3", "s3a")
-
-
-def open_local(root: Any, storage_options: Mapping[str, Any] | None) -> Backend:
-    """The backend for a local catalog location: a directory path or a ``file://`` URI."""
-    if isinstance(root, str) and (found := _SCHEME.match(root)):
-        if found.group(1).lower() != "file":
-            msg = (
-                f"catalog location {root!r}: lazybars catalogs live in a directory or under "
-                "s3:// (S3 and S3-compatible stores such as MinIO or R2); use one of those"
-            )
-            raise InvalidRequest(msg)
-        parts = urlsplit(root)
-        if parts.netloc not in ("", "localhost"):
-            msg = f"catalog location {root!r} names a remote host; use a local file:// path"
-            raise InvalidRequest(msg)
-        root = unquote(parts.path)
-    elif not isinstance(root, str | os.PathLike):
-        msg = f"catalog root must be a path or a URI, got {type(root).__name__} {root!r}"
-        raise InvalidRequest(msg)
-    if storage_options:
-        msg = (
-            f"storage_options apply to s3:// catalogs, not to the directory {root}; "
-            "drop them, or give an s3:// URI"
-        )
-        raise InvalidRequest(msg)
-    return DirectoryBackend(Path(root))
+    return uri_scheme(root) in ("s3", "s3a")
 
 
 class MemoryBackend(Backend):
@@ -182,6 +165,9 @@ class MemoryBackend(Backend):
 
     def __init__(self) -> None:
         self._frames: dict[Key, pl.DataFrame] = {}
+        # Bumped by every write: a key's version is the write that stored its frame.
+        self._writes = 0
+        self._versions: dict[Key, int] = {}
         self._lock = threading.Lock()
         self.where = "in memory"
         self.key = id(self)
@@ -196,9 +182,11 @@ class MemoryBackend(Backend):
         return self._frames[(symbol, timestep)].lazy()
 
     def describe(self, symbol: str, timestep: Timestep) -> Description:
-        frame = self._frames[(symbol, timestep)]
+        key = (symbol, timestep)
+        frame = self._frames[key]
         when = frame["datetime"].dt.epoch("ns")
-        return Description(frame.height, int(when[0]), int(when[-1]), frame.estimated_size())
+        size = frame.estimated_size()
+        return Description(frame.height, int(when[0]), int(when[-1]), size, 0, self._versions[key])
 
     def __getstate__(self) -> dict[str, Any]:
         # A lock does not pickle: a copy gets a lock of its own.
@@ -208,14 +196,29 @@ class MemoryBackend(Backend):
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
-        # One lock for every frame: writes to memory are short.
-        return self._lock
+    # One lock for every frame: writes to memory are short. Appends keep one frame: a
+    # copy in memory costs little next to the write path's validation.
+    def put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
+        with self._lock:
+            self._store((symbol, timestep), bars.lazy.collect())
 
-    def replace(
-        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
-    ) -> None:
-        self._frames[(symbol, timestep)] = bars.lazy().collect().rechunk()
+    def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
+        key = (symbol, timestep)
+        with self._lock:
+            frame = self._frames.get(key)
+            stored = None
+            if frame is not None:
+                rows, first, last, *_ = self.describe(symbol, timestep)
+                label = f"the stored bars of {symbol} at {timestep}"
+                stored = Part(frame, rows, first, last, (label,))
+            bars, extends = plan(stored)
+            new = bars.lazy.collect()
+            self._store(key, pl.concat([frame, new]) if extends and frame is not None else new)
+
+    def _store(self, key: Key, frame: pl.DataFrame) -> None:
+        self._writes += 1
+        self._frames[key] = frame.rechunk()
+        self._versions[key] = self._writes
 
 
 class _Manifest(BaseModel):
@@ -231,11 +234,14 @@ class _Manifest(BaseModel):
     rows: int = Field(ge=1)
     first: int
     last: int
+    # Which write of the base this is (an id, see lazybars._parts): parts apply to the
+    # generation they name (files written before parts existed have none).
+    generation: str = ""
 
 
-def manifest_metadata(rows: int, first: int, last: int) -> dict[str, str]:
+def manifest_metadata(rows: int, first: int, last: int, generation: str = "") -> dict[str, str]:
     """The parquet key-value metadata that a catalog file carries about its bars."""
-    manifest = _Manifest(format=_FORMAT, rows=rows, first=first, last=last)
+    manifest = _Manifest(format=_FORMAT, rows=rows, first=first, last=last, generation=generation)
     return {_MANIFEST_KEY: manifest.model_dump_json()}
 
 
@@ -272,11 +278,44 @@ class Replaced(Exception):  # a signal between backends, never raised to users
     """A file was replaced between reading its version and reading its bytes."""
 
 
-class FileBackend(Backend):
-    """A backend of parquet files named ``<timestep>/<symbol>.parquet`` under a root.
+class State(NamedTuple):
+    """A key as read once: its base file (checked footer, bounds, generation, version) and
+    its parts manifest as found (it applies only when it names the base's generation)."""
 
-    Subclasses say how to open one version of a file, scan it and replace it; checking the
-    footer, memoised per version, is shared.
+    schema: pl.Schema
+    rows: int
+    first: int
+    last: int
+    bytes: int
+    generation: str
+    version: Hashable
+    manifest: Parts | None
+    manifest_version: Hashable
+
+    @property
+    def parts(self) -> tuple[PartEntry, ...]:
+        return applying(self.generation, self.manifest)
+
+    def description(self) -> Description:
+        parts = self.parts
+        if not parts:
+            return Description(self.rows, self.first, self.last, self.bytes, 0, self.version)
+        return Description(
+            self.rows + sum(p.rows for p in parts),
+            self.first,
+            parts[-1].last,
+            self.bytes + sum(p.bytes for p in parts),
+            len(parts),
+            (self.version, self.manifest_version),
+        )
+
+
+class FileBackend(Backend):
+    """A backend of parquet files named ``<timestep>/<symbol>.parquet`` under a root, each
+    with its hidden parts folder ``<timestep>/.<symbol>.parts/``.
+
+    Subclasses say how to open one version of a file, scan it, read a parts manifest and
+    write; checking footers, memoised per version, and reading base + parts are shared.
     """
 
     @abstractmethod
@@ -291,17 +330,34 @@ class FileBackend(Backend):
     def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
         """A polars scan of the file that reads only the byte ranges a query needs."""
 
+    @abstractmethod
+    def get_manifest(self, name: str) -> tuple[bytes, Hashable] | None:
+        """The bytes and version of a parts manifest (None when there is none)."""
+
     def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
-        name = file_name(symbol, timestep)
-        # The schema just checked is passed on, so planning does no further I/O.
-        return self.scan(name, self._footer(name)[0].schema)
+        return self._scan_state(symbol, timestep, self.state(symbol, timestep))
 
     def describe(self, symbol: str, timestep: Timestep) -> Description:
+        return self.state(symbol, timestep).description()
+
+    def state(self, symbol: str, timestep: Timestep) -> State:
+        """The key's base and parts manifest, read in that order (see ``lazybars._parts``)."""
+        manifest, manifest_version = self._manifest(symbol, timestep)
         name = file_name(symbol, timestep)
-        footer, size = self._footer(name)
-        if footer.manifest is not None:
-            m = footer.manifest
-            return Description(m.rows, m.first, m.last, size)
+        footer, size, version = self._footer(name)
+        m = footer.manifest
+        if m is not None:
+            return State(
+                footer.schema,
+                m.rows,
+                m.first,
+                m.last,
+                size,
+                m.generation,
+                version,
+                manifest,
+                manifest_version,
+            )
         # A file written by other tools: read its time column once.
         when = self.scan(name, footer.schema).select("datetime").collect()["datetime"]
         if when.is_empty():
@@ -310,10 +366,39 @@ class FileBackend(Backend):
         ns = when.dt.epoch("ns")
         first, last = int(ns.min()), int(ns.max())
         _check_bounds(first, last, self.location(name))
-        return Description(ns.len(), first, last, size)
+        rows = ns.len()
+        return State(
+            footer.schema, rows, first, last, size, "", version, manifest, manifest_version
+        )
 
-    def _footer(self, name: str) -> tuple[_Footer, int]:
-        """The file's checked footer (memoised per version), and its size."""
+    def stored(self, symbol: str, timestep: Timestep, state: State) -> Part:
+        """The bars ``state`` describes, as a merge part (a scan: nothing read yet)."""
+        rows, first, last, *_ = state.description()
+        label = f"the stored bars of {symbol} at {timestep}"
+        return Part(self._scan_state(symbol, timestep, state), rows, first, last, (label,))
+
+    def _scan_state(self, symbol: str, timestep: Timestep, state: State) -> pl.LazyFrame:
+        # The schema just checked is passed on, so planning does no further I/O.
+        base = self.scan(file_name(symbol, timestep), state.schema)
+        folder = part_folder(symbol, timestep)
+        parts = [self.scan(f"{folder}/{p.name}", state.schema) for p in state.parts]
+        return stacked(base, state.last, parts)
+
+    def _manifest(self, symbol: str, timestep: Timestep) -> tuple[Parts | None, Hashable]:
+        name = f"{part_folder(symbol, timestep)}/{MANIFEST}"
+        found = self.get_manifest(name)
+        if found is None:
+            return None, None
+        raw, version = found
+        memo_key = (self.key, name, version)
+        manifest = _MANIFESTS.get(memo_key)
+        if manifest is None:
+            manifest = parse_parts(raw, self.location(name))
+            _MANIFESTS.put(memo_key, manifest)
+        return manifest, version
+
+    def _footer(self, name: str) -> tuple[_Footer, int, Hashable]:
+        """The file's checked footer (memoised per version), its size and version."""
         for _ in range(_ATTEMPTS):
             with self.snapshot(name) as snapshot:
                 memo_key = (self.key, name, snapshot.version)
@@ -324,12 +409,17 @@ class FileBackend(Backend):
                     except Replaced:
                         continue  # a writer replaced it since its version was read
                     _FOOTERS.put(memo_key, found)
-                return found, snapshot.size
+                return found, snapshot.size, snapshot.version
         msg = (
             f"catalog file {self.location(name)} was replaced {_ATTEMPTS} times while it was "
             "read; read it again when the writers are done"
         )
         raise SchemaError(msg)
+
+
+def part_folder(symbol: str, timestep: Timestep) -> str:
+    """The catalog-relative name of a symbol's parts folder at a timestep."""
+    return f"{timestep}/{folder_name(symbol)}"
 
 
 def _read_footer(snapshot: Snapshot, where: str) -> _Footer:
@@ -365,28 +455,29 @@ def symbol_file(name: str) -> str | None:
 
 
 class _Memo:
-    """A bounded, thread-safe LRU of checked footers, keyed by file version."""
+    """A bounded, thread-safe LRU of checked footers (or manifests), keyed by file version."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[Hashable, _Footer] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> _Footer | None:
+    def get(self, key: Hashable) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: Hashable, footer: _Footer) -> None:
+    def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
-            self._items[key] = footer
+            self._items[key] = value
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
 
 _FOOTERS = _Memo(4096)
+_MANIFESTS = _Memo(4096)
 
 
 def _footer_length(tail: bytes, size: int, where: str) -> int:
@@ -447,117 +538,3 @@ def _check_bounds(first: int, last: int, where: str) -> None:
             "rewrite it with store.write() without them"
         )
         raise SchemaError(msg)
-
-
-class DirectoryBackend(FileBackend):
-    """A catalog directory on a local file system."""
-
-    def __init__(self, root: Path) -> None:
-        # Absolute from the working directory at open: polars scans take file:// URIs,
-        # which a relative path cannot be, and a later chdir must not move the catalog.
-        root = Path(os.path.abspath(root))
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            msg = f"catalog root {root} exists and is not a directory; pass a directory path"
-            raise InvalidRequest(msg) from None
-        self._root = root
-        self.where = str(root)
-        self.key = str(root.resolve())
-
-    def listing(self) -> set[Key]:
-        keys = set()
-        for timestep, folder in self._folders():
-            for file in folder.iterdir():
-                symbol = symbol_file(file.name)
-                if symbol is not None:
-                    keys.add((symbol, timestep))
-        return keys
-
-    def timesteps(self, symbol: str) -> list[Timestep]:
-        # One stat per timestep folder, not a listing of the whole catalog.
-        return sorted(
-            ts for ts, folder in self._folders() if (folder / f"{symbol}{SUFFIX}").is_file()
-        )
-
-    def _folders(self) -> list[tuple[Timestep, Path]]:
-        """The catalog's timestep folders (a missing catalog is an error, not emptiness)."""
-        try:
-            entries = list(self._root.iterdir())
-        except FileNotFoundError:
-            msg = f"catalog directory {self._root} is missing; create it with BarStore(root)"
-            raise SchemaError(msg) from None
-        found = ((timestep_folder(f.name), f) for f in entries if f.is_dir())
-        return [(ts, f) for ts, f in found if ts is not None]
-
-    def location(self, name: str) -> str:
-        return str(self._root / name)
-
-    def snapshot(self, name: str) -> Snapshot:
-        return _OpenFile(self._root / name)
-
-    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
-        # A file:// URI takes polars' byte-range reader: only the row groups that the window
-        # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
-        # then show as if the backtest held years of history.
-        return pl.scan_parquet((self._root / name).as_uri(), glob=False, schema=schema)
-
-    @contextmanager
-    def lock(self, symbol: str, timestep: Timestep) -> Iterator[None]:
-        # A lock file of its own, never replaced (a lock on the data file would be lost
-        # with the inode a rename replaces), hidden so that it is never listed. flock()
-        # excludes writers in this process and in others, and a writer that dies releases
-        # its lock with its file descriptors.
-        folder = self._root / str(timestep)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f".{symbol}{SUFFIX}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def replace(
-        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
-    ) -> None:
-        write_parquet_atomic(bars, self._root / file_name(symbol, timestep), metadata)
-
-    def spill_dir(self) -> Path:
-        # Inside the catalog: the same disk as the result; hidden from listings.
-        return self._root
-
-
-class _OpenFile(Snapshot):
-    """A catalog file held open: its version and its bytes come from the same file, even
-    if a writer renames a new one over it meanwhile."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        try:
-            # Non-blocking: a FIFO planted under a file's name must not hang the open.
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        except (FileNotFoundError, NotADirectoryError):
-            fd = None
-        st = None if fd is None else os.fstat(fd)
-        if st is None or not stat.S_ISREG(st.st_mode):
-            if fd is not None:
-                os.close(fd)
-            msg = (
-                f"catalog file {path} is gone (deleted after it was listed?); "
-                "write the symbol again"
-            )
-            raise SchemaError(msg)
-        self._fd = fd
-        # A write replaces the file (new inode and mtime), so these tell versions apart.
-        self.version = (st.st_ino, st.st_mtime_ns, st.st_size)
-        self.size = st.st_size
-
-    def tail(self, start: int) -> bytes:
-        try:
-            return os.pread(self._fd, self.size - start, start)
-        except OSError as exc:
-            msg = f"cannot read catalog file {self._path} ({exc}); rewrite it with store.write()"
-            raise SchemaError(msg) from None
-
-    def close(self) -> None:
-        os.close(self._fd)

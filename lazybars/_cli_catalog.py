@@ -1,4 +1,4 @@
-"""``lazybars ingest`` and ``lazybars info``: the catalog commands of the CLI, and the
+"""``lazybars ingest``, ``info`` and ``compact``: the catalog commands of the CLI, and the
 command classes every command of the CLI uses.
 
 Registered on the app by ``lazybars/cli.py``; like it, an outermost module (typer, rich).
@@ -23,7 +23,7 @@ from lazybars.errors import LazyBarsError
 from lazybars.intake import ingest_into
 from lazybars.store import BarStore
 
-__all__ = ["Command", "Group", "cli_words", "info", "ingest"]
+__all__ = ["Command", "Group", "cli_words", "compact", "info", "ingest"]
 
 console = Console()
 errors = Console(stderr=True)
@@ -138,15 +138,49 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show what a catalog holds: rows, first and last bar, bytes per symbol and timestep."""
-    if not is_uri(store) and not Path(store).is_dir():  # reading never creates a catalog
-        errors.print(f"error: no catalog directory at {store}", style="red", markup=False)
-        raise typer.Exit(code=1)
-    table = BarStore(store).info()
+    table = _open(store).info()
     if as_json:
         rows = table.with_columns(pl.col("first", "last").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
         typer.echo(json.dumps(rows.to_dicts(), indent=2))
         return
     _print_frame(f"{store}: {table.height} catalog files", table)
+
+
+def compact(
+    store: Annotated[
+        str,
+        typer.Argument(help="Catalog directory, or s3://bucket/prefix.", show_default=False),
+    ],
+    symbol: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this symbol (repeatable). Default: every symbol."),
+    ] = None,
+    timestep: Annotated[
+        str | None, typer.Option(help="Only this timestep, e.g. 1m. Default: every one.")
+    ] = None,
+) -> None:
+    """Fold the parts that appends added into each symbol's base file."""
+    catalog = _open(store)
+    with Progress(*_COLUMNS, console=console, transient=True) as bar:
+        task = bar.add_task("compact", total=None, shown="")
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, shown=f"{done:,} of {total:,} files")
+
+        summary = catalog.compact(symbol or None, timestep, progress=progress)
+    folded = summary.filter(pl.col("parts") > 0)
+    title = f"{store}: compacted {folded.height} of {summary.height} catalog files"
+    if folded.height:
+        _print_frame(title, folded)
+    else:
+        console.print(f"{title} (no appended parts to fold)", markup=False, highlight=False)
+
+
+def _open(store: str) -> BarStore:
+    if not is_uri(store) and not Path(store).is_dir():  # reading never creates a catalog
+        errors.print(f"error: no catalog directory at {store}", style="red", markup=False)
+        raise typer.Exit(code=1)
+    return BarStore(store)
 
 
 _COLUMNS = (

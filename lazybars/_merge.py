@@ -19,7 +19,7 @@ import polars as pl
 
 from lazybars.errors import SchemaError
 
-__all__ = ["Part", "merge"]
+__all__ = ["Part", "after", "merge"]
 
 _NEW = "__new"
 
@@ -85,6 +85,21 @@ def merge(parts: Sequence[Part]) -> Part:
         max(g.last for g in groups),
         tuple(dict.fromkeys(s for g in groups for s in g.sources)),
     )
+
+
+def after(stored: Part, parts: Sequence[Part]) -> Part | None:
+    """The union of ``parts``, in ``stored``'s zone and column types, when every bar of it
+    starts after the last stored bar (an append that needs no stored bar); else None.
+
+    Raises ``SchemaError`` as :func:`merge` does for columns that differ.
+    """
+    if min(p.first for p in parts) <= stored.last:
+        return None
+    new = merge([_conform(p, stored) for p in parts])
+    want = stored.schema["datetime"]
+    if new.schema["datetime"] != want:  # another time unit: stored files hold one
+        new = replace(new, bars=new.lazy.with_columns(pl.col("datetime").cast(want)))
+    return new
 
 
 def _conform(part: Part, like: Part) -> Part:

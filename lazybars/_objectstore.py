@@ -9,12 +9,17 @@ version. A write streams the finished parquet file to a local temporary file and
 whole: one PUT, or for large files a multipart upload that becomes visible only when it
 completes, so readers see the old object or the new one, never a torn one.
 
-An append (a read-merge-write) cannot hold a lock here: it reads the object's ETag first,
-merges onto the bars it then reads, and uploads with ``If-Match`` that ETag (``If-None-Match:
-*`` for a new object), as one PUT (conditions do not apply to multipart uploads; S3 takes up
-to 5 GiB in one). When another writer replaced the object meanwhile, S3 refuses the upload
-(412) and the append reads and merges again, a few times, before it gives up with a
-``StorageError``: the other writer's bars are never lost.
+Writers cannot hold a lock here, so they upload on conditions (``If-Match`` an ETag they
+read; ``If-None-Match: *`` for a new object), each as one PUT (conditions do not apply to
+multipart uploads; S3 takes up to 5 GiB in one). An append after the stored bars uploads
+its part (``lazybars._parts``), then the parts manifest on the condition that it is still
+the version read. An append that merges, and a compaction, first seal the manifest by a
+conditional upload (no part may then be added to the base they replace), upload the new
+base on the condition that the base is still the version they read, then reset the
+manifest. When another writer got in first, S3 refuses the upload (412) and the write
+reads and merges again, a few times, before it gives up with a ``StorageError``: the
+other writer's bars are never lost. A plain replace is one unconditional upload (the last
+one wins); the parts it leaves name another generation, and the next writer retires them.
 
 The client is ``obstore`` (the ``s3`` extra), the Python binding of the Rust
 ``object_store`` crate that polars itself uses for cloud scans, so one set of
@@ -33,8 +38,8 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,9 +53,23 @@ from lazybars._backend import (
     Plan,
     Replaced,
     Snapshot,
+    State,
     file_name,
+    manifest_metadata,
+    part_folder,
     symbol_file,
     timestep_folder,
+)
+from lazybars._merge import Part, merge
+from lazybars._parts import (
+    MANIFEST,
+    PartEntry,
+    Parts,
+    crowded,
+    extended,
+    new_generation,
+    new_part_name,
+    retiring,
 )
 from lazybars.errors import InvalidRequest, MissingExtra, SchemaError, StorageError
 from lazybars.ingest import write_bars
@@ -317,40 +336,162 @@ class ObjectBackend(FileBackend):
             credential_provider=None,
         )
 
-    def lock(self, symbol: str, timestep: Timestep) -> AbstractContextManager[Any]:
-        # Nothing to lock on object storage: a replace is one whole upload (the last one
-        # wins), and update() uploads conditionally instead.
-        return nullcontext()
+    def get_manifest(self, name: str) -> tuple[bytes, Hashable] | None:
+        try:
+            found = self._obs.get(self._store, name)
+            raw = bytes(found.bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, self._obs.exceptions.BaseError) as exc:
+            raise self._error(exc, f"read {name} from") from None
+        meta = found.meta
+        return raw, (meta.get("e_tag"), meta.get("version"))
 
-    def replace(
-        self, symbol: str, timestep: Timestep, bars: Frame, metadata: dict[str, str]
-    ) -> None:
-        self._upload(file_name(symbol, timestep), bars, metadata, None)
+    def put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
+        # One unconditional upload, the last one wins (a large file goes up in parts). It
+        # keeps no stored bar, so it leaves the manifest alone: the parts name another
+        # generation, and the next writer retires them.
+        metadata = manifest_metadata(bars.rows, bars.first, bars.last, new_generation())
+        self._upload(file_name(symbol, timestep), bars.bars, metadata, None)
 
     def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
+        def attempt(state: State | None) -> bool:
+            # The versions are read before plan() reads the bars: a writer that replaces
+            # the base or the manifest after this point makes the conditional upload fail.
+            stored = None if state is None else self.stored(symbol, timestep, state)
+            bars, extends = plan(stored)
+            if state is None or stored is None or not extends:
+                return self._rewrite(symbol, timestep, state, bars)
+            if not state.generation or (state.manifest is not None and state.manifest.sealed):
+                # A base from before parts, or a rewrite under way (or dead): append by
+                # rewriting, sealed in turn.
+                return self._rewrite(symbol, timestep, state, merge([stored, bars]))
+            manifest = self._add_part(symbol, timestep, state, bars)
+            if manifest is not None and crowded(state.rows, manifest.parts):
+                # The append is stored; compacting is a courtesy that may lose a race.
+                with suppress(StorageError):
+                    self.compact(symbol, timestep)
+            return manifest is not None
+
+        self._retrying(symbol, timestep, attempt)
+
+    def compact(self, symbol: str, timestep: Timestep) -> int:
+        folded: list[int] = []
+
+        def attempt(state: State | None) -> bool:
+            parts = () if state is None else state.parts
+            folded.append(len(parts))
+            if state is None or not parts:
+                return True
+            whole = self.stored(symbol, timestep, state)
+            return self._rewrite(symbol, timestep, state, whole, linger=True)
+
+        self._retrying(symbol, timestep, attempt)
+        return folded[-1]
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _retrying(
+        self, symbol: str, timestep: Timestep, attempt: Callable[[State | None], bool]
+    ) -> None:
+        """Run ``attempt`` on the key's state until it is not outrun by another writer."""
         name = file_name(symbol, timestep)
-        for attempt in range(_UPDATE_ATTEMPTS):
-            # The version is read before plan() reads the bars: a writer that replaces the
-            # object after this point makes the conditional upload fail, whatever was read.
-            meta = self._head(name)
-            mode = "create" if meta is None else self._version_of(meta, name)
-            if self._upload(name, *plan(), mode):
+        for i in range(_UPDATE_ATTEMPTS):
+            state = None if self._head(name) is None else self.state(symbol, timestep)
+            if attempt(state):
                 return
-            # Rivals that collided wait different times before they merge again.
-            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+            # Rivals that collided wait different times before they try again.
+            time.sleep(random.uniform(0, 0.05 * 2**i))
         msg = (
-            f"cannot append to {symbol} at {timestep} in {self.where}: other writers replaced "
-            f"{name} {_UPDATE_ATTEMPTS} times while this append merged onto it, so nothing was "
-            "written; append again when they are done"
+            f"cannot write {symbol} at {timestep} in {self.where}: other writers changed "
+            f"{name} or its parts {_UPDATE_ATTEMPTS} times while this write read them, so "
+            "nothing was written; write again when they are done"
         )
         raise StorageError(msg)
 
-    # -- helpers ----------------------------------------------------------------------------
+    def _add_part(self, symbol: str, timestep: Timestep, state: State, bars: Part) -> Parts | None:
+        """Upload ``bars`` as a new part, then list it in the manifest on the condition
+        that the manifest is still the one read (None: it is not; the part is removed)."""
+        folder = part_folder(symbol, timestep)
+        name = new_part_name()
+        metadata = manifest_metadata(bars.rows, bars.first, bars.last, state.generation)
+        size = self._upload(f"{folder}/{name}", bars.bars, metadata, None)
+        assert size is not None  # an unconditional upload either lands or raises
+        entry = PartEntry(name=name, rows=bars.rows, first=bars.first, last=bars.last, bytes=size)
+        manifest = extended(state.manifest, state.generation, entry)
+        if self._put_manifest(symbol, timestep, manifest, state.manifest_version):
+            return manifest
+        self._delete([f"{folder}/{name}"])
+        return None
+
+    def _rewrite(
+        self,
+        symbol: str,
+        timestep: Timestep,
+        state: State | None,
+        bars: Part,
+        *,
+        linger: bool = False,
+    ) -> bool:
+        """Upload ``bars`` as a new generation of the base that keeps the stored bars, on
+        the condition that the base is still the one ``state`` read (False when it is
+        not, or when another writer got to the manifest first).
+
+        The manifest is sealed first, by a conditional upload, so that no part is added to
+        the base being replaced; after the upload the manifest is reset to the new
+        generation and the parts it named are deleted (``linger``: the parts folded are
+        kept, retired, for lazy scans planned before). A writer killed on the way leaves a
+        sealed or outdated manifest, which the next writer of the key resets.
+        """
+        base = file_name(symbol, timestep)
+        generation = new_generation()
+        metadata = manifest_metadata(bars.rows, bars.first, bars.last, generation)
+        if state is None:  # a new key: parts left from a removed one name another generation
+            return self._upload(base, bars.bars, metadata, "create") is not None
+        old = state.manifest
+        sealed = (old or Parts.of(generation)).model_copy(update={"sealed": True})
+        sealed_version = self._put_manifest(symbol, timestep, sealed, state.manifest_version)
+        if sealed_version is None:
+            return False
+        condition = _condition(state.version, self.location(base))
+        if self._upload(base, bars.bars, metadata, condition) is None:
+            return False
+        kept = tuple(p.name for p in state.parts) if linger else ()
+        self._put_manifest(symbol, timestep, Parts.of(generation, retired=kept), sealed_version)
+        folder = part_folder(symbol, timestep)
+        self._delete([f"{folder}/{n}" for n in retiring(old) if n not in kept])
+        return True
+
+    def _put_manifest(
+        self, symbol: str, timestep: Timestep, manifest: Parts, version: Hashable
+    ) -> Hashable:
+        """Upload ``manifest`` if the stored one is still ``version`` (None: if there is
+        none); the new version, or None when the condition failed."""
+        name = f"{part_folder(symbol, timestep)}/{MANIFEST}"
+        mode: str | dict[str, str] = "create"
+        if version is not None:
+            e_tag, object_version = version  # type: ignore[misc]
+            mode = {"e_tag": e_tag} | ({"version": object_version} if object_version else {})
+        errors = self._obs.exceptions
+        try:
+            done = self._obs.put(self._store, name, manifest.dump(), mode=mode)
+        except (errors.PreconditionError, errors.AlreadyExistsError):
+            return None
+        except (OSError, errors.BaseError) as exc:
+            raise self._error(exc, f"upload {name} to") from None
+        return (done.get("e_tag"), done.get("version"))
+
+    def _delete(self, names: list[str]) -> None:
+        # Best effort: a part left behind is only a file no manifest applies.
+        if names:
+            with suppress(OSError, self._obs.exceptions.BaseError):
+                self._obs.delete(self._store, names)
+
     def _upload(
         self, name: str, bars: Frame, metadata: dict[str, str], mode: str | dict[str, str] | None
-    ) -> bool:
+    ) -> int | None:
         """Upload ``bars`` as ``name``, on the condition ``mode`` (None: unconditionally);
-        False when the condition failed (the object is not the version ``mode`` names)."""
+        its size in bytes, or None when the condition failed (the object is not the
+        version ``mode`` names)."""
         # The whole file is written first (streamed, bounded memory), then uploaded whole:
         # nothing reaches the store unless the file was complete.
         with tempfile.TemporaryDirectory(prefix="lazybars-upload-") as folder:
@@ -365,21 +506,10 @@ class ObjectBackend(FileBackend):
                 else:
                     self._obs.put(self._store, name, path, mode=mode)
             except (errors.PreconditionError, errors.AlreadyExistsError):
-                return False  # another writer replaced (or created) the object meanwhile
+                return None  # another writer replaced (or created) the object meanwhile
             except (OSError, errors.BaseError) as exc:
                 raise self._error(exc, f"upload {name} to") from None
-        return True
-
-    def _version_of(self, meta: dict[str, Any], name: str) -> dict[str, str]:
-        """The condition that ``name`` is still the version ``meta`` describes."""
-        version = {k: meta[k] for k in ("e_tag", "version") if meta.get(k)}
-        if "e_tag" not in version:
-            msg = (
-                f"{self.location(name)} has no ETag, so appending to it cannot be made safe "
-                "against other writers; use an S3 store that returns ETags"
-            )
-            raise StorageError(msg)
-        return version
+            return path.stat().st_size
 
     def _head(self, name: str) -> dict[str, Any] | None:
         try:
@@ -411,6 +541,18 @@ class ObjectBackend(FileBackend):
                 "(AWS_ENDPOINT_URL) and the network"
             )
         return StorageError(msg)
+
+
+def _condition(version: Hashable, where: str) -> dict[str, str]:
+    """The upload condition that an object is still the version a snapshot read."""
+    e_tag, object_version = version  # type: ignore[misc]
+    if not isinstance(e_tag, str) or not e_tag:
+        msg = (
+            f"{where} has no ETag, so writing it cannot be made safe against other writers; "
+            "use an S3 store that returns ETags"
+        )
+        raise StorageError(msg)
+    return {"e_tag": e_tag} | ({"version": object_version} if object_version else {})
 
 
 def _key(path: str) -> Key | None:

@@ -1,4 +1,4 @@
-"""The ``lazybars`` command line: ``lazybars demo``, ``ingest`` and ``info``.
+"""The ``lazybars`` command line: ``lazybars demo``, ``ingest``, ``info`` and ``compact``.
 
 This is the only module that imports the CLI and terminal libraries (typer, rich).
 """
@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lazybars import sim, synth
-from lazybars._cli_catalog import Command, Group, info, ingest
+from lazybars._cli_catalog import Command, Group, compact, info, ingest
 from lazybars.reference import PandasDataSource
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -32,6 +32,7 @@ app = typer.Typer(
 )
 app.command(cls=Command)(ingest)
 app.command(cls=Command)(info)
+app.command(cls=Command)(compact)
 console = Console()
 
 SYMBOLS = ("MES", "MNQ", "MYM")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "normalize",
     "validate_zone",
     "write_bars",
+    "write_bytes_atomic",
     "write_parquet_atomic",
 ]
 
@@ -125,11 +127,20 @@ def write_parquet_atomic(
     ``path``. On any failure the temporary file is removed and ``path`` is untouched. A
     LazyFrame is streamed into the file (polars' streaming sink), never held whole.
     """
+    _write_atomic(path, lambda fh: write_bars(frame, fh, metadata))
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` as :func:`write_parquet_atomic` writes bars."""
+    _write_atomic(path, lambda fh: fh.write(data))
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            write_bars(frame, fh, metadata)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -1,10 +1,12 @@
 """BarStore: where bars live: a directory catalog of parquet files, the same catalog on
 S3-compatible object storage, or frames in memory.
 
-A catalog holds one parquet file per symbol and timestep::
+A catalog holds one parquet file per symbol and timestep, and the parts appended to it
+since its last compaction in a hidden folder beside it (``lazybars._parts``)::
 
     root/                   (a directory, or s3://bucket/prefix)
       1m/MES.parquet
+      1m/.MES.parts/manifest.json, 0-<id>.parquet, ...
       1m/MNQ.parquet
       1d/MES.parquet
 
@@ -17,22 +19,17 @@ small private seam (``lazybars._backend``); this module is the catalog's logic.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import polars as pl
 
-from lazybars._backend import (
-    Backend,
-    MemoryBackend,
-    is_object_uri,
-    manifest_metadata,
-    open_local,
-)
+from lazybars._backend import Backend, MemoryBackend, is_object_uri
+from lazybars._directory import open_local
 from lazybars._held import DEFAULT_HELD_BYTES, Held, HeldInfo
-from lazybars._merge import Part, merge
+from lazybars._merge import Part, after, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.ingest import normalize, validate_zone
 from lazybars.query import Query, QuerySource
@@ -75,10 +72,6 @@ def check_symbol(symbol: Any) -> str:
         )
         raise InvalidRequest(msg)
     return symbol
-
-
-def _metadata(bars: Part) -> dict[str, str]:
-    return manifest_metadata(bars.rows, bars.first, bars.last)
 
 
 def _budget(cache_bytes: Any) -> int | None:
@@ -247,13 +240,23 @@ class BarStore:
         try:
             if not append:
                 bars = planned or self._plan(symbol, timestep, parts, append=False)
-                self._backend.put(symbol, timestep, bars.bars, _metadata(bars))
+                self._backend.put(symbol, timestep, bars)
                 return bars
             merged: list[Part] = []
 
-            def plan() -> tuple[pl.LazyFrame | pl.DataFrame, dict[str, str]]:
-                merged.append(self._plan(symbol, timestep, parts, append=True))
-                return merged[-1].bars, _metadata(merged[-1])
+            def plan(stored: Part | None) -> tuple[Part, bool]:
+                # Bars that all come after the stored ones are stored as a part of their own:
+                # the append reads and writes none of the stored bars.
+                new = None if stored is None else after(stored, parts)
+                if stored is not None and new is not None:
+                    whole = pl.concat([stored.lazy, new.lazy])
+                    sources = (*stored.sources, *new.sources)
+                    merged.append(
+                        Part(whole, stored.rows + new.rows, stored.first, new.last, sources)
+                    )
+                    return new, True
+                merged.append(merge(parts if stored is None else [stored, *parts]))
+                return merged[-1], False
 
             self._backend.update(symbol, timestep, plan)
             return merged[-1]
@@ -264,7 +267,7 @@ class BarStore:
 
     def _stored(self, symbol: str, timestep: Timestep) -> Part:
         label = f"the stored bars of {symbol} at {timestep}"
-        rows, first, last, _ = self._backend.describe(symbol, timestep)
+        rows, first, last, *_ = self._backend.describe(symbol, timestep)
         return Part(self._read(symbol, timestep), rows, first, last, (label,))
 
     def _spill_dir(self) -> Path | None:
@@ -273,7 +276,8 @@ class BarStore:
 
     def info(self) -> pl.DataFrame:
         """What the store holds: a row per symbol and timestep, with ``rows``, the ``first``
-        and ``last`` bar start (UTC) and ``bytes`` (the file's size, or the frame's).
+        and ``last`` bar start (UTC), ``bytes`` (the files' size, or the frame's) and
+        ``parts`` (appended parts not yet compacted, see :meth:`compact`).
 
         Examples
         --------
@@ -283,12 +287,12 @@ class BarStore:
         [('MES', '1m', 8543)]
         """
         rows = [
-            (symbol, str(timestep), *self._backend.describe(symbol, timestep))
+            (symbol, str(timestep), *self._backend.describe(symbol, timestep)[:5])
             for symbol, timestep in sorted(self._backend.listing())
         ]
         utc = pl.Datetime("ns", "UTC")
         schema = dict.fromkeys(("symbol", "timestep"), pl.String) | dict.fromkeys(
-            ("rows", "first", "last", "bytes"), pl.Int64
+            ("rows", "first", "last", "bytes", "parts"), pl.Int64
         )
         info = pl.DataFrame(rows, schema=schema, orient="row")
         return info.with_columns(pl.col("first", "last").cast(utc))
@@ -309,6 +313,79 @@ class BarStore:
         35
         """
         return self._held.info()
+
+    def compact(
+        self,
+        symbols: str | Iterable[str] | None = None,
+        timestep: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> pl.DataFrame:
+        """Fold the parts appended to each stored (symbol, timestep) into its base file.
+
+        An append whose bars all come after the stored ones writes them as a part of their
+        own (it reads and rewrites none of the stored bars); reads combine the base and its
+        parts. Appends compact by themselves once the parts are many (32) or hold a quarter
+        of the base's rows; this does it now, e.g. before copying a catalog. A compaction is
+        atomic: killed at any point, it leaves the bars as they were. Lazy frames taken
+        (``query.lazy``) before a compaction still read the same bars; before two, they fail.
+
+        Parameters
+        ----------
+        symbols
+            A symbol or symbols to compact (None: every stored symbol).
+        timestep
+            Only this timestep (None: every stored timestep).
+        progress
+            Called as ``progress(done, total)`` after each (symbol, timestep).
+
+        Returns
+        -------
+        polars.DataFrame
+            One row per (symbol, timestep): ``symbol``, ``timestep``, ``parts`` (how many
+            parts were folded) and ``rows`` (the bars stored).
+
+        Raises
+        ------
+        UnknownAsset
+            A symbol that is not stored (at ``timestep``, when given).
+
+        Examples
+        --------
+        >>> import tempfile, lazybars as lb
+        >>> bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05")
+        >>> store = lb.BarStore(tempfile.mkdtemp())
+        >>> store.write("MES", bars[:1000])
+        >>> store.write("MES", bars[1000:1100], mode="append")
+        >>> store.info()["parts"].item()
+        1
+        >>> store.compact().rows()
+        [('MES', '1m', 1, 1100)]
+        >>> store.info()["parts"].item(), store.scan("MES").collect().equals(bars[:1100])
+        (0, True)
+        """
+        wanted = None if timestep is None else Timestep.parse(timestep)
+        if symbols is None:
+            keys = sorted(k for k in self._backend.listing() if wanted in (None, k[1]))
+        else:
+            names = (symbols,) if isinstance(symbols, str) else tuple(symbols)
+            keys = []
+            for name in names:
+                stored = self._timesteps(name)
+                if wanted is not None and wanted not in stored:
+                    msg = (
+                        f"{name} is not stored at {wanted}; it is stored at {self.timesteps(name)}"
+                    )
+                    raise UnknownAsset(msg)
+                keys += [(name, ts) for ts in stored if wanted in (None, ts)]
+        rows = []
+        for done, (symbol, ts) in enumerate(keys, start=1):
+            folded = self._backend.compact(symbol, ts)
+            rows.append((symbol, str(ts), folded, self._backend.describe(symbol, ts).rows))
+            if progress is not None:
+                progress(done, len(keys))
+        schema = {"symbol": pl.String, "timestep": pl.String, "parts": pl.Int64, "rows": pl.Int64}
+        return pl.DataFrame(rows, schema=schema, orient="row")
 
     def symbols(self, timestep: str | None = None) -> list[str]:
         """The stored symbols (at ``timestep`` only, when given), sorted."""

@@ -51,6 +51,7 @@ def test_ingest_prints_a_summary_and_info_shows_the_catalog(tmp_path: Path) -> N
         "first": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "last": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bytes": (tmp_path / "cat" / "1m" / "MES.parquet").stat().st_size,
+        "parts": 0,
     }
     assert rows[1]["symbol"] == "MNQ" and rows[1]["rows"] == 100
 
@@ -130,7 +131,7 @@ def test_clashing_aliases_are_one_line_not_a_traceback(
 
 
 def test_flags_are_shown_without_a_value_type() -> None:
-    for command in ("ingest", "info"):
+    for command in ("ingest", "info", "compact"):
         code, out = run(command, "--help")
         assert code == 0 and "--help" in out and "<bool>" not in out
     assert "--append" in run("ingest", "--help")[1]
@@ -179,3 +180,36 @@ def test_ingest_of_a_lumibot_databento_cache_folder(tmp_path: Path) -> None:
     (line,) = out.strip().splitlines()
     assert "MESH4 (1m): " in line and first.name in line and second.name in line
     assert str(bars.index[-1])[:19] in line
+
+
+def test_compact_folds_the_parts_and_reports_them(tmp_path: Path) -> None:
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-10", session="24h", gaps=0)
+    root = tmp_path / "cat"
+    store = lb.BarStore(root)
+    for symbol in ("MES", "MNQ"):
+        store.write(symbol, bars[:5_000])
+    for start in (5_000, 5_100):
+        store.write("MES", bars[start : start + 100], mode="append")
+    assert store.info()["parts"].to_list() == [2, 0]
+
+    code, out = run("compact", str(root), "--symbol", "MNQ")
+    assert code == 0, out
+    assert "compacted 0 of 1 catalog files" in out and "no appended parts" in out
+    code, out = run("compact", str(root))
+    assert code == 0, out
+    assert "compacted 1 of 2 catalog files" in out.replace("\n", " ")
+    assert "MES" in out and "5,200" in out
+    assert lb.BarStore(root).info()["parts"].to_list() == [0, 0]
+    assert lb.BarStore(root).scan("MES").collect().equals(bars[:5_200])
+
+
+def test_compact_errors_are_one_line(tmp_path: Path) -> None:
+    lb.BarStore(tmp_path / "cat").write("MES", lb.synth.minute_bars("MES"))
+    code, out = run("compact", str(tmp_path / "cat"), "--symbol", "ZZZ")
+    assert code == 1 and out.strip().startswith("error: unknown asset 'ZZZ'")
+    assert len(out.strip().splitlines()) == 1
+    code, out = run("compact", str(tmp_path / "cat"), "--timestep", "fortnight")
+    assert code == 1 and "fortnight" in out and "Traceback" not in out
+    code, out = run("compact", str(tmp_path / "nothing"))
+    assert code == 1 and "no catalog directory" in out
+    assert not (tmp_path / "nothing").exists()

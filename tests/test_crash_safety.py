@@ -279,3 +279,132 @@ def test_a_killed_ingest_leaves_old_or_new_bars(tmp_path: Path, delay: float) ->
     lb.ingest_into(root, source, symbol="SYM", append=True)
     got = lb.BarStore(root).scan("SYM").collect()
     assert got.with_columns(pl.col("datetime").dt.convert_time_zone(NY)).equals(full)
+
+
+# Compacts SYM, killing itself with SIGKILL at the given point of the compaction.
+COMPACTOR = """
+import os, signal, sys
+from pathlib import Path
+import lazybars as lb
+import lazybars.ingest
+
+root, point = sys.argv[1:3]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "writing":  # the new base's temporary file is written, not yet renamed
+    write_bars = lazybars.ingest.write_bars
+    def writing(frame, fh, metadata=None):
+        write_bars(frame, fh, metadata)
+        fh.flush()
+        die()
+    lazybars.ingest.write_bars = writing
+elif point == "renamed":  # the new base is in place, the manifest still names the old
+    replace = os.replace
+    def renamed(src, dst):
+        replace(src, dst)
+        if str(dst).endswith("SYM.parquet"):
+            die()
+    os.replace = renamed
+elif point == "unlinked":  # the manifest is gone, the parts are not cleared
+    unlink = Path.unlink
+    def unlinked(self, missing_ok=False):
+        unlink(self, missing_ok=missing_ok)
+        die()
+    Path.unlink = unlinked
+lb.BarStore(root).compact("SYM")
+"""
+
+
+@pytest.mark.parametrize("point", ["writing", "renamed", "unlinked"])
+def test_a_compaction_killed_at_any_point_loses_and_doubles_nothing(
+    tmp_path: Path, point: str
+) -> None:
+    """SIGKILL inside a compaction (a real process): the store reads exactly the bars
+    appended, and the next append and compaction clear what the kill left."""
+    full = lb.synth.minute_bars("V", "2024-01-01", "2024-01-20", session="24h", gaps=0.01)
+    root = tmp_path / "catalog"
+    store = lb.BarStore(root)
+    store.write("SYM", full[:10_000])
+    for start in range(10_000, 10_300, 100):
+        store.write("SYM", full[start : start + 100], mode="append")
+    assert store.info()["parts"].item() == 3
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPACTOR, str(root), point],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    fresh = lb.BarStore(root)
+    assert fresh.scan("SYM").collect().equals(full[:10_300])
+    assert fresh.info()["rows"].item() == 10_300
+    assert fresh.info()["parts"].item() == (3 if point == "writing" else 0)
+    check_hidden(root)
+    fresh.write("SYM", full[10_300:10_400], mode="append")
+    assert fresh.scan("SYM").collect().equals(full[:10_400])
+    fresh.compact()
+    fresh.compact()  # nothing left to fold: the leftovers go
+    assert fresh.scan("SYM").collect().equals(full[:10_400])
+    # Only the lock file and a killed write's temporary file (as after any killed write).
+    names = [n for n in os.listdir(root / "1m") if not n.endswith(".tmp")]
+    assert sorted(names) == [".SYM.parquet.lock", "SYM.parquet"]
+
+
+def check_hidden(root: Path) -> None:
+    """Whatever a kill leaves is hidden: SYM is the only symbol."""
+    assert lb.BarStore(root).symbols() == ["SYM"]
+    assert [n for n in os.listdir(root / "1m") if not n.startswith(".")] == ["SYM.parquet"]
+
+
+# Appends one slice after another (each after the stored bars: parts, compacted every few
+# appends), saying which it finished; killed at a random moment.
+APPENDER = """
+import sys
+import polars as pl
+import lazybars as lb
+import lazybars._parts
+
+lazybars._parts.COMPACT_PARTS = 3
+root, source = sys.argv[1:3]
+full = pl.read_parquet(source)
+store = lb.BarStore(root)
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+for start in range(store.info()["rows"].item(), full.height, 50):
+    store.write("SYM", full[start : start + 50], mode="append")
+    sys.stdout.write(f"{start + 50}\\n")
+    sys.stdout.flush()
+"""
+
+
+def test_sigkilled_appends_and_compactions_lose_nothing(tmp_path: Path) -> None:
+    """Appends (parts, and compactions every three) killed at random moments: the store
+    holds every append that returned, and at most the one in flight, never a bar twice."""
+    full = lb.synth.minute_bars("V", "2024-01-01", "2024-01-20", session="24h", gaps=0.01)
+    source = tmp_path / "full.parquet"
+    full.write_parquet(source)
+    root = tmp_path / "catalog"
+    lb.BarStore(root).write("SYM", full[:1_000])
+    rng = random.Random(20241203)
+    for _ in range(6):
+        stored = lb.BarStore(root).info()["rows"].item()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(root), str(source)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_ready(proc)
+            time.sleep(rng.uniform(0.1, 1.0))
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            out, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+        done = [int(line) for line in out.decode().split()[1:]]
+        returned = done[-1] if done else stored
+        got = lb.BarStore(root).scan("SYM").collect()
+        assert got.height in (returned, returned + 50), (returned, got.height)
+        assert got.equals(full[: got.height])
+        check_hidden(root)

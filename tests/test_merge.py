@@ -6,6 +6,7 @@ expected catalogs are slices of one original frame, so a correct append reproduc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -170,7 +171,12 @@ def test_append_manifest_and_row_groups_match_a_fresh_write(tmp_path: Path) -> N
     appended.write("M", bars[30_000:], mode="append")
     fresh.write("M", bars)
     a, b = tmp_path / "a" / "1m" / "M.parquet", tmp_path / "b" / "1m" / "M.parquet"
-    assert pl.read_parquet_metadata(a) == pl.read_parquet_metadata(b)
+    meta_a, meta_b = pl.read_parquet_metadata(a), pl.read_parquet_metadata(b)
+    manifest_a, manifest_b = (json.loads(m.pop("lazybars")) for m in (meta_a, meta_b))
+    assert meta_a == meta_b
+    # The same manifest, but for the generation: an id of each write of the base.
+    assert manifest_a.pop("generation") != manifest_b.pop("generation")
+    assert manifest_a == manifest_b
     import pyarrow.parquet as pq
 
     ma, mb = pq.ParquetFile(a).metadata, pq.ParquetFile(b).metadata
@@ -197,13 +203,14 @@ def test_info_lists_rows_bounds_and_bytes(tmp_path: Path, bars: pl.DataFrame) ->
         timestep="1h",
     )
     info = store.info()
-    assert info.columns == ["symbol", "timestep", "rows", "first", "last", "bytes"]
+    assert info.columns == ["symbol", "timestep", "rows", "first", "last", "bytes", "parts"]
     assert info["timestep"].to_list() == ["1m", "1h"]  # finest first, as store.timesteps()
     row = info.row(0, named=True)
     assert row["rows"] == bars.height
     assert row["first"] == bars["datetime"][0]
     assert row["last"] == bars["datetime"][-1]
     assert row["bytes"] == (tmp_path / "catalog" / "1m" / "MES.parquet").stat().st_size
+    assert row["parts"] == 0
 
 
 def test_info_of_an_empty_store_is_empty(tmp_path: Path) -> None:

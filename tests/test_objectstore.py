@@ -355,6 +355,96 @@ def test_append_on_s3_reads_the_stored_object_and_replaces_it(s3_server, uri) ->
     polars.testing.assert_frame_equal(store.scan("MES").collect(), bars, check_exact=True)
 
 
+def bucket_keys(s3_server, uri: str) -> list[str]:
+    import obstore
+    from obstore.store import S3Store
+
+    bucket, prefix = uri.split("/")[2], uri.split("/", 3)[3]
+    config = {k: v for k, v in s3_server.options().items() if k != "max_retries"}
+    store = S3Store(bucket, prefix=prefix, config=config)
+    return sorted(m["path"] for batch in obstore.list(store) for m in batch)
+
+
+def test_s3_appends_write_parts_that_a_compaction_folds(s3_server, uri) -> None:
+    """An append after the stored bars uploads a part and the manifest, never the base;
+    a compaction folds the parts, keeps them (retired) until the next rewrite, which
+    deletes them."""
+    store = open_store(s3_server, uri)
+    bars = minutes("2024-01-02", "2024-01-10", session="24h")
+    store.write("MES", bars[:5_000])
+    base = next(iter(bucket_keys(s3_server, uri)))
+    with s3_server.log() as requests:
+        store.write("MES", bars[5_000:5_100], mode="append")
+        store.write("MES", bars[5_100:5_200], mode="append")
+    puts = [r for r in requests if r.method == "PUT"]
+    assert len(puts) == 4 and not any(r.path.endswith("/1m/MES.parquet") for r in puts)
+    # Of the stored bars, nothing is read: the base's footer at most (memoised).
+    base_reads = [r for r in requests if r.method == "GET" and r.path.endswith("/1m/MES.parquet")]
+    assert sum(r.sent for r in base_reads) < 64 * 1024
+    keys = bucket_keys(s3_server, uri)
+    assert len([k for k in keys if k.startswith("1m/.MES.parts/")]) == 3  # + the manifest
+    assert store.symbols() == ["MES"] and store.info()["parts"].item() == 2
+    polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_200], check_exact=True)
+    assert store.compact().rows() == [("MES", "1m", 2, 5_200)]
+    fresh = open_store(s3_server, uri)
+    assert fresh.info()["parts"].item() == 0
+    polars.testing.assert_frame_equal(fresh.scan("MES").collect(), bars[:5_200], check_exact=True)
+    store.write("MES", bars[5_200:5_300], mode="append")
+    store.write("MES", bars[5_250:5_400], mode="append")  # overlaps: a new base, parts deleted
+    assert bucket_keys(s3_server, uri) == [
+        base.replace("MES.parquet", ".MES.parts/manifest.json"),
+        base,
+    ]
+    polars.testing.assert_frame_equal(fresh.scan("MES").collect(), bars[:5_400], check_exact=True)
+
+
+def test_an_s3_compaction_that_dies_after_the_upload_loses_and_doubles_nothing(
+    s3_server, uri, monkeypatch
+) -> None:
+    """Killed between the base's upload and the manifest's reset: the sealed manifest
+    names the old generation, so its parts are ignored; the next append rewrites."""
+    from lazybars._objectstore import ObjectBackend
+
+    class Killed(BaseException):
+        pass
+
+    store = open_store(s3_server, uri)
+    bars = minutes("2024-01-02", "2024-01-10", session="24h")
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")
+    put_manifest = ObjectBackend._put_manifest
+
+    def dies_before_the_reset(self, symbol, timestep, manifest, version):
+        if not manifest.sealed:
+            raise Killed
+        return put_manifest(self, symbol, timestep, manifest, version)
+
+    monkeypatch.setattr(ObjectBackend, "_put_manifest", dies_before_the_reset)
+    with pytest.raises(Killed):
+        store.compact()
+    monkeypatch.undo()
+    fresh = open_store(s3_server, uri)
+    polars.testing.assert_frame_equal(fresh.scan("MES").collect(), bars[:5_100], check_exact=True)
+    assert fresh.info().select("rows", "parts").row(0) == (5_100, 0)
+    fresh.write("MES", bars[5_100:5_200], mode="append")  # sealed: appended by a rewrite
+    fresh.write("MES", bars[5_200:5_300], mode="append")  # a part again
+    assert fresh.info().select("rows", "parts").row(0) == (5_300, 1)
+    polars.testing.assert_frame_equal(fresh.scan("MES").collect(), bars[:5_300], check_exact=True)
+
+
+def test_the_cli_compacts_an_s3_catalog(s3_server, uri, monkeypatch, bare_env) -> None:
+    for name, value in s3_server.options().items():
+        monkeypatch.setenv(name.upper(), value)
+    store = open_store(s3_server, uri)
+    bars = minutes("2024-01-02", "2024-01-10", session="24h")
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")
+    result = CliRunner().invoke(app, ["compact", uri])
+    assert result.exit_code == 0, result.output
+    assert "compacted 1 of 1" in " ".join(result.output.split())
+    assert store.info()["parts"].item() == 0
+
+
 # -- ingest and the command line --------------------------------------------------------------
 def test_ingest_into_an_s3_catalog_spills_locally(s3_server, uri, tmp_path: Path) -> None:
     bars = minutes("2024-01-02", "2024-01-10")

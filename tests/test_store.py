@@ -616,7 +616,7 @@ def test_a_file_renamed_over_while_its_footer_is_read(
 ) -> None:
     """The version checked and the bytes read come from one open file: a writer renaming a
     new file over it in between changes neither."""
-    from lazybars._backend import _OpenFile
+    from lazybars._directory import _OpenFile
 
     store = lb.BarStore(tmp_path)
     first = minute.head(100)
