@@ -28,7 +28,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -136,6 +136,33 @@ class Backend(ABC):
     def compact(self, symbol: str, timestep: Timestep) -> int:
         """Fold the appended parts into the base; returns how many were folded."""
         return 0
+
+    def load(
+        self, keys: Sequence[Key], plan: Callable[[list[pl.LazyFrame]], list[pl.LazyFrame]]
+    ) -> tuple[list[pl.DataFrame], list[Description]]:
+        """Collect ``plan`` of the scans of ``keys`` (in parallel), and the descriptions
+        of the stored bars they were read at.
+
+        A reader can race a writer: polars opens a file by its name for each byte range it
+        reads, so a file renamed over mid-read mixes two versions (polars panics, or a
+        decoder fails). A read is kept only when no key's version changed during it;
+        otherwise it is planned and read again.
+        """
+        for attempt in range(_ATTEMPTS):
+            before = [self.describe(*key) for key in keys]
+            try:
+                frames = pl.collect_all(plan([self.read(*key) for key in keys]))
+            except (Exception, pl.exceptions.PanicException):
+                if attempt + 1 == _ATTEMPTS or before == [self.describe(*k) for k in keys]:
+                    raise  # not a race with a writer
+                continue
+            if before == [self.describe(*key) for key in keys]:
+                return frames, before
+        msg = (
+            f"the bars of {sorted({s for s, _ in keys})} in {self.where} were rewritten "
+            f"{_ATTEMPTS} times while they were read; read them again when the writers are done"
+        )
+        raise SchemaError(msg)
 
     def spill_dir(self) -> Path | None:
         """Where bulk ingestion spills chunks (None: the system's temporary directory)."""

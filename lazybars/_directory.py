@@ -47,7 +47,7 @@ from lazybars._parts import (
     new_part_name,
 )
 from lazybars.errors import InvalidRequest, SchemaError
-from lazybars.ingest import write_bytes_atomic, write_parquet_atomic
+from lazybars.ingest import write_bytes_atomic, write_new_bars, write_parquet_atomic
 from lazybars.timestep import Timestep
 
 __all__ = ["DirectoryBackend", "open_local"]
@@ -207,7 +207,8 @@ class DirectoryBackend(FileBackend):
         folder = self._root / part_folder(symbol, timestep)
         path = folder / new_part_name()
         metadata = manifest_metadata(bars.rows, bars.first, bars.last, state.generation)
-        write_parquet_atomic(bars.bars, path, metadata)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_new_bars(bars.bars, path, metadata)
         entry = PartEntry(
             name=path.name,
             rows=bars.rows,

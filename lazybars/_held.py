@@ -131,14 +131,20 @@ class Held:
             frame = self._find(key, description, lo, hi, columns)
             found.append((frame, frame is not None))
             if frame is None and load:
-                missing.append((len(found) - 1, key, generation, description, lo, hi))
+                missing.append((len(found) - 1, key, generation, lo, hi))
         if missing:
-            plans = [
-                _scan(self._backend.read(*key), lo, hi, columns) for _, key, _, _, lo, hi in missing
-            ]
-            loaded = pl.collect_all(plans)
-            for frame, (i, key, generation, description, lo, hi) in zip(
-                loaded, missing, strict=True
+
+            def plan(scans: list[pl.LazyFrame]) -> list[pl.LazyFrame]:
+                return [
+                    _scan(lf, lo, hi, columns)
+                    for lf, (_, _, _, lo, hi) in zip(scans, missing, strict=True)
+                ]
+
+            # The bars are held under the description they were read at: a write that
+            # landed since the window was clipped is seen at the next lookup.
+            loaded, described = self._backend.load([m[1] for m in missing], plan)
+            for frame, description, (i, key, generation, lo, hi) in zip(
+                loaded, described, missing, strict=True
             ):
                 segment = _Segment(frame, lo, hi, columns)
                 self._hold(key, generation, description, segment)

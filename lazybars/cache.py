@@ -431,17 +431,21 @@ class AssetCache:
         """The stored bars starting in ``[lo, hi)``, read once, in the local zone."""
         # The plan's own window step on the store's scan: no Query object, as the symbol
         # and timestep are already resolved (this is the cold-start path).
-        lf = self._store._read(entry.symbol, entry.native)
-        entry.written = lf.collect_schema()["datetime"].time_zone
         begin, stop = max(lo, first), min(hi, last + 1)
-        if begin >= stop:  # hints that miss the stored range: nothing to load yet
-            lf = lf.head(0)
-        elif lo > NS_MIN or hi < NS_MAX:
-            lf = window(lf, begin, stop, entry.written)
+
+        def plan(scans: list[pl.LazyFrame]) -> list[pl.LazyFrame]:
+            (lf,) = scans
+            entry.written = lf.collect_schema()["datetime"].time_zone
+            if begin >= stop:  # hints that miss the stored range: nothing to load yet
+                return [lf.head(0)]
+            if lo > NS_MIN or hi < NS_MAX:
+                return [window(lf, begin, stop, entry.written)]
+            return [lf]
+
         # One zone out: a change of the column's zone is metadata, done once per load, and
         # after collect() so that it keeps the chunks the scan made (one per row group):
         # the engine would cut the frame into many more, and slicing cost grows with them.
-        frame = lf.collect()
+        (frame,), _ = self._store._load(entry.symbol, entry.native, plan)
         return frame.with_columns(pl.col("datetime").dt.convert_time_zone(self._local))
 
     def _native_rows(self, entry: Entry, lo: int, hi: int) -> pl.DataFrame:

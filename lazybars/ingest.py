@@ -130,6 +130,25 @@ def write_parquet_atomic(
     _write_atomic(path, lambda fh: write_bars(frame, fh, metadata))
 
 
+def write_new_bars(
+    frame: pl.DataFrame | pl.LazyFrame, path: Path, metadata: dict[str, str]
+) -> None:
+    """Write ``frame`` to a new file ``path`` that nothing names yet, flushed to disk.
+
+    No temporary file and rename: until a manifest names the file, no reader looks at it,
+    and the manifest's own atomic write (the directory flushed after its rename) makes the
+    file's name durable with it.
+    """
+    try:
+        with path.open("xb") as fh:
+            write_bars(frame, fh, metadata)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def write_bytes_atomic(data: bytes, path: Path) -> None:
     """Write ``data`` to ``path`` as :func:`write_parquet_atomic` writes bars."""
     _write_atomic(path, lambda fh: fh.write(data))
@@ -337,14 +356,19 @@ def _numeric(df: pl.DataFrame, name: str) -> pl.Series:
     return col.cast(pl.Float64)
 
 
+def _bad(name: str) -> pl.Expr:
+    col = pl.col(name)
+    bad = col.is_null() | ~col.is_finite()
+    return bad | (col < 0) if name == "volume" else bad
+
+
 def _check_values(bars: pl.DataFrame, rows: RowNames) -> None:
-    for name in _BAR_COLUMNS:
-        col = bars[name]
-        bad = col.is_null() | ~col.is_finite()
-        if name == "volume":
-            bad = bad | (col < 0)
-        if bad.any():
-            at = bad.arg_true().head(_SHOWN).to_list()
+    # One pass over every column to find that all is well (the usual case); the rows of a
+    # bad column are looked up only then.
+    flags = bars.select(_bad(name).any() for name in _BAR_COLUMNS).row(0)
+    for name, any_bad in zip(_BAR_COLUMNS, flags, strict=True):
+        if any_bad:
+            at = bars.select(_bad(name).arg_true().head(_SHOWN)).to_series().to_list()
             kind = (
                 "missing, NaN, infinite or negative"
                 if name == "volume"
