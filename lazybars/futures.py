@@ -198,7 +198,7 @@ class CalendarRule:
     Examples
     --------
     >>> import lazybars as lb
-    >>> lb.futures.CalendarRule().roll_instant(2024, 6)
+    >>> lb.futures.CalendarRule().roll_instant(2024, 3)  # MESH4 to MESM4
     Timestamp('2024-03-05 00:05:00-0500', tz='America/New_York')
     """
 
@@ -379,9 +379,7 @@ class Schedule:
     ) -> Stitch:
         """The schedule's contracts, checked to be stored."""
         have = {c.symbol for c in stored}
-        for (symbol, start), following in zip(
-            self.entries, [*self.entries[1:], None], strict=True
-        ):
+        for (symbol, start), following in zip(self.entries, [*self.entries[1:], None], strict=True):
             if symbol not in have:
                 end = None if following is None else following[1]
                 msg = (

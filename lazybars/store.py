@@ -468,8 +468,8 @@ class BarStore:
         >>> import lazybars as lb
         >>> days = lb.synth.daily_bars("MES", "2023-12-01", "2024-06-30")
         >>> store = lb.BarStore.from_frames({"MESH4": days, "MESM4": days}, timestep="day")
-        >>> store.rolls("MES").select("out", "in", pl.col("roll").dt.to_string()).row(0)
-        ('MESH4', 'MESM4', '2024-03-05 00:05:00-05:00')
+        >>> store.rolls("MES").select("out", "in", pl.col("roll").dt.strftime("%F %R %Z")).row(0)
+        ('MESH4', 'MESM4', '2024-03-05 00:05 EST')
         """
         validate_zone(timezone, argument="timezone")
         stitched = Stitched(self, root, roll or default_rule(root), adjust)
@@ -561,4 +561,3 @@ class BarStore:
         if stitched is not None:
             return stitched.read(timestep)
         return self._backend.read(symbol, timestep)
-
