@@ -128,6 +128,8 @@ class Stitched:
         self.timesteps = sorted(common)
         self.contracts: dict[str, Contract] = {c.symbol: c for c in contracts}
         self._gaps = self._measure() if adjust is not None else None
+        # Bounds come from the bars (a roll window cuts into a contract's stored range).
+        self._bounds: dict[Timestep, tuple[int, int]] = {}
 
     def _volumes(self, stored: dict[str, list[Timestep]]) -> Any:
         def volumes(symbol: str) -> pl.DataFrame:
@@ -207,7 +209,13 @@ class Stitched:
         return pl.concat(parts, how="diagonal_relaxed")
 
     def bounds(self, timestep: Timestep) -> tuple[int, int]:
-        """The first and last stitched bar start (int64 ns)."""
+        """The first and last stitched bar start (int64 ns), read once per timestep."""
+        found = self._bounds.get(timestep)
+        if found is None:
+            found = self._bounds[timestep] = self._read_bounds(timestep)
+        return found
+
+    def _read_bounds(self, timestep: Timestep) -> tuple[int, int]:
         ns = _DATETIME.dt.epoch("ns")
         row = self.read(timestep).select(ns.min(), ns.max().alias("last")).collect().row(0)
         if row[0] is None:

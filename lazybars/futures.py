@@ -184,8 +184,9 @@ class CalendarRule:
     business_days
         Weekdays (not in ``holidays``) counted back from the anchor, the anchor excluded.
     anchor
-        ``"third_friday"`` of the contract month, or ``"month_start"``: its first day (with
-        7 business days, CME holidays and ``utc_offset="roll_day"``, lumibot's gold rule).
+        ``"third_friday"`` of the contract month, or ``"month_start"``: its first day (in
+        even months, with CME's trade-date holidays and ``utc_offset="roll_day"``, the
+        default 8 business days are lumibot's rule for gold, GC and MGC).
     months
         The contract months traded (month numbers).
     at
@@ -334,13 +335,15 @@ class VolumeRule:
 
     def _sessions(self, bars: pl.DataFrame) -> dict[int, float]:
         """Each session's volume, keyed by the session's end (int64 ns)."""
-        shift = datetime.combine(date(2000, 1, 2), time()) - datetime.combine(
-            date(2000, 1, 1), self.session_start
+        opens = timedelta(
+            hours=self.session_start.hour,
+            minutes=self.session_start.minute,
+            seconds=self.session_start.second,
         )
         wall = pl.col("datetime").dt.convert_time_zone(self.tz).dt.replace_time_zone(None)
-        # The session's date is that of its end: shift the wall clock to make it a midnight.
-        day = (wall + shift).dt.date()
-        close = (day.cast(pl.Datetime("us")) - shift).dt.replace_time_zone(
+        # A session is named by the date it opens on, and ends when the next one opens.
+        opened = (wall - opens).dt.date().cast(pl.Datetime("us"))
+        close = (opened + timedelta(days=1) + opens).dt.replace_time_zone(
             self.tz, ambiguous="earliest", non_existent="null"
         )
         totals = bars.group_by(close.alias("end")).agg(pl.col("volume").sum()).drop_nulls()

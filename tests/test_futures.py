@@ -95,33 +95,49 @@ def test_calendar_rule_hand_counted_dates():
     assert good_friday.roll_instant(2024, 4) == pd.Timestamp("2024-03-19 00:05", tz=NY)
 
 
-def test_calendar_rule_matches_lumibot_build_roll_schedule():
+def _cme_holidays():
+    """Weekdays that CME's trade-date calendar (pandas_market_calendars) does not trade."""
+    mcal = pytest.importorskip("pandas_market_calendars")
+    valid = {
+        d.date() for d in mcal.get_calendar("CME_TradeDate").valid_days("2018-01-01", "2027-12-31")
+    }
+    return {d.date() for d in pd.bdate_range("2018-01-01", "2027-12-31")} - valid
+
+
+@pytest.mark.parametrize("root", ["MES", "ES", "NQ", "GC"])
+def test_calendar_rule_matches_lumibot_build_roll_schedule(root):
     pytest.importorskip("lumibot")
     from lumibot.entities import Asset
     from lumibot.tools.futures_roll import build_roll_schedule
 
+    roll = None  # the root's default rule
+    if root == "GC":
+        roll = CalendarRule(
+            anchor="month_start",
+            months=(2, 4, 6, 8, 10, 12),
+            utc_offset="roll_day",
+            holidays=_cme_holidays(),
+        )
     zone = ZoneInfo(NY)
     start, end = datetime(2019, 1, 2, tzinfo=zone), datetime(2026, 12, 30, tzinfo=zone)
-    for root in ("MES", "ES", "NQ"):
-        schedule = build_roll_schedule(Asset(root, Asset.AssetType.CONT_FUTURE), start, end, 1)
-        # One small daily series per contract, in the quarter before it expires: the
-        # one-digit year is read from these bars.
-        frames = {}
-        for symbol, _, seg_end in schedule[:-1]:
-            days = pd.date_range(seg_end - timedelta(days=80), seg_end, freq="D", tz="UTC")
-            days = days.normalize().unique()
-            frames[symbol] = pd.DataFrame(
-                {"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}, index=days
-            )
-        store = lb.BarStore.from_frames(frames, timestep="day")
-        rolls = store.rolls(root).to_pandas()
-        assert len(rolls) == len(schedule) - 2
-        for k, row in rolls.iterrows():
-            out, _, out_end = schedule[k]
-            into, into_start, _ = schedule[k + 1]
-            assert (row["out"], row["in"]) == (out, into)
-            assert row["roll"] == pd.Timestamp(out_end)
-            assert row["in_from"] == pd.Timestamp(into_start)
+    schedule = build_roll_schedule(Asset(root, Asset.AssetType.CONT_FUTURE), start, end, 1)
+    # One small daily series per contract, in the quarter before it rolls: the one-digit
+    # year is read from these bars.
+    frames = {}
+    for symbol, _, seg_end in schedule[:-1]:
+        days = pd.date_range(seg_end - timedelta(days=80), seg_end, freq="D", tz="UTC")
+        frames[symbol] = pd.DataFrame(
+            {"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0}, index=days.normalize().unique()
+        )
+    store = lb.BarStore.from_frames(frames, timestep="day")
+    rolls = store.rolls(root, roll).to_pandas()
+    assert len(rolls) == len(schedule) - 2 > 20
+    for k, row in rolls.iterrows():
+        out, _, out_end = schedule[k]
+        into, into_start, _ = schedule[k + 1]
+        assert (row["out"], row["in"]) == (out, into)
+        assert row["roll"] == pd.Timestamp(out_end)
+        assert row["in_from"] == pd.Timestamp(into_start)
 
 
 def test_contract_years_come_from_the_bars():
@@ -266,7 +282,7 @@ def test_volume_rule_rolls_after_the_first_session_the_next_trades_more():
         sums[name] = df["volume"].groupby(session).sum()
     both = pd.concat(sums, axis=1).fillna(0).sort_index()
     day = both.index[(both["MESM4"] > both["MESH4"]).to_numpy()][0]
-    end = (day - pd.Timedelta(hours=6)).tz_localize(NY)
+    end = (day + pd.Timedelta(hours=18)).tz_localize(NY)  # the session ends at 18:00 of its day
     assert rolls["roll"].item() == end
     assert rolls["in_from"].item() == end
     got = store.scan("MES", roll=VolumeRule()).collect()
@@ -274,16 +290,20 @@ def test_volume_rule_rolls_after_the_first_session_the_next_trades_more():
     assert got.filter(pl.col("contract") == "MESM4")["datetime"].min() >= end
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     cut=st.floats(0.05, 0.95),
+    near=st.none() | st.floats(-30.0, 30.0),
     adjust=st.sampled_from(["difference", "ratio"]),
 )
-def test_no_lookahead_mutating_bars_after_t_changes_nothing_as_of_t(seed, cut, adjust):
+def test_no_lookahead_mutating_bars_after_t_changes_nothing_as_of_t(seed, cut, near, adjust):
     frames = _volume_store(seed)
     span = frames["MESH4"]["datetime"]
     t = span[0] + (span[-1] - span[0]) * cut
+    if near is not None:  # hours around the volume roll, where a lookahead would show
+        roll = lb.BarStore.from_frames(frames, timestep="hour").rolls("MES", VolumeRule())
+        t = roll["roll"].item() + timedelta(hours=near)
     rng = np.random.default_rng(seed + 1)
     mutated = {}
     for name, frame in frames.items():
