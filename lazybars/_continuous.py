@@ -9,8 +9,7 @@ polars pushes predicates through a concatenation.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
 import polars as pl
@@ -18,7 +17,16 @@ import polars as pl
 from lazybars._aggregate import bar_ends_expr
 from lazybars._time import ns_literal, timestamp
 from lazybars.errors import InvalidRequest, SchemaError, UnknownAsset
-from lazybars.futures import MONTH_CODES, Contract, Rule, Stitch, default_rule, parse_contract
+from lazybars.futures import (
+    CalendarRule,
+    Rule,
+    Schedule,
+    Stitch,
+    VolumeRule,
+    default_rule,
+    is_contract,
+    parse_contract,
+)
 from lazybars.query import Query, QuerySource
 from lazybars.timestep import Timestep, serving_timestep
 
@@ -38,8 +46,7 @@ class _Store(Protocol):  # what this module uses of a BarStore
 
 
 def _candidates(store: _Store, root: str) -> list[str]:
-    pattern = re.compile(re.escape(root) + f"[{MONTH_CODES}]" + r"(\d{1,2}|\d{4})")
-    return [s for s in store.symbols() if pattern.fullmatch(s)]
+    return [s for s in store.symbols() if is_contract(s, root)]
 
 
 def find_root(store: _Store, symbol: str) -> Stitched | None:
@@ -99,7 +106,13 @@ class Stitched:
         if adjust not in (None, "difference", "ratio"):
             msg = f"adjust must be None, 'difference' or 'ratio', got {adjust!r}"
             raise InvalidRequest(msg)
-        self.root, self.rule, self.adjust = root, rule, adjust
+        if not isinstance(rule, CalendarRule | VolumeRule | Schedule):
+            msg = (
+                f"roll must be a rule of lazybars.futures (CalendarRule, VolumeRule or "
+                f"Schedule), got {type(rule).__name__} {rule!r}"
+            )
+            raise InvalidRequest(msg)
+        self.root, self.adjust = root, adjust
         self._store = store
         stored: dict[str, list[Timestep]] = {}
         contracts = []
@@ -126,12 +139,11 @@ class Stitched:
             )
             raise SchemaError(msg)
         self.timesteps = sorted(common)
-        self.contracts: dict[str, Contract] = {c.symbol: c for c in contracts}
         self._gaps = self._measure() if adjust is not None else None
         # Bounds come from the bars (a roll window cuts into a contract's stored range).
         self._bounds: dict[Timestep, tuple[int, int]] = {}
 
-    def _volumes(self, stored: dict[str, list[Timestep]]) -> Any:
+    def _volumes(self, stored: dict[str, list[Timestep]]) -> Callable[[str], pl.DataFrame]:
         def volumes(symbol: str) -> pl.DataFrame:
             lf = _read(self._store, symbol, stored[symbol][0])
             return lf.select("datetime", "volume").collect()

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
@@ -43,6 +44,7 @@ __all__ = [
     "Stitch",
     "VolumeRule",
     "default_rule",
+    "is_contract",
     "parse_contract",
 ]
 
@@ -87,6 +89,16 @@ class Stitch(NamedTuple):
     end: int | None
 
 
+@lru_cache(maxsize=64)
+def _code(root: str) -> re.Pattern[str]:
+    return re.compile(re.escape(root) + f"([{MONTH_CODES}])" + r"(\d{1,2}|\d{4})")
+
+
+def is_contract(symbol: str, root: str) -> bool:
+    """Whether ``symbol`` is spelled as a contract of ``root`` (``MESH4``, ``MESH2024``)."""
+    return _code(root).fullmatch(symbol) is not None
+
+
 def parse_contract(symbol: str, root: str, first_bar: int | None = None) -> Contract | None:
     """The contract ``symbol`` names under ``root``, or None when it names none.
 
@@ -94,7 +106,7 @@ def parse_contract(symbol: str, root: str, first_bar: int | None = None) -> Cont
     first year ending in those digits whose contract month is not before that bar's month.
     Without it, such a year cannot be read and None is returned.
     """
-    found = re.fullmatch(re.escape(root) + r"([FGHJKMNQUVXZ])(\d{1,2}|\d{4})", symbol)
+    found = _code(root).fullmatch(symbol)
     if found is None:
         return None
     month = MONTH_CODES.index(found.group(1)) + 1

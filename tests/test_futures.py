@@ -347,6 +347,8 @@ def test_errors_name_the_problem():
     )
     with pytest.raises(lb.InvalidRequest, match="MESH24 and MESH4 name the same contract"):
         twice.scan("MES")
+    with pytest.raises(lb.InvalidRequest, match=r"roll must be a rule of lazybars\.futures"):
+        store.scan("MES", roll="calendar")
     with pytest.raises(lb.InvalidRequest, match="adjust must be"):
         store.scan("MES", adjust="log")
     with pytest.raises(lb.InvalidRequest, match="months must be"):
