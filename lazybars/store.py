@@ -441,7 +441,9 @@ class BarStore:
             raise InvalidRequest(msg)
         base = stored.pop()
         long = not isinstance(symbols, str)
-        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, self._held)
+        # The held cache keeps the bars of stored files; a continuous root has none of its own.
+        held = None if any(name in self._stitched for name in names) else self._held
+        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, held)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
