@@ -225,6 +225,22 @@ def test_minute_bars_around_the_roll_follow_lumibot():
     )
 
 
+def test_roots_in_long_format_and_coarser_timesteps():
+    names = ("MESH4", "MESM4", "MNQH4", "MNQM4")
+    frames = lb.synth.catalog(names, "2024-02-26", "2024-03-09", timestep="hour")
+    store = lb.BarStore.from_frames({**frames, "SPY": frames["MESH4"]}, timestep="hour")
+    long = store.scan(["MES", "MNQ", "SPY"], "day").collect()
+    for symbol in ("MES", "MNQ"):
+        one = store.scan(symbol, "day").collect()
+        mine = long.filter(pl.col("symbol") == symbol).drop("symbol")
+        assert mine.equals(one) and one.height > 5
+    hourly = store.scan(["MES", "MNQ"]).collect()
+    assert hourly.filter(pl.col("symbol") == "MNQ")["contract"].unique().sort().to_list() == [
+        "MNQH4",
+        "MNQM4",
+    ]
+
+
 def test_root_written_as_a_symbol_wins_again():
     store, frames = _hourly_store()
     assert "contract" in store.scan("MES").collect().columns
