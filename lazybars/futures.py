@@ -62,11 +62,6 @@ class Contract(NamedTuple):
     year: int
     month: int
 
-    @property
-    def code(self) -> str:
-        """The month code and one-digit year, lumibot's spelling: ``H4``."""
-        return f"{MONTH_CODES[self.month - 1]}{self.year % 10}"
-
 
 class Roll(NamedTuple):
     """A roll: from ``at`` (int64 ns) on, ``out`` no longer serves bars; ``into`` serves
@@ -136,7 +131,7 @@ def _months(months: Iterable[int]) -> tuple[int, ...]:
 
 
 def _chain(stored: Sequence[Contract], months: tuple[int, ...], root: str) -> list[Contract]:
-    """The stored contracts in ``months``, checked to follow each other with none missing."""
+    """The stored contracts in ``months``, in expiry order, none named twice."""
     ours = sorted((c for c in stored if c.month in months), key=lambda c: (c.year, c.month))
     if not ours:
         msg = f"no stored contract of {root} expires in months {list(months)}"
@@ -164,18 +159,16 @@ def _missing(chain: list[Contract], months: tuple[int, ...]) -> list[tuple[int, 
     return gone
 
 
-def _missing_error(root: str, ym: tuple[int, int], start: int | None, end: int | None) -> str:
+def _missing_error(root: str, ym: tuple[int, int], window: tuple[int, int] | None) -> str:
     code = f"{root}{MONTH_CODES[ym[1] - 1]}{ym[0] % 10}"
-    window = f"[{_shown(start)}, {_shown(end)})"
+    where = "" if window is None else f" in [{_shown(window[0])}, {_shown(window[1])})"
     return (
-        f"{code} ({ym[0]}-{ym[1]:02d}) is not stored, yet it is the front contract of {root} "
-        f"in {window} by the roll rule; write it (e.g. as {code}), or scan a span without it"
+        f"{code} ({ym[0]}-{ym[1]:02d}) is not stored, yet the roll rule makes it the front "
+        f"contract of {root}{where}, between stored contracts; write it (e.g. as {code})"
     )
 
 
-def _shown(ns: int | None) -> str:
-    if ns is None:
-        return "its first bar"
+def _shown(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
@@ -277,7 +270,7 @@ class CalendarRule:
             ym = gone[0]
             previous = _previous(ym, self.months)
             start = self.roll_ns(*previous) + timedelta_ns(self.gap)
-            raise UnknownAsset(_missing_error(root, ym, start, self.roll_ns(*ym)))
+            raise UnknownAsset(_missing_error(root, ym, (start, self.roll_ns(*ym))))
         gap = timedelta_ns(self.gap)
         first = self.roll_ns(*_previous((chain[0].year, chain[0].month), self.months)) + gap
         rolls = []
@@ -329,7 +322,7 @@ class VolumeRule:
         chain = _chain(stored, self.months, root)
         gone = _missing(chain, self.months)
         if gone:
-            raise UnknownAsset(_missing_error(root, gone[0], None, None))
+            raise UnknownAsset(_missing_error(root, gone[0], None))
         sessions = {c.symbol: self._sessions(volumes(c.symbol)) for c in chain}
         rolls: list[Roll] = []
         after = None  # sessions ending by the last roll are spent
@@ -399,7 +392,7 @@ class Schedule:
                 end = None if following is None else following[1]
                 msg = (
                     f"{symbol} is in the schedule of {root} from {_shown(start)} to "
-                    f"{_shown(end) if end is not None else 'its last bar'} but not stored; "
+                    f"{'its last bar' if end is None else _shown(end)} but not stored; "
                     "write it, or leave it out of the schedule"
                 )
                 raise UnknownAsset(msg)

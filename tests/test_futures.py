@@ -369,6 +369,9 @@ def test_errors_name_the_problem():
         store.scan("MES", adjust="log")
     with pytest.raises(lb.InvalidRequest, match="months must be"):
         CalendarRule(months=(0, 3))
+    missing = Schedule([("MESH4", "2024-01-02"), ("MESM4", "2024-03-01")])
+    with pytest.raises(lb.UnknownAsset, match=r"MESM4 is in the schedule of MES from 2024-03-01"):
+        store.scan("MES", roll=missing)
     with pytest.raises(lb.InvalidRequest, match="instants increasing"):
         Schedule([("MESH4", "2024-02-01"), ("MESM4", "2024-01-01")])
     late = lb.BarStore.from_frames(
