@@ -6,7 +6,7 @@
 2
 """
 
-from lazybars import reference, sim, strategies, synth
+from lazybars import futures, reference, sim, strategies, synth
 from lazybars._sweep import sweep
 from lazybars.bars import Bars
 from lazybars.cache import CacheInfo
@@ -47,6 +47,7 @@ __all__ = [
     "Timestep",
     "UnknownAsset",
     "UnsortedBarsWarning",
+    "futures",
     "ingest_into",
     "reference",
     "sim",

@@ -27,13 +27,15 @@ import pandas as pd
 import polars as pl
 
 from lazybars._backend import Backend, MemoryBackend, is_object_uri
+from lazybars._continuous import Adjust, Stitched, find_root, scan_roots
 from lazybars._directory import open_local
 from lazybars._held import DEFAULT_HELD_BYTES, Held, HeldInfo
 from lazybars._merge import Part, after, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
+from lazybars.futures import Rule, default_rule
 from lazybars.ingest import normalize, validate_zone
 from lazybars.query import Query, QuerySource
-from lazybars.timestep import Timestep
+from lazybars.timestep import Timestep, serving_timestep
 
 __all__ = ["BarStore", "check_symbol"]
 
@@ -136,6 +138,7 @@ class BarStore:
         budget = _budget(cache_bytes)
         self._backend = _open_backend(root, storage_options)
         self._held = Held(self._backend, budget)
+        self._stitched: dict[str, Stitched] = {}
 
     @classmethod
     def from_frames(
@@ -151,6 +154,7 @@ class BarStore:
         store = cls.__new__(cls)
         store._backend = MemoryBackend()
         store._held = Held(store._backend, _budget(cache_bytes))
+        store._stitched = {}
         for symbol, frame in frames.items():
             store._write(symbol, frame, timestep, tz, stacklevel=4)
         return store
@@ -402,6 +406,8 @@ class BarStore:
         timestep: str | None = None,
         *,
         timezone: str = "America/New_York",
+        roll: Rule | None = None,
+        adjust: Adjust = None,
     ) -> Query:
         """A lazy :class:`Query` over one symbol, or over a list of symbols in long format
         (a ``symbol`` column after ``datetime``; also for a list of one).
@@ -409,12 +415,21 @@ class BarStore:
         ``timestep`` None means the finest stored timestep; a coarser one that is not
         stored is aggregated from the finest. ``timezone`` is the local zone of the
         semantics (day bar ends, sessions, bucket boundaries).
+
+        A futures root whose contracts are stored (``MESH4``, ``MESM4``, ...) scans as one
+        continuous series, with a ``contract`` column: by ``roll`` (a rule of
+        :mod:`lazybars.futures`; None: the root's default, lumibot's rule for equity index
+        roots), back-adjusted by ``adjust`` (None, ``"difference"`` or ``"ratio"``). With
+        ``roll`` or ``adjust`` every symbol is taken as a root. See README "Continuous
+        futures".
         """
         names = (symbols,) if isinstance(symbols, str) else tuple(symbols)
         if not names:
             msg = "scan() needs at least one symbol"
             raise InvalidRequest(msg)
         validate_zone(timezone, argument="timezone")
+        if roll is not None or adjust is not None:
+            return scan_roots(self, symbols, timestep, timezone, roll, adjust)
         wanted = None if timestep is None else Timestep.parse(timestep)
         stored = {self.resolve(name, wanted) for name in names}
         if len(stored) > 1:
@@ -426,11 +441,41 @@ class BarStore:
             raise InvalidRequest(msg)
         base = stored.pop()
         long = not isinstance(symbols, str)
-        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, self._held)
+        # The held cache keeps the bars of stored files; a continuous root has none of its own.
+        held = None if any(name in self._stitched for name in names) else self._held
+        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, held)
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
         return query
+
+    def rolls(
+        self,
+        root: str,
+        roll: Rule | None = None,
+        *,
+        adjust: Adjust = None,
+        timezone: str = "America/New_York",
+    ) -> pl.DataFrame:
+        """The rolls of the continuous future ``root`` over its stored contracts.
+
+        One row per roll: ``roll`` (the instant the contract ``out`` stops serving bars, in
+        ``timezone``), ``out``, ``in``, and ``in_from`` (``in`` serves the bars starting
+        there on); with ``adjust``, also ``out_close`` and ``in_close`` (each contract's
+        last bar ended by the roll instant) and ``adjustment`` (their difference or ratio).
+        ``roll`` and ``adjust`` are as for :meth:`scan`.
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> days = lb.synth.daily_bars("MES", "2023-12-01", "2024-06-30")
+        >>> store = lb.BarStore.from_frames({"MESH4": days, "MESM4": days}, timestep="day")
+        >>> store.rolls("MES").select("out", "in", pl.col("roll").dt.strftime("%F %R %Z")).row(0)
+        ('MESH4', 'MESM4', '2024-03-05 00:05 EST')
+        """
+        validate_zone(timezone, argument="timezone")
+        stitched = Stitched(self, root, roll or default_rule(root), adjust)
+        return stitched.frame(timezone)
 
     def resolve(self, symbol: str, timestep: Timestep | None) -> Timestep:
         """The stored timestep that serves ``timestep`` for ``symbol`` (None: the finest).
@@ -438,16 +483,7 @@ class BarStore:
         That is ``timestep`` itself when stored, else the finest stored one, which must be
         finer so that it can be aggregated.
         """
-        stored = self._timesteps(symbol)
-        if timestep is None or timestep in stored:
-            return stored[0] if timestep is None else timestep
-        if timestep < stored[0]:
-            msg = (
-                f"{symbol} is stored at {[str(t) for t in stored]}; {timestep} bars are finer "
-                f"and cannot be made from them: ask for {stored[0]} or coarser"
-            )
-            raise InvalidRequest(msg)
-        return stored[0]
+        return serving_timestep(self._timesteps(symbol), timestep, symbol)
 
     def bounds(self, symbol: str, timestep: str | Timestep) -> tuple[pd.Timestamp, pd.Timestamp]:
         """The first and last bar start stored for ``symbol`` at ``timestep`` (any spelling
@@ -469,6 +505,9 @@ class BarStore:
 
     def _bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
         """``bounds`` as int64 ns, for the cache (no listing, no conversion)."""
+        stitched = self._stitched.get(symbol)
+        if stitched is not None:
+            return stitched.bounds(timestep)
         description = self._backend.describe(symbol, timestep)
         return description.first, description.last
 
@@ -502,7 +541,14 @@ class BarStore:
     # -- internals --------------------------------------------------------------------------
     def _timesteps(self, symbol: str) -> list[Timestep]:
         found = self._backend.timesteps(check_symbol(symbol))
-        if not found:
+        if found:
+            self._stitched.pop(symbol, None)  # a root written since as a symbol of its own
+        elif (stitched := find_root(self, symbol)) is not None:
+            # A continuous future with its default rule; remembered for the reads that
+            # follow (a DataSource's loads), and rebuilt on every resolve.
+            self._stitched[symbol] = stitched
+            return stitched.timesteps
+        else:
             known = self.symbols()
             msg = (
                 f"unknown asset {symbol!r}: the store holds {known[:10]}"
@@ -513,4 +559,7 @@ class BarStore:
 
     def _read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         """The stored bars of ``symbol`` at exactly ``timestep``, as a polars scan."""
+        stitched = self._stitched.get(symbol)
+        if stitched is not None:
+            return stitched.read(timestep)
         return self._backend.read(symbol, timestep)

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from lazybars.errors import InvalidRequest
 
-__all__ = ["Timestep"]
+__all__ = ["Timestep", "serving_timestep"]
 
 _NS_PER_MINUTE = 60_000_000_000
 _MINUTES_PER_DAY = 24 * 60
@@ -92,6 +92,21 @@ class Timestep:
 
     def __repr__(self) -> str:
         return f"Timestep('{self}')"
+
+
+def serving_timestep(stored: list[Timestep], timestep: Timestep | None, symbol: str) -> Timestep:
+    """The stored timestep that serves ``timestep`` (None: the finest) for ``symbol``
+    stored at ``stored`` (finest first): ``timestep`` itself when stored, else the finest
+    stored one, which must be finer so that it can be aggregated."""
+    if timestep is None or timestep in stored:
+        return stored[0] if timestep is None else timestep
+    if timestep < stored[0]:
+        msg = (
+            f"{symbol} is stored at {[str(t) for t in stored]}; {timestep} bars are finer "
+            f"and cannot be made from them: ask for {stored[0]} or coarser"
+        )
+        raise InvalidRequest(msg)
+    return stored[0]
 
 
 @lru_cache(maxsize=256)
