@@ -81,6 +81,8 @@ _MAGIC = b"PAR1"
 # GET); a larger footer takes a second.
 TAIL_BYTES = 32 * 1024
 _ATTEMPTS = 3
+# Reads lost to writers renaming files over them, before giving up (each is a few ms).
+_RACES = 20
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 
 
@@ -144,23 +146,21 @@ class Backend(ABC):
         of the stored bars they were read at.
 
         A reader can race a writer: polars opens a file by its name for each byte range it
-        reads, so a file renamed over mid-read mixes two versions (polars panics, or a
-        decoder fails). A read is kept only when no key's version changed during it;
-        otherwise it is planned and read again.
+        reads, so a file renamed over mid-read mixes two versions, which fails to decode
+        (polars panics, or a decoder fails: offsets taken from one version's footer do not
+        land on the other's pages, unless their bytes there are the same). A read that
+        fails while a key's version changed is planned and read again.
         """
-        for attempt in range(_ATTEMPTS):
+        for _ in range(_RACES):
             before = [self.describe(*key) for key in keys]
             try:
-                frames = pl.collect_all(plan([self.read(*key) for key in keys]))
+                return pl.collect_all(plan([self.read(*key) for key in keys])), before
             except (Exception, pl.exceptions.PanicException):
-                if attempt + 1 == _ATTEMPTS or before == [self.describe(*k) for k in keys]:
+                if before == [self.describe(*key) for key in keys]:
                     raise  # not a race with a writer
-                continue
-            if before == [self.describe(*key) for key in keys]:
-                return frames, before
         msg = (
             f"the bars of {sorted({s for s, _ in keys})} in {self.where} were rewritten "
-            f"{_ATTEMPTS} times while they were read; read them again when the writers are done"
+            f"{_RACES} times while they were read; read them again when the writers are done"
         )
         raise SchemaError(msg)
 

@@ -563,3 +563,15 @@ class BarStore:
         if stitched is not None:
             return stitched.read(timestep)
         return self._backend.read(symbol, timestep)
+
+    def _load(
+        self,
+        symbol: str,
+        timestep: Timestep,
+        plan: Callable[[list[pl.LazyFrame]], list[pl.LazyFrame]],
+    ) -> tuple[list[pl.DataFrame], object]:
+        """``plan`` of the stored bars of ``symbol`` at ``timestep``, collected; a read
+        racing a writer is read again (see ``Backend.load``)."""
+        if symbol in self._stitched:  # contracts of a root: their files are read as stored
+            return pl.collect_all(plan([self._read(symbol, timestep)])), None
+        return self._backend.load([(symbol, timestep)], plan)
