@@ -140,10 +140,13 @@ class Backend(ABC):
         return 0
 
     def load(
-        self, keys: Sequence[Key], plan: Callable[[list[pl.LazyFrame]], list[pl.LazyFrame]]
+        self,
+        keys: Sequence[Key],
+        plan: Callable[[list[pl.LazyFrame]], list[pl.LazyFrame]],
+        read: Callable[[str, Timestep], pl.LazyFrame] | None = None,
     ) -> tuple[list[pl.DataFrame], list[Description]]:
-        """Collect ``plan`` of the scans of ``keys`` (in parallel), and the descriptions
-        of the stored bars they were read at.
+        """Collect ``plan`` of the scans of ``keys`` (in parallel; ``read`` makes them,
+        default :meth:`read`), and the descriptions of the stored bars they were read at.
 
         A reader can race a writer: polars opens a file by its name for each byte range it
         reads, so a file renamed over mid-read mixes two versions, which fails to decode
@@ -154,7 +157,7 @@ class Backend(ABC):
         for _ in range(_RACES):
             before = [self.describe(*key) for key in keys]
             try:
-                return pl.collect_all(plan([self.read(*key) for key in keys])), before
+                return pl.collect_all(plan([(read or self.read)(*key) for key in keys])), before
             except (Exception, pl.exceptions.PanicException):
                 if before == [self.describe(*key) for key in keys]:
                     raise  # not a race with a writer

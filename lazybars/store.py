@@ -574,4 +574,4 @@ class BarStore:
         racing a writer is read again (see ``Backend.load``)."""
         if symbol in self._stitched:  # contracts of a root: their files are read as stored
             return pl.collect_all(plan([self._read(symbol, timestep)])), None
-        return self._backend.load([(symbol, timestep)], plan)
+        return self._backend.load([(symbol, timestep)], plan, self._read)

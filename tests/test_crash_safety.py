@@ -374,7 +374,7 @@ sys.stdout.write("ready\\n")
 sys.stdout.flush()
 for start in range(store.info()["rows"].item(), full.height, 50):
     store.write("SYM", full[start : start + 50], mode="append")
-    sys.stdout.write(f"{start + 50}\\n")
+    sys.stdout.write(f"{min(start + 50, full.height)}\\n")
     sys.stdout.flush()
 """
 
@@ -382,7 +382,8 @@ for start in range(store.info()["rows"].item(), full.height, 50):
 def test_sigkilled_appends_and_compactions_lose_nothing(tmp_path: Path) -> None:
     """Appends (parts, and compactions every three) killed at random moments: the store
     holds every append that returned, and at most the one in flight, never a bar twice."""
-    full = lb.synth.minute_bars("V", "2024-01-01", "2024-01-20", session="24h", gaps=0.01)
+    # Long enough that the appender (about 3 ms an append) is always killed mid-way.
+    full = lb.synth.minute_bars("V", "2024-01-01", "2024-03-20", session="24h", gaps=0.01)
     source = tmp_path / "full.parquet"
     full.write_parquet(source)
     root = tmp_path / "catalog"

@@ -401,7 +401,7 @@ def test_aggregated_fractional_volume_matches_the_reference_exactly() -> None:
     frame = pd.DataFrame(
         {
             **{c: [1.0, 2.0, 3.0, 4.0, 5.0] for c in _OHLC},
-            "volume": [0.1, 0.2, 0.3, 0.0, 0.0],
+            "volume": [0.7, 0.1, 0.2, 0.3, 0.0],
         },
         index=pd.DatetimeIndex(starts, name="datetime"),
     )
