@@ -35,6 +35,13 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
 WHOLE_MODULES = frozenset({"tests/test_readme.py", "tests/test_sweep.py", "tests/test_memory.py"})
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # memray's limits count every thread of the process, and a worker that ran other tests
+    # may still hold busy polars threads: memory-limited tests (and the whole modules they
+    # are in) run first, in a fresh process.
+    items.sort(key=lambda item: item.get_closest_marker("limit_memory") is None)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getvalue("dist") != "load":
