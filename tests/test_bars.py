@@ -392,3 +392,24 @@ def test_pandas_2_windows_follow_the_copy_on_write_option(frame: pl.DataFrame) -
         a.iloc[0, 0] = -1.0
         assert b.iloc[0, 0] == frame["open"][-5]
     assert src.get_historical_prices("MES", 5).df.iloc[0, 0] == frame["open"][-5]
+
+
+@pytest.mark.parametrize("nulls", [False, True])
+@pytest.mark.parametrize("distinct", [1, 10, 256, 257, 5000])
+def test_string_columns_reach_pandas_as_their_values(distinct: int, nulls: bool) -> None:
+    # Few distinct strings go through codes, many (or nulls) through a Python string per
+    # row: both give the column pandas makes of the values themselves.
+    rows = 6000
+    names = [None if nulls and i % 97 == 0 else f"S{i % distinct}" for i in range(rows)]
+    start = dt.datetime(2024, 1, 2)
+    frame = pl.DataFrame(
+        {
+            "datetime": pl.datetime_range(
+                start, start + dt.timedelta(minutes=rows - 1), "1m", time_zone="UTC", eager=True
+            ),
+            "symbol": names,
+        }
+    )
+    got = lb.bars.frame_to_pandas(frame)["symbol"]
+    want = pd.DataFrame({"symbol": names}, index=got.index)["symbol"]
+    pd.testing.assert_series_equal(got, want)
