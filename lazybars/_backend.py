@@ -52,6 +52,7 @@ from lazybars.timestep import Timestep
 
 __all__ = [
     "Backend",
+    "Change",
     "Description",
     "FileBackend",
     "Frame",
@@ -69,6 +70,8 @@ __all__ = [
 
 Key = tuple[str, Timestep]
 Frame = pl.DataFrame | pl.LazyFrame
+# What a metadata update writes, given the stored bytes (None: none stored); None: nothing.
+Change = Callable[[bytes | None], bytes | None]
 # What an update writes, given the stored bars (None: nothing stored): the bars, and
 # whether they all come after the stored ones (True: a new part) or are the new whole.
 Plan = Callable[[Part | None], tuple[Part, bool]]
@@ -171,6 +174,18 @@ class Backend(ABC):
         """Where bulk ingestion spills chunks (None: the system's temporary directory)."""
         return None
 
+    # Catalog metadata: small hidden files at the root (``.definitions.parquet``), which
+    # no listing takes for a symbol.
+    @abstractmethod
+    def read_meta(self, name: str) -> tuple[bytes, Hashable] | None:
+        """The bytes and version of the metadata file ``name`` (None when there is none)."""
+
+    @abstractmethod
+    def update_meta(self, name: str, change: Change) -> None:
+        """Replace the metadata file ``name`` with what ``change`` makes of its bytes
+        (nothing when it returns None), atomically: no other update of ``name`` lands
+        between the read and the write."""
+
 
 def uri_scheme(root: Any) -> str | None:
     """The scheme of a catalog location that is a URI (``scheme://...``), lowercase; None
@@ -198,6 +213,7 @@ class MemoryBackend(Backend):
         # Bumped by every write: a key's version is the write that stored its frame.
         self._writes = 0
         self._versions: dict[Key, int] = {}
+        self._meta: dict[str, tuple[bytes, int]] = {}
         self._lock = threading.Lock()
         self.where = "in memory"
         self.key = id(self)
@@ -244,6 +260,17 @@ class MemoryBackend(Backend):
             bars, extends = plan(stored)
             new = bars.lazy.collect()
             self._store(key, pl.concat([frame, new]) if extends and frame is not None else new)
+
+    def read_meta(self, name: str) -> tuple[bytes, Hashable] | None:
+        return self._meta.get(name)
+
+    def update_meta(self, name: str, change: Change) -> None:
+        with self._lock:
+            found = self._meta.get(name)
+            new = change(None if found is None else found[0])
+            if new is not None:
+                self._writes += 1
+                self._meta[name] = (new, self._writes)
 
     def _store(self, key: Key, frame: pl.DataFrame) -> None:
         self._writes += 1
@@ -366,6 +393,9 @@ class FileBackend(Backend):
 
     def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         return self._scan_state(symbol, timestep, self.state(symbol, timestep))
+
+    def read_meta(self, name: str) -> tuple[bytes, Hashable] | None:
+        return self.get_manifest(name)
 
     def describe(self, symbol: str, timestep: Timestep) -> Description:
         return self.state(symbol, timestep).description()

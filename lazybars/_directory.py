@@ -24,6 +24,7 @@ import polars as pl
 from lazybars._backend import (
     SUFFIX,
     Backend,
+    Change,
     FileBackend,
     Key,
     Plan,
@@ -168,6 +169,18 @@ class DirectoryBackend(FileBackend):
     def put(self, symbol: str, timestep: Timestep, bars: Part) -> None:
         with self.lock(symbol, timestep):
             self._rebase(symbol, timestep, bars, keep=())
+
+    def update_meta(self, name: str, change: Change) -> None:
+        # Its own lock file beside it, as for bars (hidden: never listed).
+        fd = os.open(self._root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            found = self.get_manifest(name)
+            new = change(None if found is None else found[0])
+            if new is not None:
+                write_bytes_atomic(new, self._root / name)
+        finally:
+            os.close(fd)
 
     def update(self, symbol: str, timestep: Timestep, plan: Plan) -> None:
         with self.lock(symbol, timestep):

@@ -47,6 +47,7 @@ from typing import Any
 import polars as pl
 
 from lazybars._backend import (
+    Change,
     FileBackend,
     Frame,
     Key,
@@ -388,6 +389,34 @@ class ObjectBackend(FileBackend):
 
         self._retrying(symbol, timestep, attempt)
         return folded[-1]
+
+    def update_meta(self, name: str, change: Change) -> None:
+        # A conditional upload on the version read, read and changed again when another
+        # writer got in first.
+        errors = self._obs.exceptions
+        for i in range(_UPDATE_ATTEMPTS):
+            found = self.get_manifest(name)
+            new = change(None if found is None else found[0])
+            if new is None:
+                return
+            mode: str | dict[str, str] = "create"
+            if found is not None:
+                e_tag, object_version = found[1]  # type: ignore[misc]
+                mode = {"e_tag": e_tag} | ({"version": object_version} if object_version else {})
+            try:
+                self._obs.put(self._store, name, new, mode=mode)
+            except (errors.PreconditionError, errors.AlreadyExistsError):
+                time.sleep(random.uniform(0, 0.05 * 2**i))
+                continue
+            except (OSError, errors.BaseError) as exc:
+                raise self._error(exc, f"upload {name} to") from None
+            return
+        msg = (
+            f"cannot write {name} in {self.where}: other writers changed it "
+            f"{_UPDATE_ATTEMPTS} times while this write read it, so nothing was written; "
+            "write again when they are done"
+        )
+        raise StorageError(msg)
 
     # -- helpers ----------------------------------------------------------------------------
     def _retrying(

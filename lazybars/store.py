@@ -9,6 +9,7 @@ since its last compaction in a hidden folder beside it (``lazybars._parts``)::
       1m/.MES.parts/manifest.json, 0-<id>.parquet, ...
       1m/MNQ.parquet
       1d/MES.parquet
+      .definitions.parquet  (contract definitions: multipliers, ticks, expirations)
 
 Files are replaced atomically (a hidden temporary file then a rename; on object storage one
 upload that becomes visible only when complete), so a reader sees the old bars or the new
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import pandas as pd
 import polars as pl
 
+from lazybars import _definitions
 from lazybars._backend import Backend, MemoryBackend, is_object_uri
 from lazybars._continuous import Adjust, Stitched, find_root, scan_roots
 from lazybars._directory import open_local
@@ -139,6 +141,7 @@ class BarStore:
         self._backend = _open_backend(root, storage_options)
         self._held = Held(self._backend, budget)
         self._stitched: dict[str, Stitched] = {}
+        self._defined: tuple[object, pl.DataFrame] | None = None
 
     @classmethod
     def from_frames(
@@ -148,15 +151,20 @@ class BarStore:
         tz: str | None = None,
         *,
         cache_bytes: int | None = DEFAULT_HELD_BYTES,
+        definitions: Any = None,
     ) -> BarStore:
         """An in-memory store (no disk) holding ``{symbol: frame}`` at ``timestep``;
-        ``cache_bytes`` as for :class:`BarStore`."""
+        ``cache_bytes`` as for :class:`BarStore`; ``definitions`` as
+        :meth:`write_definitions` takes them."""
         store = cls.__new__(cls)
         store._backend = MemoryBackend()
         store._held = Held(store._backend, _budget(cache_bytes))
         store._stitched = {}
+        store._defined = None
         for symbol, frame in frames.items():
             store._write(symbol, frame, timestep, tz, stacklevel=4)
+        if definitions is not None:
+            store.write_definitions(definitions)
         return store
 
     def write(
@@ -476,6 +484,94 @@ class BarStore:
         validate_zone(timezone, argument="timezone")
         stitched = Stitched(self, root, roll or default_rule(root), adjust)
         return stitched.frame(timezone)
+
+    def definitions(self, symbols: str | Iterable[str] | None = None) -> pl.DataFrame:
+        """The contract definitions the catalog holds (see :meth:`write_definitions`), one
+        row per contract, sorted by ``symbol``.
+
+        Columns: ``symbol`` (DataBento's ``raw_symbol``, e.g. ``MESH4``),
+        ``instrument_id``, ``multiplier`` (``unit_of_measure_qty``: 5.0 for MES),
+        ``min_price_increment``, ``display_factor``, ``expiration`` and ``activation``
+        (UTC), ``asset`` (the product, e.g. ``MES``), ``security_type``,
+        ``instrument_class``, ``currency``, ``unit_of_measure``, ``exchange`` and
+        ``ts_recv`` (when the definition kept was received). Undefined values are null.
+
+        ``symbols``: only these; a name that is no defined contract stands for the
+        contracts of that continuous root (``"MES"``: ``MESH4``, ``MESM4``, ...).
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> defs = pl.DataFrame({"symbol": ["MESH4", "MESM4", "ESH4"], "multiplier": [5, 5, 50]})
+        >>> store = lb.BarStore.from_frames({}, definitions=defs)
+        >>> store.definitions("MES").select("symbol", "multiplier").rows()
+        [('MESH4', 5.0), ('MESM4', 5.0)]
+        """
+        defined = self._definitions()
+        if symbols is None:
+            return defined
+        names = [symbols] if isinstance(symbols, str) else list(symbols)
+        return _definitions.matching(defined, names)
+
+    def multiplier(self, symbol: str) -> float | None:
+        """The contract multiplier of ``symbol`` from the catalog's definitions: a
+        contract's own, or for a continuous root (``"MES"``) the one its defined contracts
+        share; None when none is defined.
+
+        Raises
+        ------
+        SchemaError
+            The contracts of a root have different multipliers.
+
+        Examples
+        --------
+        >>> import lazybars as lb
+        >>> defs = pl.DataFrame({"symbol": ["MESH4", "MESM4"], "multiplier": [5, 5]})
+        >>> store = lb.BarStore.from_frames({}, definitions=defs)
+        >>> store.multiplier("MES"), store.multiplier("MESH4"), store.multiplier("GC")
+        (5.0, 5.0, None)
+        """
+        return _definitions.multiplier(self._definitions(), symbol)
+
+    def write_definitions(self, definitions: Any, *, replace: bool = False) -> int:
+        """Add contract definitions to the catalog; returns how many contracts were added
+        or changed.
+
+        ``definitions`` is a polars or pandas frame in DataBento's shape (a
+        ``definition`` export or ``DBNStore.to_df()``: ``raw_symbol``,
+        ``unit_of_measure_qty``, ...; fixed-point integer prices are scaled) or in the
+        shape :meth:`definitions` returns (``symbol``, ``multiplier``, ...). Of several
+        definitions of one contract the most recently received (``ts_recv``) is kept.
+        A contract already stored keeps its row when the new one says the same; one that
+        differs is a ``SchemaError`` naming the contract, the field and both values, and
+        nothing is written, unless ``replace`` takes the new one. The write is atomic.
+        ``lazybars ingest`` stores the definitions of the DBN files and exports it reads.
+        """
+        new = _definitions.from_frame(definitions)
+        counted: list[int] = []
+
+        def change(raw: bytes | None) -> bytes | None:
+            stored = None if raw is None else _definitions.decode(raw, self._meta_where())
+            found, count = _definitions.merged(
+                stored, new, replace=replace, where=self._backend.where
+            )
+            counted.append(count)
+            return None if found is None else _definitions.encode(found)
+
+        self._backend.update_meta(_definitions.NAME, change)
+        return counted[-1]
+
+    def _definitions(self) -> pl.DataFrame:
+        found = self._backend.read_meta(_definitions.NAME)
+        if found is None:
+            return pl.DataFrame(schema=_definitions.SCHEMA)
+        raw, version = found
+        if self._defined is None or self._defined[0] != version:
+            self._defined = (version, _definitions.decode(raw, self._meta_where()))
+        return self._defined[1]
+
+    def _meta_where(self) -> str:
+        return f"{self._backend.where}/{_definitions.NAME}"
 
     def resolve(self, symbol: str, timestep: Timestep | None) -> Timestep:
         """The stored timestep that serves ``timestep`` for ``symbol`` (None: the finest).
