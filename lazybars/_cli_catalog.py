@@ -115,11 +115,14 @@ def ingest(
         ),
     ] = False,
 ) -> None:
-    """Read vendor files into a catalog: DataBento DBN, CSV, parquet."""
+    """Read vendor files into a catalog: DataBento DBN, CSV, parquet (bars, and contract
+    definitions from DataBento definition files)."""
     renames = _symbols(symbol or [])
+    catalog = BarStore(store)
+    defined = catalog.definitions().height
     with Progress(*_COLUMNS, console=console, transient=True) as bar:
         summary = ingest_into(
-            store,
+            catalog,
             *sources,
             symbol=renames,
             timestep=timestep,
@@ -127,7 +130,12 @@ def ingest(
             append=append,
             progress=_Reporter(bar),
         )
-    _print_summary(summary, store, append)
+    if summary.height or defined == catalog.definitions().height:
+        _print_summary(summary, store, append)
+    now = catalog.definitions().height
+    if now != defined:
+        shown = f"{store}: {now:,} contract definitions ({now - defined:+,})"
+        console.print(shown, markup=False, highlight=False, soft_wrap=True)
 
 
 def info(

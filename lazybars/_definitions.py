@@ -103,8 +103,13 @@ def holds_definitions(path: Path) -> bool:
     return bool(lower & {"unit_of_measure_qty", "min_price_increment"}) and "open" not in lower
 
 
-def read_definitions(path: Path) -> pl.DataFrame:
-    """The definitions in a file :func:`holds_definitions` accepts, one row per contract."""
+def read_definitions(paths: Iterable[Path]) -> pl.DataFrame:
+    """The definitions in files :func:`holds_definitions` accepts, one row per contract
+    (the latest received, whichever file holds it)."""
+    return latest(pl.concat([_read(path) for path in paths]))
+
+
+def _read(path: Path) -> pl.DataFrame:
     name = path.name.lower()
     if name.endswith((".dbn", ".dbn.zst")):
         return _from_dbn(path)
@@ -173,7 +178,7 @@ def latest(definitions: pl.DataFrame) -> pl.DataFrame:
 
 
 def merged(
-    stored: pl.DataFrame | None, new: pl.DataFrame, *, replace: bool, where: str
+    stored: pl.DataFrame | None, new: pl.DataFrame, *, replace: bool, source: str, catalog: str
 ) -> tuple[pl.DataFrame | None, int]:
     """``stored`` with ``new`` added: the new catalog definitions (None when nothing
     changes) and how many contracts were added or changed. A contract already stored
@@ -189,8 +194,8 @@ def merged(
         row = changed.row(0, named=True)
         field = next(c for c in _COMPARED if row[c] != row[f"{c}__stored"])
         msg = (
-            f"the definition of {row['symbol']} in {where} differs from the stored one in "
-            f"{field}: stored {row[f'{field}__stored']!r}, new {row[field]!r}"
+            f"the definition of {row['symbol']} in {source} differs from the one stored in "
+            f"{catalog} in {field}: stored {row[f'{field}__stored']!r}, new {row[field]!r}"
             f"{f' ({changed.height} contracts differ)' if changed.height > 1 else ''}; "
             "nothing was written. Leave the stale definition out, or store the new ones "
             "with store.write_definitions(..., replace=True)"

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from lazybars._dbn import is_dbn, read_dbn
+from lazybars._definitions import holds_definitions, read_definitions
 from lazybars._lumibot_cache import cache_file, cache_folders, read_file
 from lazybars._merge import Part
 from lazybars._readers import Batch, is_data, is_table, read_data, read_table
@@ -80,7 +81,8 @@ def ingest_into(
         ``pandas_data``). In lumibot's DataBento cache (``databento/`` and
         ``databento_polars/``, or a folder holding them, of which only they are read) a
         file's name gives its contract and timestep, and the overlapping windows of a
-        contract are merged.
+        contract are merged. DataBento ``definition`` files (DBN, or CSV/parquet
+        exports) add contract definitions instead (:meth:`BarStore.write_definitions`).
     symbol
         The catalog symbol for a source holding one symbol, or ``{source name: catalog
         name}`` renames. By default a file's symbols come from its ``symbol``/``ticker``
@@ -132,6 +134,14 @@ def ingest_into(
     if not inputs:
         msg = "no sources given: pass files, folders or lumibot Data objects"
         raise InvalidRequest(msg)
+    defining = [s for s in inputs if isinstance(s, Path) and _defines(s)]
+    inputs = [s for s in inputs if not any(s is d for d in defining)]
+    definitions = None
+    if defining:
+        # Checked before any bars are written: a conflict leaves the catalog as it was.
+        definitions = read_definitions(defining)
+        named = ", ".join(map(str, defining[:3])) + (" ..." if len(defining) > 3 else "")
+        store._check_definitions(definitions, named)
     batch_rows = max(min(buffer_rows // 2, 1 << 20), 1024)
     remove_stale(where)
     with Spill(where, buffer_rows) as spill:
@@ -146,7 +156,14 @@ def ingest_into(
             plans[key] = store._commit(*key, parts, append=append, planned=plans[key])
             if progress is not None:
                 progress("write", done, len(plans))
+    if definitions is not None:
+        store.write_definitions(definitions, source=named)
     return _summary(plans, before, spill.sources)
+
+
+def _defines(path: Path) -> bool:
+    """Whether a file holds contract definitions rather than bars."""
+    return cache_file(path) is None and holds_definitions(path)
 
 
 def _plan(store: BarStore, key: Key, parts: list[Part], append: bool) -> Part:

@@ -533,7 +533,9 @@ class BarStore:
         """
         return _definitions.multiplier(self._definitions(), symbol)
 
-    def write_definitions(self, definitions: Any, *, replace: bool = False) -> int:
+    def write_definitions(
+        self, definitions: Any, *, replace: bool = False, source: str = "the new definitions"
+    ) -> int:
         """Add contract definitions to the catalog; returns how many contracts were added
         or changed.
 
@@ -546,20 +548,26 @@ class BarStore:
         differs is a ``SchemaError`` naming the contract, the field and both values, and
         nothing is written, unless ``replace`` takes the new one. The write is atomic.
         ``lazybars ingest`` stores the definitions of the DBN files and exports it reads.
+        ``source`` names the definitions in messages.
         """
-        new = _definitions.from_frame(definitions)
+        new = _definitions.from_frame(definitions, source)
         counted: list[int] = []
 
         def change(raw: bytes | None) -> bytes | None:
             stored = None if raw is None else _definitions.decode(raw, self._meta_where())
             found, count = _definitions.merged(
-                stored, new, replace=replace, where=self._backend.where
+                stored, new, replace=replace, source=source, catalog=self._backend.where
             )
             counted.append(count)
             return None if found is None else _definitions.encode(found)
 
         self._backend.update_meta(_definitions.NAME, change)
         return counted[-1]
+
+    def _check_definitions(self, new: pl.DataFrame, source: str) -> None:
+        """Raise the ``SchemaError`` that storing ``new`` would raise (nothing written)."""
+        stored = self._definitions()
+        _definitions.merged(stored, new, replace=False, source=source, catalog=self._backend.where)
 
     def _definitions(self) -> pl.DataFrame:
         found = self._backend.read_meta(_definitions.NAME)
