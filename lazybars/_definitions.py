@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ _ZSTD = b"\x28\xb5\x2f\xfd"
 _GZIP = b"\x1f\x8b"
 _DEFINITION_RTYPE = 0x13
 _CHUNK = 1 << 20
+_PREFIX = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 
 
 def holds_definitions(path: Path) -> bool:
@@ -88,10 +90,7 @@ def holds_definitions(path: Path) -> bool:
     ``min_price_increment`` columns and no ``open``."""
     name = path.name.lower()
     if name.endswith((".dbn", ".dbn.zst")):
-        for item in _dbn_items(path):
-            schema = getattr(item, "schema", None)
-            return str(getattr(schema, "value", schema)) == "definition"
-        return False
+        return _dbn_schema(path) == "definition"
     if name.endswith(".parquet"):
         try:
             columns = pq.read_schema(path).names
@@ -319,6 +318,24 @@ def _csv_header(path: Path) -> list[str]:
     return [c.strip().strip('"') for c in first.split(",")]
 
 
+def _dbn_schema(path: Path) -> str | None:
+    """The schema a DBN file's metadata names (None: unreadable, which the bar reader
+    then explains)."""
+    try:
+        dbn = databento_dbn()
+        stream, raw = _open(path)
+        try:
+            head = stream.read(_PREFIX.size)
+            magic, _, length = _PREFIX.unpack(head)
+            metadata = dbn.Metadata.decode(head + stream.read(length)) if magic == b"DBN" else None
+        finally:
+            raw.close()
+    except Exception:  # anything unreadable is the bar reader's to explain
+        return None
+    schema = getattr(metadata, "schema", None)
+    return None if schema is None else str(getattr(schema, "value", schema))
+
+
 def _dbn_items(path: Path) -> Iterator[Any]:
     """The metadata, then the records of a DBN file, decoded a chunk at a time."""
     dbn = databento_dbn()
@@ -331,11 +348,17 @@ def _dbn_items(path: Path) -> Iterator[Any]:
                 if chunk:
                     decoder.write(chunk)
                 yield from decoder.decode()
-            except (OSError, ValueError, RuntimeError) as exc:  # the decoder's DBNError too
+            except Exception as exc:  # the decoder's DBNError derives from Exception only
                 msg = f"{path}: cannot decode the DBN file ({exc}); download it again"
                 raise SchemaError(msg) from None
             if not chunk:
-                return
+                break
+        if decoder.buffer():
+            msg = (
+                f"{path}: the file ends inside a record ({len(decoder.buffer())} bytes left): "
+                "it is truncated; download it again"
+            )
+            raise SchemaError(msg)
     finally:
         raw.close()
 

@@ -350,3 +350,12 @@ def test_a_dbn_file_of_another_schema_is_still_read_as_bars(tmp_path: Path) -> N
     store = lb.BarStore(tmp_path / "catalog")
     lb.ingest_into(store, path)
     assert store.symbols() == ["MESH4"] and store.definitions().is_empty()
+
+
+def test_a_truncated_dbn_definition_file_is_refused(tmp_path: Path) -> None:
+    path = write_dbn(tmp_path / "definitions.dbn")
+    path.write_bytes(path.read_bytes()[:-100])  # inside the last record
+    store = lb.BarStore(tmp_path / "catalog")
+    with pytest.raises(lb.SchemaError, match="truncated"):
+        lb.ingest_into(store, path)
+    assert store.definitions().is_empty()
