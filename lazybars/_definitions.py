@@ -35,6 +35,7 @@ from lazybars.futures import is_contract
 __all__ = [
     "NAME",
     "SCHEMA",
+    "apply_multiplier",
     "decode",
     "encode",
     "from_frame",
@@ -231,6 +232,22 @@ def multiplier(definitions: pl.DataFrame, symbol: str) -> float | None:
         )
         raise SchemaError(msg)
     return None if values.is_empty() else float(values[0])
+
+
+def apply_multiplier(store: Any, asset: Any) -> None:
+    """Set a lumibot futures ``asset``'s multiplier from ``store``'s definitions, as
+    lumibot's DataBento sources set it from DataBento's (``Asset.multiplier`` still 1;
+    an int when whole), so that P&L, margin and mark-to-market use it.
+
+    Other assets, an asset whose multiplier is already set, and a symbol without a
+    defined multiplier are left alone. Duck-typed: lumibot is not imported.
+    """
+    kind = str(getattr(getattr(asset, "asset_type", None), "value", ""))
+    if kind not in ("future", "cont_future") or getattr(asset, "multiplier", 1) != 1:
+        return
+    found = store.multiplier(asset.symbol)
+    if found is not None:
+        asset.multiplier = int(found) if found.is_integer() else found
 
 
 def encode(definitions: pl.DataFrame) -> bytes:

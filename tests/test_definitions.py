@@ -359,3 +359,21 @@ def test_a_truncated_dbn_definition_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(lb.SchemaError, match="truncated"):
         lb.ingest_into(store, path)
     assert store.definitions().is_empty()
+
+
+def test_lumibot_futures_assets_take_the_stored_multiplier() -> None:
+    entities = pytest.importorskip("lumibot.entities", reason="needs lazybars[lumibot]")
+    from lazybars._definitions import apply_multiplier
+
+    Asset = entities.Asset
+    store = lb.BarStore.from_frames({}, definitions=export_frame(records(), pretty=False))
+    root = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+    contract = Asset("GCG4", asset_type=Asset.AssetType.FUTURE)
+    chosen = Asset("ES", asset_type=Asset.AssetType.CONT_FUTURE, multiplier=7)
+    unknown = Asset("CL", asset_type=Asset.AssetType.CONT_FUTURE)
+    stock = Asset("ESH4")  # a stock that happens to share a contract's name
+    for asset in (root, contract, chosen, unknown, stock):
+        apply_multiplier(store, asset)
+    assert (root.multiplier, contract.multiplier, chosen.multiplier) == (5, 100, 7)
+    assert type(root.multiplier) is int  # as lumibot sets it
+    assert unknown.multiplier == 1 and stock.multiplier == 1
