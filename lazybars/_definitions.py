@@ -82,6 +82,7 @@ _ZSTD = b"\x28\xb5\x2f\xfd"
 _GZIP = b"\x1f\x8b"
 _DEFINITION_RTYPE = 0x13
 _CHUNK = 1 << 20
+_BATCH_RECORDS = 50_000
 _PREFIX = struct.Struct("<3sBI")  # b"DBN", version, metadata length
 
 
@@ -381,19 +382,32 @@ def _dbn_items(path: Path) -> Iterator[Any]:
 
 
 def _from_dbn(path: Path) -> pl.DataFrame:
-    rows: dict[str, list[Any]] = {c: [] for c in SCHEMA}
+    # A venue's whole definition file holds many records per contract (one per session):
+    # they are reduced to the latest per contract as they come, so memory holds a batch
+    # and one row per contract, never the file.
+    kept = [pl.DataFrame(schema=SCHEMA)]
+    rows: list[Any] = []
     for item in _dbn_items(path):
         if getattr(item, "rtype", None) is None or int(item.rtype) != _DEFINITION_RTYPE:
             continue  # the metadata
-        for column, (field, _) in _FIELDS.items():
-            value = getattr(item, field)
-            rows[column].append(getattr(value, "value", value))
+        rows.append(item)
+        if len(rows) == _BATCH_RECORDS:
+            kept = [latest(pl.concat([*kept, _records(rows, path)]))]
+            rows = []
+    return latest(pl.concat([*kept, _records(rows, path)]))
+
+
+def _records(records: list[Any], path: Path) -> pl.DataFrame:
     dtypes = {"str": pl.String, "time": pl.UInt64, "int": pl.Int64, "price": pl.Int64}
     # Named by DataBento's fields: prices are read as the fixed-point integers they are.
     frame = pl.DataFrame(
         [
-            pl.Series(field, rows[column], dtype=dtypes[kind])
-            for column, (field, kind) in _FIELDS.items()
+            pl.Series(
+                field,
+                [getattr(v, "value", v) for v in (getattr(r, field) for r in records)],
+                dtype=dtypes[kind],
+            )
+            for field, kind in _FIELDS.values()
         ]
     )
     return from_frame(frame, str(path))

@@ -377,3 +377,18 @@ def test_lumibot_futures_assets_take_the_stored_multiplier() -> None:
     assert (root.multiplier, contract.multiplier, chosen.multiplier) == (5, 100, 7)
     assert type(root.multiplier) is int  # as lumibot sets it
     assert unknown.multiplier == 1 and stock.multiplier == 1
+
+
+def test_concurrent_writers_of_definitions_lose_none(catalog: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def define(i: int) -> int:
+        frame = pl.DataFrame({"symbol": [f"Z{i}H4", f"Z{i}M4"], "multiplier": [float(i)] * 2})
+        return catalog.open().write_definitions(frame)
+
+    # On S3 a writer outrun by another reads and merges again (a few times, as appends).
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(define, range(8))) == [2] * 8
+    store = catalog.open()
+    assert store.definitions().height == 16
+    assert [store.multiplier(f"Z{i}") for i in range(8)] == [float(i) for i in range(8)]
