@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Collection, Hashable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -128,11 +128,12 @@ class DirectoryBackend(FileBackend):
     def snapshot(self, name: str) -> Snapshot:
         return _OpenFile(self._root / name)
 
-    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
+    def scan(self, names: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
         # A file:// URI takes polars' byte-range reader: only the row groups that the window
         # needs are read. A plain path memory-maps the whole file, which memray (and RSS)
         # then show as if the backtest held years of history.
-        return pl.scan_parquet((self._root / name).as_uri(), glob=False, schema=schema)
+        uris = [(self._root / name).as_uri() for name in names]
+        return pl.scan_parquet(uris, glob=False, schema=schema)
 
     @contextmanager
     def lock(self, symbol: str, timestep: Timestep) -> Iterator[None]:

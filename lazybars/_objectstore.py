@@ -38,7 +38,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
@@ -324,12 +324,12 @@ class ObjectBackend(FileBackend):
         except (OSError, self._obs.exceptions.BaseError) as exc:
             raise self._error(exc, f"read {name} from") from None
 
-    def scan(self, name: str, schema: pl.Schema) -> pl.LazyFrame:
+    def scan(self, names: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
         # Explicit options and no credential provider: polars neither reads other
         # configuration nor falls back on instance metadata. Keys are used verbatim ('#',
         # '?' or '%' in a symbol need no escaping).
         return pl.scan_parquet(
-            self.location(name),
+            [self.location(name) for name in names],
             glob=False,
             schema=schema,
             hive_partitioning=False,

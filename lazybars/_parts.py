@@ -155,15 +155,13 @@ def applying(base_generation: str, manifest: Parts | None) -> tuple[PartEntry, .
     return manifest.parts
 
 
-def stacked(base: pl.LazyFrame, base_last: int, parts: Sequence[pl.LazyFrame]) -> pl.LazyFrame:
-    """The base scan then the part scans, in time order, each filterable on its own (the
-    window predicate reaches every file). The base is cut at the last bar it held when
+def stacked(base: pl.LazyFrame, base_last: int, parts: pl.LazyFrame) -> pl.LazyFrame:
+    """The base scan then the scan of the parts, in time order, each filterable on its own
+    (the window predicate reaches every file). The base is cut at the last bar it held when
     described: a compaction that lands before the scan runs adds nothing twice."""
-    if not parts:
-        return base
     zone = base.collect_schema()["datetime"].time_zone
     until = base.filter(pl.col("datetime") <= ns_literal(base_last, zone))
-    return pl.concat([until, *parts], how="vertical")
+    return pl.concat([until, parts], how="vertical")
 
 
 def extended(manifest: Parts | None, generation: str, entry: PartEntry) -> Parts:

@@ -81,9 +81,10 @@ def test_appending_a_day_reads_no_stored_bar_and_writes_only_the_day(
         written.append(frame.lazy().select(pl.len()).collect().item())
         write_bars(frame, file, metadata)  # type: ignore[arg-type]
 
-    def unreadable(self: DirectoryBackend, name: str, schema: pl.Schema) -> pl.LazyFrame:
+    def unreadable(self: DirectoryBackend, names: list[str], schema: pl.Schema) -> pl.LazyFrame:
         # Planning needs only the schema; reading any stored bar fails the test.
-        return pl.scan_parquet(tmp_path / "nowhere" / name, schema=schema, glob=False)
+        paths = [tmp_path / "nowhere" / name for name in names]
+        return pl.scan_parquet(paths, schema=schema, glob=False)
 
     monkeypatch.setattr("lazybars.ingest.write_bars", counting)
     monkeypatch.setattr(DirectoryBackend, "scan", unreadable)
