@@ -1,0 +1,272 @@
+"""lazybars.lumibot: LazyBarsDataBentoBacktesting against lumibot's own DataBentoDataBacktesting.
+
+The oracle is lumibot 4.6 itself, run offline on the DataBento SDK stand-in
+(``tests/databento_sdk.py``): a strategy trading five continuous futures (MES, ES, MNQ, NQ,
+GC) on minute bars, with day bars asked now and then, over a roll of the equity index
+futures. lazybars' class then runs the same strategy from the cache folder lumibot's run
+wrote, with the stand-in replaced by one that refuses every request: every answer, fill,
+multiplier, cash and portfolio value must be equal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("lumibot", reason="needs the lumibot extra: pip install -e '.[lumibot]'")
+
+import databento_sdk as sdk
+import pandas_market_calendars as mcal  # a lumibot dependency
+from lumibot.backtesting import DataBentoDataBacktesting
+from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
+from lumibot.entities import Asset
+from lumibot.strategies import Strategy
+
+import lazybars as lb
+from lazybars.futures import CalendarRule
+from lazybars.lumibot import OFFLINE, LazyBarsDataBentoBacktesting
+
+ROOTS = ("MES", "ES", "MNQ", "NQ", "GC")
+# The backtest crosses the equity index roll (MESH4 -> MESM4 on 2024-03-05 00:05 New York).
+START = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4, 18, 0))
+END = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 5, 2, 0))
+MINUTES = 480
+# Clocks at which every window asked is recorded in full (a seeded draw of iterations).
+CHECKED = frozenset(np.random.default_rng(20).choice(MINUTES, 60, replace=False).tolist())
+
+
+def gold_rule() -> CalendarRule:
+    """lumibot's gold roll rule (README, "Continuous futures"): CME's trade-date holidays."""
+    valid = mcal.get_calendar("CME_TradeDate").valid_days("2023-01-01", "2025-12-31")
+    weekdays = pd.bdate_range("2023-01-01", "2025-12-31").date
+    holidays = set(weekdays) - {d.date() for d in valid}
+    return CalendarRule(
+        anchor="month_start", months=(2, 4, 6, 8, 10, 12), utc_offset="roll_day", holidays=holidays
+    )
+
+
+def rows(frame: Any) -> list[tuple]:
+    """A bars frame as comparable rows: start (UTC ns) and the OHLCV values as floats."""
+    df = frame.df if hasattr(frame, "df") else frame
+    index = pd.DatetimeIndex(df.index).tz_convert("UTC").as_unit("ns").asi8
+    values = df[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
+    return [(int(t), *map(float, v)) for t, v in zip(index, values, strict=True)]
+
+
+class _Futures(Strategy):
+    """Every minute, for each root: 20 minute bars and the last price; now and then five
+    day bars. Long one contract when the close is above the window's mean, flat below."""
+
+    parameters: ClassVar[dict[str, Any]] = {"checked": CHECKED}
+
+    def initialize(self):
+        self.sleeptime = "1M"
+        self.set_market("us_futures")
+        self.assets = [Asset(root, asset_type=Asset.AssetType.CONT_FUTURE) for root in ROOTS]
+        self.seen: list[tuple] = []
+        self.fills: list[tuple] = []
+        self.values: list[tuple] = []
+        self.count = 0
+
+    def on_trading_iteration(self):
+        now = self.get_datetime()
+        full = self.count in self.parameters["checked"]
+        self.count += 1
+        for asset in self.assets:
+            bars = self.get_historical_prices(asset, 20, "minute")
+            price = self.get_last_price(asset)
+            window = rows(bars) if bars is not None else None
+            self.seen.append(
+                (now, asset.symbol, price, window if full or window is None else window[-1:])
+            )
+            if full and self.count % 3 == 0:
+                days = self.get_historical_prices(asset, 5, "day")
+                self.seen.append(
+                    (now, asset.symbol, "day", rows(days) if days is not None else None)
+                )
+                # lumibot's class keeps one frame per asset: the next minute request reloads.
+            if window is None or len(window) < 20:
+                continue
+            mean = sum(r[4] for r in window) / len(window)
+            position = self.get_position(asset)
+            held = position is not None and position.quantity != 0
+            if any(o.asset == asset and o.is_active() for o in self.get_orders()):
+                continue
+            if window[-1][4] > mean and not held:
+                self.submit_order(self.create_order(asset, 1, "buy"))
+            elif window[-1][4] < mean and held:
+                self.submit_order(self.create_order(asset, 1, "sell"))
+        self.values.append((now, float(self.get_cash()), float(self.get_portfolio_value())))
+
+    def on_filled_order(self, position, order, price, quantity, multiplier):
+        when = self.get_datetime()
+        self.fills.append(
+            (when, order.asset.symbol, order.side, float(price), float(quantity), multiplier)
+        )
+
+
+def run(source_class, **options) -> _Futures:
+    _, strategy = _Futures.run_backtest(
+        source_class,
+        START,
+        END,
+        budget=1_000_000,
+        **OFFLINE,
+        **options,
+    )
+    return strategy
+
+
+@pytest.fixture(scope="module")
+def backtests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """lumibot's run on the stand-in, then lazybars' run on the cache folder it wrote."""
+    home = tmp_path_factory.mktemp("databento")
+    cache = home / "cache"
+    logging.disable(logging.WARNING)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(home)
+            sdk.install(patch, cache)
+            lumibot = run(DataBentoDataBacktesting)
+            requests = list(sdk.Historical.requests)
+
+            class Refusing(sdk.Historical):
+                def __init__(self, key: str | None = None, **_: Any) -> None:
+                    msg = "lazybars' class must not reach DataBento"
+                    raise AssertionError(msg)
+
+            for module in ("databento_helper", "databento_helper_polars"):
+                patch.setattr(f"lumibot.tools.{module}.Historical", Refusing)
+            ours = run(
+                LazyBarsDataBentoBacktesting,
+                cache_folder=cache,
+                multipliers=sdk.MULTIPLIERS,
+                rolls={"GC": gold_rule()},
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    return {"lumibot": lumibot, "lazybars": ours, "requests": requests, "cache": cache}
+
+
+def test_lumibot_runs_offline_on_the_stand_in(backtests: dict[str, Any]) -> None:
+    requests = backtests["requests"]
+    asked = {(name, schema) for name, schema, _, _ in requests}
+    # Every root's front contracts, as minute and day bars, and their definitions.
+    for contract in ("MESH4", "MESM4", "ESH4", "NQH4", "MNQM4", "GCJ4"):
+        assert (contract, "ohlcv-1m") in asked, contract
+    assert {schema for _, schema in asked} == {"ohlcv-1m", "ohlcv-1d", "definition"}
+    layouts = {p.parent.name for p in backtests["cache"].rglob("*.parquet")}
+    assert layouts == {"databento_polars"}
+    lumibot = backtests["lumibot"]
+    assert len(lumibot.fills) > 20
+    # The multipliers came from the stand-in's definition records.
+    assert {a.symbol: a.multiplier for a in lumibot.assets} == {
+        root: sdk.MULTIPLIERS[root] for root in ROOTS
+    }
+
+
+def test_every_answer_is_lumibots(backtests: dict[str, Any]) -> None:
+    ours, theirs = backtests["lazybars"].seen, backtests["lumibot"].seen
+    assert len(ours) == len(theirs) >= MINUTES * len(ROOTS)
+    full = [s for s in theirs if s[3] is not None and len(s[3]) == 20]
+    assert len(full) >= 50 * len(ROOTS)
+    assert any(s[2] == "day" and s[3] for s in theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a == b
+
+
+def test_the_roll_is_served_as_lumibot_serves_it(backtests: dict[str, Any]) -> None:
+    """Around 2024-03-05 00:05 New York, MES's minute bars switch from MESH4 to MESM4,
+    and the bar starting at the roll instant is in neither."""
+    roll = pd.Timestamp("2024-03-05 00:05", tz="America/New_York").value
+    h4 = sdk.bars("MESH4", "ohlcv-1m", "2024-03-05 04:00", "2024-03-05 06:00")
+    m4 = sdk.bars("MESM4", "ohlcv-1m", "2024-03-05 04:00", "2024-03-05 06:00")
+    closes = {
+        "MESH4": dict(zip(h4.index.asi8, h4["close"], strict=True)),
+        "MESM4": dict(zip(m4.index.asi8, m4["close"], strict=True)),
+    }
+    windows = [s[3] for s in backtests["lazybars"].seen if s[1] == "MES" and s[2] != "day"]
+    served = {r[0]: r[4] for w in windows if w for r in w}
+    assert roll not in served
+    before = [t for t in served if roll - 30 * 60_000_000_000 <= t < roll]
+    after = [t for t in served if roll < t <= roll + 30 * 60_000_000_000]
+    assert before and after
+    assert all(served[t] == closes["MESH4"][t] for t in before)
+    assert all(served[t] == closes["MESM4"][t] for t in after)
+
+
+def test_fills_cash_and_values_are_lumibots(backtests: dict[str, Any]) -> None:
+    ours, theirs = backtests["lazybars"], backtests["lumibot"]
+    assert ours.fills == theirs.fills
+    assert {f[1] for f in theirs.fills} == set(ROOTS)
+    assert ours.values == theirs.values
+    assert ours.get_portfolio_value() == theirs.get_portfolio_value()
+    assert ours.get_cash() == theirs.get_cash()
+    assert {a.symbol: a.multiplier for a in ours.assets} == {
+        a.symbol: a.multiplier for a in theirs.assets
+    }
+
+
+def test_the_source_is_lumibots_kind(backtests: dict[str, Any]) -> None:
+    source = backtests["lazybars"].broker.data_source
+    assert isinstance(source, DataBentoDataBacktesting)
+    assert source.SOURCE == "DATABENTO_POLARS"
+    # Not pure pandas to lumibot: the backtest ends a minute early, on the futures calendar.
+    assert source.datetime_end == END - dt.timedelta(minutes=1)
+    assert backtests["lazybars"].values[-1][0] == backtests["lumibot"].values[-1][0]
+
+
+# -- direct requests ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MES's contracts around the March 2024 roll, minute and day bars, from the stand-in."""
+    path = tmp_path_factory.mktemp("catalog") / "cat"
+    store = lb.BarStore(path)
+    for contract in ("MESH4", "MESM4", "MESU4"):
+        for schema, timestep in (("ohlcv-1m", "minute"), ("ohlcv-1d", "day")):
+            bars = sdk.bars(contract, schema, "2024-02-20", "2024-03-12")
+            store.write(contract, bars[["open", "high", "low", "close", "volume"]], timestep)
+    return path
+
+
+def source(catalog: Path, **options: Any) -> LazyBarsDataBentoBacktesting:
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4))
+    end = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 8))
+    return LazyBarsDataBentoBacktesting(start, end, store=catalog, **options)
+
+
+def test_strict_semantics_hides_the_forming_day_bar(catalog: Path) -> None:
+    mes = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+    now = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 6, 11, 0))
+    answers = {}
+    for semantics in ("databento", "strict"):
+        data = source(catalog, semantics=semantics, multipliers={"MES": 5})
+        data._datetime = now
+        days = data.get_historical_prices(mes, 3, "day")
+        minutes = data.get_historical_prices(mes, 3, "minute")
+        answers[semantics] = (rows(days), rows(minutes), data.get_last_price(mes))
+    today = pd.Timestamp("2024-03-06", tz="UTC").value
+    # lumibot shows today's day bar (it started at midnight UTC); lazybars' rule waits for
+    # its end. Minute bars and the last price agree: each bar has ended by the clock.
+    assert answers["databento"][0][-1][0] == today
+    assert answers["strict"][0][-1][0] == today - 86_400_000_000_000
+    assert answers["databento"][0][:-1] == answers["strict"][0][1:]
+    assert answers["databento"][1] == answers["strict"][1]
+    assert answers["databento"][2] == answers["strict"][2] == answers["strict"][1][-1][4]
+    assert mes.multiplier == 5
+
+
+def test_bad_arguments_are_refused(catalog: Path) -> None:
+    with pytest.raises(lb.InvalidRequest, match="semantics"):
+        source(catalog, semantics="lumibot")
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4))
+    with pytest.raises(lb.InvalidRequest, match="store="):
+        LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1))
+    with pytest.raises(lb.InvalidRequest, match="store must be"):
+        LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1), store=42)
