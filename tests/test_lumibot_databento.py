@@ -270,3 +270,23 @@ def test_bad_arguments_are_refused(catalog: Path) -> None:
         LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1))
     with pytest.raises(lb.InvalidRequest, match="store must be"):
         LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1), store=42)
+
+
+def test_the_cache_folder_fills_what_the_store_lacks(
+    tmp_path: Path, backtests: dict[str, Any]
+) -> None:
+    from lazybars._lumibot_cache import read_cache
+
+    cache = backtests["cache"]
+    cached = read_cache(cache)
+    store = lb.BarStore(tmp_path / "cat")
+    # The store's own MESH4 minute bars: an hour of them, which the cache must not replace.
+    mine = cached[("MESH4", "1m")].head(60)
+    store.write("MESH4", mine, "minute")
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4))
+    LazyBarsDataBentoBacktesting(
+        start, start + dt.timedelta(days=1), store=store, cache_folder=cache
+    )
+    held = {(s, t) for s in store.symbols() for t in store.timesteps(s)}
+    assert held == set(cached)
+    assert store.scan("MESH4", "1m", timezone="UTC").collect().height == 60
