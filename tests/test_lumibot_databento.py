@@ -37,6 +37,11 @@ ROOTS = ("MES", "ES", "MNQ", "NQ", "GC")
 START = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4, 18, 0))
 END = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 5, 2, 0))
 MINUTES = 480
+# A daily backtest over three weeks around the same roll.
+DAYS = (
+    LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 2, 26)),
+    LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 15)),
+)
 # Clocks at which every window asked is recorded in full (a seeded draw of iterations).
 CHECKED = frozenset(np.random.default_rng(20).choice(MINUTES, 60, replace=False).tolist())
 
@@ -85,6 +90,10 @@ class _Futures(Strategy):
             self.seen.append(
                 (now, asset.symbol, price, window if full or window is None else window[-1:])
             )
+            if full:
+                # Strategy.get_quote passes exchange=, which this class does not take.
+                quote = self.broker.data_source.get_quote(asset)
+                self.seen.append((now, asset.symbol, "quote", quote.price, quote.volume))
             if full and self.count % 3 == 0:
                 days = self.get_historical_prices(asset, 5, "day")
                 self.seen.append(
@@ -111,11 +120,42 @@ class _Futures(Strategy):
         )
 
 
-def run(source_class, **options) -> _Futures:
-    _, strategy = _Futures.run_backtest(
+class _Daily(Strategy):
+    """Daily stepping on day bars: long one contract while the close is above the close
+    four bars before, flat otherwise."""
+
+    def initialize(self):
+        self.sleeptime = "1D"
+        self.set_market("us_futures")
+        self.assets = [Asset(root, asset_type=Asset.AssetType.CONT_FUTURE) for root in ROOTS]
+        self.seen: list[tuple] = []
+        self.fills: list[tuple] = []
+        self.values: list[tuple] = []
+
+    def on_trading_iteration(self):
+        now = self.get_datetime()
+        for asset in self.assets:
+            bars = self.get_historical_prices(asset, 5, "day")
+            window = rows(bars) if bars is not None else None
+            self.seen.append((now, asset.symbol, self.get_last_price(asset), window))
+            if window is None or len(window) < 5:
+                continue
+            position = self.get_position(asset)
+            held = position is not None and position.quantity != 0
+            if window[-1][4] > window[0][4] and not held:
+                self.submit_order(self.create_order(asset, 1, "buy"))
+            elif window[-1][4] < window[0][4] and held:
+                self.submit_order(self.create_order(asset, 1, "sell"))
+        self.values.append((now, float(self.get_cash()), float(self.get_portfolio_value())))
+
+    on_filled_order = _Futures.on_filled_order
+
+
+def run(source_class, strategy_class=_Futures, start=START, end=END, **options) -> Strategy:
+    _, strategy = strategy_class.run_backtest(
         source_class,
-        START,
-        END,
+        start,
+        end,
         budget=1_000_000,
         **OFFLINE,
         **options,
@@ -134,6 +174,7 @@ def backtests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             patch.chdir(home)
             sdk.install(patch, cache)
             lumibot = run(DataBentoDataBacktesting)
+            daily = run(DataBentoDataBacktesting, _Daily, *DAYS)
             requests = list(sdk.Historical.requests)
 
             class Refusing(sdk.Historical):
@@ -149,9 +190,24 @@ def backtests(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 multipliers=sdk.MULTIPLIERS,
                 rolls={"GC": gold_rule()},
             )
+            ours_daily = run(
+                LazyBarsDataBentoBacktesting,
+                _Daily,
+                *DAYS,
+                cache_folder=cache,
+                multipliers=sdk.MULTIPLIERS,
+                rolls={"GC": gold_rule()},
+            )
     finally:
         logging.disable(logging.NOTSET)
-    return {"lumibot": lumibot, "lazybars": ours, "requests": requests, "cache": cache}
+    return {
+        "lumibot": lumibot,
+        "lazybars": ours,
+        "lumibot daily": daily,
+        "lazybars daily": ours_daily,
+        "requests": requests,
+        "cache": cache,
+    }
 
 
 def test_lumibot_runs_offline_on_the_stand_in(backtests: dict[str, Any]) -> None:
@@ -174,9 +230,10 @@ def test_lumibot_runs_offline_on_the_stand_in(backtests: dict[str, Any]) -> None
 def test_every_answer_is_lumibots(backtests: dict[str, Any]) -> None:
     ours, theirs = backtests["lazybars"].seen, backtests["lumibot"].seen
     assert len(ours) == len(theirs) >= MINUTES * len(ROOTS)
-    full = [s for s in theirs if s[3] is not None and len(s[3]) == 20]
+    full = [s for s in theirs if s[2] not in ("day", "quote") and s[3] and len(s[3]) == 20]
     assert len(full) >= 50 * len(ROOTS)
     assert any(s[2] == "day" and s[3] for s in theirs)
+    assert any(s[2] == "quote" and s[3] is not None for s in theirs)
     for a, b in zip(ours, theirs, strict=True):
         assert a == b
 
@@ -191,7 +248,9 @@ def test_the_roll_is_served_as_lumibot_serves_it(backtests: dict[str, Any]) -> N
         "MESH4": dict(zip(h4.index.asi8, h4["close"], strict=True)),
         "MESM4": dict(zip(m4.index.asi8, m4["close"], strict=True)),
     }
-    windows = [s[3] for s in backtests["lazybars"].seen if s[1] == "MES" and s[2] != "day"]
+    windows = [
+        s[3] for s in backtests["lazybars"].seen if s[1] == "MES" and s[2] not in ("day", "quote")
+    ]
     served = {r[0]: r[4] for w in windows if w for r in w}
     assert roll not in served
     before = [t for t in served if roll - 30 * 60_000_000_000 <= t < roll]
@@ -211,6 +270,17 @@ def test_fills_cash_and_values_are_lumibots(backtests: dict[str, Any]) -> None:
     assert {a.symbol: a.multiplier for a in ours.assets} == {
         a.symbol: a.multiplier for a in theirs.assets
     }
+
+
+def test_a_daily_backtest_is_lumibots(backtests: dict[str, Any]) -> None:
+    ours, theirs = backtests["lazybars daily"], backtests["lumibot daily"]
+    assert len(theirs.values) >= 10
+    assert sum(1 for s in theirs.seen if s[3] is not None and len(s[3]) == 5) >= 40
+    assert len(theirs.fills) >= 10
+    assert ours.seen == theirs.seen
+    assert ours.fills == theirs.fills
+    assert ours.values == theirs.values
+    assert [a.multiplier for a in ours.assets] == [sdk.MULTIPLIERS[r] for r in ROOTS]
 
 
 def test_the_source_is_lumibots_kind(backtests: dict[str, Any]) -> None:
