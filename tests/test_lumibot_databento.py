@@ -360,3 +360,47 @@ def test_the_cache_folder_fills_what_the_store_lacks(
     held = {(s, t) for s in store.symbols() for t in store.timesteps(s)}
     assert held == set(cached)
     assert store.scan("MESH4", "1m", timezone="UTC").collect().height == 60
+
+
+def test_requests_at_random_clocks_are_lumibots(tmp_path: Path, monkeypatch) -> None:
+    """Both data sources asked directly, without a backtest: minute and day windows of
+    random lengths and timeshifts (the broker's -2 minutes among them) and last prices, at
+    random clocks over a week around the roll; lazybars' from a catalog ingested from the
+    cache folder lumibot's requests wrote."""
+    monkeypatch.chdir(tmp_path)
+    cache = sdk.install(monkeypatch, tmp_path / "cache")
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 1))
+    end = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 8))
+    rng = np.random.default_rng(5)
+    minutes = rng.choice(7 * 1440, 120, replace=False)
+    clocks = sorted(start + dt.timedelta(minutes=int(m)) for m in minutes)
+    shifts = [0, 0, 1, -2, dt.timedelta(minutes=-2), dt.timedelta(minutes=3), None]
+    asks = [
+        (
+            clock,
+            ROOTS[int(rng.integers(len(ROOTS)))],
+            int(rng.integers(1, 300)),
+            "day" if rng.random() < 0.2 else "minute",
+            shifts[int(rng.integers(len(shifts)))],
+        )
+        for clock in clocks
+    ]
+
+    def answers(data: Any) -> list[tuple]:
+        assets = {r: Asset(r, asset_type=Asset.AssetType.CONT_FUTURE) for r in ROOTS}
+        out = []
+        for clock, root, length, timestep, shift in asks:
+            data._datetime = clock
+            bars = data.get_historical_prices(assets[root], length, timestep, timeshift=shift)
+            window = rows(bars) if bars is not None else None
+            out.append((clock, root, window, data.get_last_price(assets[root])))
+        return out
+
+    theirs = answers(DataBentoDataBacktesting(start, end))
+    lb.ingest_into(tmp_path / "cat", cache)
+    monkeypatch.setattr("lumibot.tools.databento_helper_polars.Historical", None)
+    ours = answers(
+        LazyBarsDataBentoBacktesting(start, end, store=tmp_path / "cat", rolls={"GC": gold_rule()})
+    )
+    assert sum(1 for a in theirs if a[2] and len(a[2]) > 1) > 100
+    assert ours == theirs

@@ -31,12 +31,14 @@ from lumibot.entities.data_polars import DataPolars
 from lumibot.tools.databento_helper_polars import _format_futures_symbol_for_databento
 from lumibot.tools.helpers import to_datetime_aware
 
+from lazybars._continuous import Stitched
 from lazybars._lumibot_cache import read_cache
 from lazybars.errors import InvalidRequest
 from lazybars.futures import Rule, default_rule
 from lazybars.lumibot._series import LOCAL
 from lazybars.source import DataSource
 from lazybars.store import BarStore
+from lazybars.timestep import Timestep
 
 _SEMANTICS = ("databento", "strict")
 # lumibot's timestep units and the lazybars timesteps (DataBento's ohlcv-1m/1h/1d schemas).
@@ -179,15 +181,22 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             raise InvalidRequest(msg)
         lo, hi = _wall_as_utc(start), _wall_as_utc(end)
         if _is_continuous(asset):
-            root = asset.symbol
-            query = self._store.scan(root, timestep, timezone="UTC", roll=self._rule(root))
+            # The root stitched from its contracts stored at this timestep: lumibot's cache
+            # holds day bars of more contracts than minute bars (a day request reaches
+            # further back), and a stitch serves the timesteps all its contracts share.
+            step = Timestep.parse(timestep)
+            stitched = Stitched(
+                _AtTimestep(self._store, step), asset.symbol, self._rule(asset.symbol), None
+            )
+            frame = stitched.read(step)
             lo = pd.Timestamp(start).tz_convert("UTC")
-        elif asset.asset_type in _FUTURES:
-            contract = _format_futures_symbol_for_databento(asset, reference_date=start)
-            query = self._store.scan(contract, timestep, timezone="UTC")
         else:
-            query = self._store.scan(asset.symbol, timestep, timezone="UTC")
-        bars = query.between(lo, hi).collect()
+            symbol = asset.symbol
+            if asset.asset_type in _FUTURES:
+                symbol = _format_futures_symbol_for_databento(asset, reference_date=start)
+            frame = self._store.scan(symbol, timestep, timezone="UTC").lazy
+        ns = pl.col("datetime").dt.epoch("ns")
+        bars = frame.filter((ns >= lo.value) & (ns < hi.value)).collect()
         columns = ["datetime", "open", "high", "low", "close", "volume"]
         bars = bars.select(
             pl.col("datetime").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"),
@@ -265,6 +274,28 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         if _is_continuous(asset) or asset.asset_type not in _FUTURES:
             return asset.symbol
         return _format_futures_symbol_for_databento(asset, reference_date=self.datetime_start)
+
+
+class _AtTimestep:
+    """A store seen at one timestep (what :class:`lazybars._continuous.Stitched` reads of a
+    store): only the symbols stored at it, each at it alone."""
+
+    def __init__(self, store: BarStore, timestep: Timestep) -> None:
+        self._store, self._timestep = store, timestep
+        self._backend = self
+
+    def symbols(self, timestep: str | None = None) -> list[str]:
+        return self._store.symbols(str(self._timestep))
+
+    def timesteps(self, symbol: str) -> list[Timestep]:
+        stored = self._store._backend.timesteps(symbol)
+        return [self._timestep] if self._timestep in stored else []
+
+    def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
+        return self._store._backend.read(symbol, timestep)
+
+    def _bounds(self, symbol: str, timestep: Timestep) -> tuple[int, int]:
+        return self._store._bounds(symbol, timestep)
 
 
 def _is_continuous(asset: Any) -> bool:
