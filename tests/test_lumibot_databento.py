@@ -35,8 +35,8 @@ from lazybars.lumibot import OFFLINE, LazyBarsDataBentoBacktesting
 ROOTS = ("MES", "ES", "MNQ", "NQ", "GC")
 # The backtest crosses the equity index roll (MESH4 -> MESM4 on 2024-03-05 00:05 New York).
 START = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4, 18, 0))
-END = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 5, 2, 0))
-MINUTES = 480
+END = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 5, 1, 0))
+MINUTES = 420
 # A daily backtest over three weeks around the same roll.
 DAYS = (
     LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 2, 26)),
@@ -428,3 +428,16 @@ def test_requests_at_random_clocks_are_lumibots(
     else:
         assert sum(1 for a in theirs if a[2] and len(a[2]) > 1) > 90
     assert ours == theirs
+
+
+def test_no_bars_is_none_not_a_download(catalog: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where lumibot's class would ask DataBento for a last price (no bar in its frame),
+    lazybars' answers None."""
+    for module in ("databento_helper", "databento_helper_polars"):
+        monkeypatch.setattr(f"lumibot.tools.{module}.Historical", None)
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 4, 1))
+    data = LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=2), store=catalog)
+    data._datetime = start + dt.timedelta(hours=5)
+    mes = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+    assert data.get_historical_prices(mes, 5, "minute") is None
+    assert data.get_last_price(mes) is None

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from lumibot.backtesting.databento_backtesting_polars import (
@@ -30,6 +31,7 @@ from lumibot.entities import Asset, Data
 from lumibot.entities.data_polars import DataPolars
 from lumibot.tools.databento_helper_polars import _format_futures_symbol_for_databento
 from lumibot.tools.helpers import to_datetime_aware
+from lumibot.tools.lumibot_logger import get_logger
 
 from lazybars._continuous import Stitched
 from lazybars._lumibot_cache import read_cache
@@ -40,10 +42,15 @@ from lazybars.source import DataSource
 from lazybars.store import BarStore
 from lazybars.timestep import Timestep
 
+logger = get_logger(__name__)
+
 _SEMANTICS = ("databento", "strict")
 # lumibot's timestep units and the lazybars timesteps (DataBento's ohlcv-1m/1h/1d schemas).
 _STORED = {"minute": "1m", "hour": "1h", "day": "1d"}
 _FUTURES = (Asset.AssetType.FUTURE, Asset.AssetType.CONT_FUTURE)
+# lumibot steps back one bar of the data's timestep for a last price.
+_BAR_NS = {"minute": 60_000_000_000, "hour": 3_600_000_000_000, "day": 86_400_000_000_000}
+_MISSING = object()
 
 
 class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
@@ -155,15 +162,11 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
                     return
         frame = self._frame(base, start, self.datetime_end + timedelta(days=1), unit)
         if frame.height == 0:
-            # lumibot keeps an empty Data dated 2000-01-01 for an asset without bars.
-            empty = pd.DataFrame(columns=["open", "high", "low", "close", "volume"])
-            empty.index = pd.DatetimeIndex([], tz=LUMIBOT_DEFAULT_PYTZ, name="datetime")
-            never = LUMIBOT_DEFAULT_PYTZ.localize(pd.Timestamp(2000, 1, 1).to_pydatetime())
-            data = Data(
-                base, df=empty, timestep=unit, quote=quote, date_start=never, date_end=never
-            )
-        else:
-            data = DataPolars(base, df=frame, timestep=unit, quote=quote)
+            # lumibot's empty Data (dated 2000-01-01) fails to build and is logged: the
+            # asset is left without data, its answers None.
+            logger.warning(f"No bars for {base.symbol} in the catalog from {start} to the end")
+            return
+        data = DataPolars(base, df=frame, timestep=unit, quote=quote)
         self.pandas_data[key] = data
         self._cache_datetime_series(key, data)
 
@@ -263,12 +266,47 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         return bars.pl if len(bars) else None
 
     def get_last_price(self, asset: Any, quote: Any = None, exchange: Any = None) -> Any:
-        if self._strict is None:
-            return super().get_last_price(asset, quote, exchange)
-        base = asset[0] if isinstance(asset, tuple) else asset
+        """The close of the last bar starting at or before the clock minus one bar (or, if
+        none, at or before the clock); None without one (lumibot would then ask DataBento).
+
+        lumibot/backtesting/databento_backtesting_polars.py ``get_last_price``, whose
+        answers are cached per clock; with ``semantics="strict"``, the close of the last
+        bar ended by the clock.
+        """
+        base, quote = asset if isinstance(asset, tuple) else (asset, quote)
+        quote = quote if quote is not None else Asset("USD", "forex")
         self._ensure_futures_multiplier(base)
-        self._strict.set_datetime(self.get_datetime())
-        return self._strict.get_last_price(self._symbol(base))
+        if self._strict is not None:
+            self._strict.set_datetime(self.get_datetime())
+            return self._strict.get_last_price(self._symbol(base))
+        self._check_and_clear_cache()
+        key = (base, quote)
+        found = self._last_price_cache.get((key, self._cache_datetime), _MISSING)
+        if found is not _MISSING:
+            return found
+        if key not in self.pandas_data:
+            timestep = getattr(self, "_timestep", self.MIN_TIMESTEP)
+            self._update_pandas_data(base, quote, length=10, timestep=timestep)
+        data = self.pandas_data.get(key)
+        if data is None:
+            return None
+        starts = self._datetime_ns_cache.get((key, data.timestep))
+        if starts is None:
+            self._cache_datetime_series(key, data)
+            starts = self._datetime_ns_cache.get((key, data.timestep))
+        if starts is None or len(starts) == 0:
+            return None
+        frame = data.polars_df if isinstance(data, DataPolars) else data.df
+        closes = frame["close"].to_numpy()
+        now = pd.Timestamp(to_datetime_aware(self._cache_datetime)).value
+        i = int(np.searchsorted(starts, now - _BAR_NS[data.timestep], "right")) - 1
+        if i < 0:
+            i = int(np.searchsorted(starts, now, "right")) - 1
+        if i < 0 or pd.isna(closes[i]):
+            return None
+        price = float(closes[i])
+        self._last_price_cache[(key, self._cache_datetime)] = price
+        return price
 
     def _symbol(self, asset: Any) -> str:
         if _is_continuous(asset) or asset.asset_type not in _FUTURES:
