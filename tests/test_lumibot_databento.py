@@ -338,6 +338,8 @@ def test_bad_arguments_are_refused(catalog: Path) -> None:
     start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4))
     with pytest.raises(lb.InvalidRequest, match="store="):
         LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1))
+    with pytest.raises(lb.InvalidRequest, match="rolls="):
+        source(catalog, semantics="strict", rolls={"GC": gold_rule()})
     with pytest.raises(lb.InvalidRequest, match="store must be"):
         LazyBarsDataBentoBacktesting(start, start + dt.timedelta(days=1), store=42)
 
@@ -441,3 +443,52 @@ def test_no_bars_is_none_not_a_download(catalog: Path, monkeypatch: pytest.Monke
     mes = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
     assert data.get_historical_prices(mes, 5, "minute") is None
     assert data.get_last_price(mes) is None
+
+
+class _Mes(Strategy):
+    """MES alone, every minute: long above the mean of 20 minute bars, flat below."""
+
+    def initialize(self):
+        self.sleeptime = "1M"
+        self.set_market("us_futures")
+        self.mes = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+        self.fills: list[tuple] = []
+        self.values: list[tuple] = []
+
+    def on_trading_iteration(self):
+        bars = self.get_historical_prices(self.mes, 20, "minute")
+        busy = any(o.is_active() for o in self.get_orders())
+        if bars is not None and len(bars) == 20 and not busy:
+            close = bars.df["close"]
+            position = self.get_position(self.mes)
+            held = position is not None and position.quantity != 0
+            if close.iloc[-1] > close.mean() and not held:
+                self.submit_order(self.create_order(self.mes, 1, "buy"))
+            elif close.iloc[-1] < close.mean() and held:
+                self.submit_order(self.create_order(self.mes, 1, "sell"))
+        self.values.append((self.get_datetime(), float(self.get_portfolio_value())))
+
+    on_filled_order = _Futures.on_filled_order
+
+
+def test_a_strict_backtest_trades_minute_bars_as_lumibots_rule(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On minute bars both rules show the bars ended by the clock: a strict backtest trades
+    as a databento one."""
+    monkeypatch.chdir(catalog.parent)
+    runs = {}
+    for semantics in ("databento", "strict"):
+        _, runs[semantics] = _Mes.run_backtest(
+            LazyBarsDataBentoBacktesting,
+            START,
+            START + dt.timedelta(hours=2),
+            budget=100_000,
+            store=catalog,
+            semantics=semantics,
+            multipliers={"MES": 5},
+            **OFFLINE,
+        )
+    assert len(runs["strict"].fills) >= 4
+    assert runs["strict"].fills == runs["databento"].fills
+    assert runs["strict"].values == runs["databento"].values

@@ -90,7 +90,8 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
     Raises
     ------
     InvalidRequest
-        For neither ``store`` nor ``cache_folder``, or an unknown ``semantics``.
+        For neither ``store`` nor ``cache_folder``, an unknown ``semantics``, or ``rolls``
+        with strict semantics.
     """
 
     def __init__(
@@ -116,6 +117,13 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             msg = (
                 "pass store=BarStore(...) (or its directory) and/or cache_folder= a lumibot "
                 "DataBento cache folder: LazyBarsDataBentoBacktesting downloads nothing"
+            )
+            raise InvalidRequest(msg)
+        if semantics == "strict" and rolls:
+            msg = (
+                "semantics='strict' serves continuous futures through lazybars.DataSource, "
+                "which stitches the roots with a default rule only (ES, MES, NQ, MNQ, YM, "
+                f"MYM); rolls={dict(rolls)!r} needs semantics='databento'"
             )
             raise InvalidRequest(msg)
         super().__init__(
