@@ -6,10 +6,11 @@ request, downloads its bars from DataBento (lumibot/tools/databento_helper_polar
 ``get_price_data_from_databento``: each contract of a continuous future fetched and cached,
 then stitched by lumibot's roll schedule) into a ``DataPolars``, and answers every request
 by a binary search on that frame. This class *is* that class, so lumibot's engine, broker
-(``SOURCE == "DATABENTO_POLARS"``, fills at the open of the bar at clock + 1 minute),
-calendar and end rule are lumibot's own; what changes is where the frame comes from: a
-lazybars catalog, each continuous future stitched by the catalog (``BarStore.scan(root,
-roll=...)``) with lumibot's roll rule, and no network.
+(``SOURCE == "DATABENTO_POLARS"``: fill bars asked two minutes ahead, up to the one
+starting at clock + 1 minute), calendar and end rule are lumibot's own; what changes is
+where the frame comes from: a lazybars catalog, each continuous future stitched by
+lazybars' roll machinery (:mod:`lazybars.futures`) with lumibot's roll rule, and no
+network.
 """
 
 from __future__ import annotations
