@@ -9,6 +9,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import databento_sdk
 import pandas as pd
 import polars as pl
 import pytest
@@ -199,29 +200,9 @@ def test_other_files_named_like_cache_files_stay_ordinary(tmp_path: Path) -> Non
 @pytest.mark.skipif(importlib.util.find_spec("lumibot") is None, reason="needs lumibot (its extra)")
 def test_a_cache_written_by_lumibot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """lumibot's own fetch-and-cache function (of its pandas and of its polars classes),
-    with its DataBento client replaced by one serving fixed bars offline, caches a
+    on the offline DataBento SDK stand-in (tests/databento_sdk.py), caches a
     continuous future over windows that overlap and cross a roll, in both layouts."""
     from lumibot.entities import Asset
-
-    served: dict[tuple[str, str], pd.DataFrame] = {}
-
-    class Client:
-        def __init__(self, api_key: str, **_: object) -> None:
-            pass
-
-        def get_historical_data(self, dataset, symbols, schema, start, end, **_):
-            step = {"ohlcv-1m": "1m", "ohlcv-1d": "1d"}[schema]
-            if (symbols, step) not in served:
-                seed = len(served) + 10
-                served[symbols, step] = contract_bars(symbols, step, "2024-02", "2024-04", seed)
-            bars = served[symbols, step]
-            inside = (bars.index >= pd.Timestamp(start, tz="UTC")) & (
-                bars.index < pd.Timestamp(end, tz="UTC")
-            )
-            return bars.loc[inside]
-
-        def get_instrument_definition(self, **_: object) -> dict[str, int]:
-            return {"unit_of_measure_qty": 5}
 
     cache = tmp_path / "cache"
     asset = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
@@ -235,12 +216,9 @@ def test_a_cache_written_by_lumibot(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             "day": [("2024-02-15", "2024-03-20"), ("2024-03-01", "2024-03-30")],
         },
     }
+    databento_sdk.install(monkeypatch, cache)
     for module, asked in windows.items():
         helper = importlib.import_module(f"lumibot.tools.{module}")
-        folder = cache / helper.CACHE_SUBFOLDER
-        monkeypatch.setattr(helper, "DataBentoClient", Client)
-        monkeypatch.setattr(helper, "LUMIBOT_DATABENTO_CACHE_FOLDER", str(folder))
-        monkeypatch.setattr(helper, "DATABENTO_AVAILABLE", True)
         for timestep, spans in asked.items():
             for a, b in spans:
                 start, end = (pd.Timestamp(t, tz="UTC").to_pydatetime() for t in (a, b))
