@@ -492,3 +492,23 @@ def test_a_strict_backtest_trades_minute_bars_as_lumibots_rule(
     assert len(runs["strict"].fills) >= 4
     assert runs["strict"].fills == runs["databento"].fills
     assert runs["strict"].values == runs["databento"].values
+
+
+def test_multipliers_come_from_the_catalogs_definitions(tmp_path: Path) -> None:
+    # Without multipliers=, a future's multiplier is the one its contracts' definition
+    # records give (as lumibot's class reads DataBento's); multipliers= still wins.
+    store = lb.BarStore(tmp_path / "cat")
+    store.write_definitions(
+        pd.DataFrame(
+            {"raw_symbol": ["MESH4", "MESM4"], "instrument_id": [1, 2], "unit_of_measure_qty": 5.0}
+        )
+    )
+    start = LUMIBOT_DEFAULT_PYTZ.localize(dt.datetime(2024, 3, 4))
+    end = start + dt.timedelta(days=1)
+    defined = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+    LazyBarsDataBentoBacktesting(start, end, store=store)._ensure_futures_multiplier(defined)
+    assert defined.multiplier == 5
+    given = Asset("MES", asset_type=Asset.AssetType.CONT_FUTURE)
+    src = LazyBarsDataBentoBacktesting(start, end, store=store, multipliers={"MES": 50})
+    src._ensure_futures_multiplier(given)
+    assert given.multiplier == 50

@@ -35,6 +35,7 @@ from lumibot.tools.helpers import to_datetime_aware
 from lumibot.tools.lumibot_logger import get_logger
 
 from lazybars._continuous import Stitched
+from lazybars._definitions import apply_multiplier
 from lazybars._lumibot_cache import read_cache
 from lazybars.errors import InvalidRequest
 from lazybars.futures import Rule, default_rule
@@ -226,12 +227,15 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
 
     def _ensure_futures_multiplier(self, asset: Any) -> None:
         """lumibot sets a future's multiplier (when it is 1) from DataBento's definition
-        records; here from ``multipliers=``."""
+        records; here from ``multipliers=``, else from the catalog's definitions (ingested
+        from DataBento's definition records)."""
         if getattr(asset, "asset_type", None) not in _FUTURES or asset.multiplier != 1:
             return
         multiplier = self._multipliers.get(asset.symbol)
         if multiplier is not None:
             asset.multiplier = multiplier
+        else:
+            apply_multiplier(self._store, asset)
 
     def prefetch_data(self, assets: Any, timestep: str = "minute") -> None:
         """lumibot's ``prefetch_data``: each asset's bars over the whole backtest (and a
