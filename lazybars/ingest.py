@@ -143,7 +143,7 @@ def write_new_bars(
         with path.open("xb") as fh:
             write_bars(frame, fh, metadata)
             fh.flush()
-            os.fsync(fh.fileno())
+            _flush_data(fh.fileno())
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -161,7 +161,7 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            _flush_data(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -186,6 +186,12 @@ def write_bars(
         statistics=True,
         metadata=metadata,
     )
+
+
+def _flush_data(fd: int) -> None:
+    # The bytes and what reading them needs (the size), not the times: a new file's name
+    # is made durable by flushing its directory after the rename.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
