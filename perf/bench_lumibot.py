@@ -33,14 +33,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
 import datetime as dt
-import functools
-import hashlib
 import json
 import logging
 import os
-import pstats
 import subprocess
 import sys
 import tempfile
@@ -49,6 +45,15 @@ from collections import defaultdict
 from typing import Any
 
 from perf import _lumibot
+from perf._backtests import (
+    DATA_METHODS,
+    Clock,
+    StrategyThread,
+    digest,
+    fills,
+    strategy_class,
+    top_functions,
+)
 from perf._harness import Check, parse_args, print_checks, print_table
 
 VARIANTS = ("minute", "5 minutes", "day")
@@ -59,94 +64,8 @@ END, QUICK_END = dt.datetime(2024, 2, 1), dt.datetime(2024, 1, 9)
 WARMUP = (dt.datetime(2023, 12, 4), dt.datetime(2023, 12, 5))
 
 
-def strategy_class() -> type:
-    """The MES momentum strategy (defined lazily: lumibot is imported in child processes)."""
-    import numpy as np
-    from lumibot.entities import Asset, Order
-    from lumibot.strategies import Strategy
-
-    mes = Asset("MES", asset_type="future")
-
-    class MesMomentum(Strategy):
-        parameters = {"timestep": "minute"}  # noqa: RUF012 (lumibot's convention)
-
-        def initialize(self) -> None:
-            self.sleeptime = "1M"
-            self.set_market("us_futures")
-            self.bracket = None  # the last bracket order: its legs are the only live orders
-
-        def on_trading_iteration(self) -> None:
-            bars = self.get_historical_prices(mes, 200, self.parameters["timestep"])
-            if bars is None or len(bars) < 15:
-                return
-            df = bars.df
-            close, high, low = (df[c].to_numpy() for c in ("close", "high", "low"))
-            sma = close[-9:].mean()
-            ranges = np.maximum(high[1:] - low[1:], np.abs(high[1:] - close[:-1]))
-            atr = np.maximum(ranges, np.abs(low[1:] - close[:-1]))[-14:].mean()
-            position = self.get_position(mes)
-            legs = [] if self.bracket is None else [self.bracket, *self.bracket.child_orders]
-            if any(leg.is_active() for leg in legs) or (position and position.quantity != 0):
-                return
-            move = close[-1] - close[-2]
-            if close[-1] > sma and move > 0:
-                side, sign = "buy", 1
-            elif close[-1] < sma and move < 0:
-                side, sign = "sell", -1
-            else:
-                return
-            price = close[-1]
-            order = self.create_order(
-                mes,
-                1,
-                side,
-                order_class=Order.OrderClass.BRACKET,
-                secondary_limit_price=_tick(price + sign * 4.5 * atr),
-                secondary_stop_price=_tick(price - sign * 1.5 * atr),
-            )
-            self.submit_order(order)
-            self.bracket = order
-
-    return MesMomentum
-
-
-def _tick(price: float) -> float:
-    return round(price * 4) / 4
-
-
 # -- a child process: measured backtests --------------------------------------------------
-class _Clock:
-    """Adds up the time spent inside the wrapped callables (outermost calls only).
-
-    ``perf_counter``: it costs ~0.04 us a read (``thread_time`` ten times more, which
-    would weigh on the runs it times); a data-layer call lasts microseconds, too short for
-    other processes to stretch it much, unlike a whole backtest (timed in CPU time).
-    """
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.depth = 0
-
-    def wrap(self, fn: Any) -> Any:
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if self.depth:
-                return fn(*args, **kwargs)
-            self.depth += 1
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t0
-                self.depth -= 1
-
-        return timed
-
-
-_DATA_METHODS = ("get_historical_prices", "get_last_price", "get_last_prices", "get_quote")
-
-
-def _time_data_layer(clock: _Clock, own: _Clock) -> None:
+def _time_data_layer(clock: Clock, own: Clock) -> None:
     """Time the data layer: data-source calls (lumibot's PandasData code included) and
     lazybars' deferred frame building; ``own`` times lazybars' code only."""
     from lumibot.data_sources import PandasData
@@ -154,37 +73,13 @@ def _time_data_layer(clock: _Clock, own: _Clock) -> None:
     from lazybars.lumibot._bars import LazyBars
     from lazybars.lumibot._data import LumibotData
 
-    for name in _DATA_METHODS:
+    for name in DATA_METHODS:
         setattr(PandasData, name, clock.wrap(getattr(PandasData, name)))
     for name in ("get_bars", "get_last_price", "get_quote"):
         setattr(LumibotData, name, own.wrap(getattr(LumibotData, name)))
     for name in ("pandas_df", "polars_df"):
         getter = getattr(LazyBars, name).fget
         setattr(LazyBars, name, property(clock.wrap(own.wrap(getter))))
-
-
-class _StrategyThread:
-    """CPU seconds of lumibot's strategy thread per backtest (and a profile, if asked)."""
-
-    def __init__(self, profile: bool) -> None:
-        from lumibot.strategies.strategy_executor import StrategyExecutor
-
-        self.seconds: list[float] = []
-        self.profiler = cProfile.Profile() if profile else None
-        run = StrategyExecutor.run
-
-        def measured(executor: Any) -> Any:
-            t0 = time.thread_time()
-            if self.profiler is not None:
-                self.profiler.enable()
-            try:
-                return run(executor)
-            finally:
-                if self.profiler is not None:
-                    self.profiler.disable()
-                self.seconds.append(time.thread_time() - t0)
-
-        StrategyExecutor.run = measured
 
 
 def _record_and_replay(source_class: type, runs: int) -> dict:
@@ -240,15 +135,6 @@ def _backtest(
     return strategy
 
 
-def _fills(strategy: Any) -> list[tuple]:
-    log = strategy.broker._trade_event_log_df
-    if log.empty:
-        return []
-    fills = log[log["status"] == "fill"]
-    columns = ["time", "symbol", "side", "type", "price", "filled_quantity"]
-    return [tuple(str(v) for v in row) for row in fills[columns].itertuples(index=False)]
-
-
 def child(variant: str, mode: str, quick: bool, profile: bool, repeats: int) -> dict:
     """Measured backtests in this (fresh) process; returns the figures of the fastest."""
     from lumibot.backtesting import PandasDataBacktesting
@@ -266,9 +152,9 @@ def child(variant: str, mode: str, quick: bool, profile: bool, repeats: int) -> 
     if state is not None:
         _backtest(source_class, frames, START, end, variant)
         state["replay"] = True
-    clock, own = _Clock(), _Clock()
+    clock, own = Clock(), Clock()
     _time_data_layer(clock, own)
-    thread = _StrategyThread(profile)
+    thread = StrategyThread(profile)
     runs = []
     for run in range(repeats):
         if state is not None:
@@ -279,16 +165,16 @@ def child(variant: str, mode: str, quick: bool, profile: bool, repeats: int) -> 
         wall = time.perf_counter() - t0
         cpu = thread.seconds[-1]
         runs.append({"cpu": cpu, "wall": wall, "data": clock.seconds, "own": own.seconds})
-    fills = _fills(strategy)
+    filled = fills(strategy)
     out = {
         **min(runs, key=lambda run: run["cpu"]),
-        "fills": len(fills),
-        "digest": hashlib.sha256(repr(fills).encode()).hexdigest(),
+        "fills": len(filled),
+        "digest": digest(filled),
         "value": float(strategy.portfolio_value),
         "clocks": _clocks(strategy.broker.data_source._date_index, end),
     }
     if thread.profiler is not None:
-        out["profile"] = _top_functions(thread.profiler)
+        out["profile"] = top_functions(thread.profiler)
     return out
 
 
@@ -296,17 +182,6 @@ def _clocks(grid: Any, end: dt.datetime) -> int:
     """How many grid times the backtest steps through (the grid also covers the history)."""
     first, last = (grid.tz.localize(t) for t in (START, end))
     return int(((grid >= first) & (grid < last)).sum())
-
-
-def _top_functions(profiler: cProfile.Profile, top: int = 16) -> list:
-    stats = pstats.Stats(profiler).stats
-    total = sum(tt for _, _, tt, _, _ in stats.values())
-    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
-    out = []
-    for (path, line, name), (_, calls, tottime, cumtime, _) in rows:
-        where = path.split("site-packages/")[-1].split("/lazybars/")[-1]
-        out.append((f"{where}:{line} {name}", calls, tottime / total, cumtime / total))
-    return out
 
 
 # -- the parent: fresh processes, one table ---------------------------------------------------

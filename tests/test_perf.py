@@ -40,6 +40,7 @@ def test_every_benchmark_takes_quick_and_markdown(module: str) -> None:
         ("bench_ingest", "databento_dbn", "databento"),
         ("bench_s3", "obstore", "s3"),
         ("bench_sweep", "ray", "ray"),
+        ("bench_databento", "lumibot", "lumibot"),
     ],
 )
 def test_a_missing_extra_is_named_with_its_pip_command(
