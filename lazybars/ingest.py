@@ -32,6 +32,7 @@ __all__ = [
     "validate_zone",
     "write_bars",
     "write_bytes_atomic",
+    "write_new_bars",
     "write_parquet_atomic",
 ]
 
