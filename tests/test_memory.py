@@ -26,7 +26,10 @@ WINDOW = ("2023-06-01", "2023-07-01")  # a one-month backtest (lookback 0) ...
 YEARS = ("2021-01-04", "2024-01-02")  # ... on three years of 24h minute bars per symbol
 # One month of 24h minute bars: ~30k rows x (6 columns of 8 bytes + an 8-byte end) is
 # ~1.7 MB per symbol, ~6.9 MB for the four. The whole files would be ~200 MB decoded.
-MONTH_LIMIT = "9 MB"  # just under 1.5x the bytes needed
+# lz4 pages decode through buffers of their own, and two reader threads may each hold a
+# row group at once: peaks of up to ~1.7x the bytes needed were seen (11.2 MiB), so the
+# limit is about twice them, still far below the whole files.
+MONTH_LIMIT = "13 MB"
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def test_loading_a_month_of_a_multi_year_file_reads_only_that_month(catalog: lb.
         rows = catalog.scan(symbol).between("2023-06-01", "2023-07-02").collect().height
         needed += rows * (6 * 8 + 8)
     assert info.native_bytes <= 1.05 * needed
-    assert int(MONTH_LIMIT.split(maxsplit=1)[0]) * 2**20 <= 1.5 * needed
+    assert int(MONTH_LIMIT.split(maxsplit=1)[0]) * 2**20 <= 2.05 * needed
 
 
 def test_the_window_is_pushed_into_the_parquet_scan(catalog: lb.BarStore, root: Path) -> None:
