@@ -603,18 +603,11 @@ def test_explain_shows_steps_and_polars_plan(store: lb.BarStore) -> None:
 
 
 def _scan_block(plan: str) -> list[str]:
-    """The parquet scan node of a polars plan and the lines attached to it."""
-    lines = plan.splitlines()
-    for i, line in enumerate(lines):
-        if "parquet" in line.lower() and "scan" in line.lower():
-            indent = len(line) - len(line.lstrip())
-            block = [line]
-            for follow in lines[i + 1 :]:
-                if len(follow) - len(follow.lstrip()) != indent:
-                    break
-                block.append(follow)
-            return block
-    raise AssertionError(f"no parquet scan in plan:\n{plan}")
+    """The first parquet scan node of a polars plan and the lines attached to it."""
+    blocks = _scan_blocks(plan)
+    if not blocks:
+        raise AssertionError(f"no parquet scan in plan:\n{plan}")
+    return blocks[0]
 
 
 @pytest.mark.parametrize(
@@ -778,7 +771,7 @@ def _scan_blocks(plan: str) -> list[list[str]]:
     """Every parquet scan node of a polars plan, with the lines attached to it."""
     lines, blocks = plan.splitlines(), []
     for i, line in enumerate(lines):
-        if "parquet scan" in line.lower():
+        if "parquet" in line.lower() and "scan" in line.lower():
             indent = len(line) - len(line.lstrip())
             block = [line]
             for follow in lines[i + 1 :]:
