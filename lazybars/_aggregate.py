@@ -17,6 +17,7 @@ request time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -129,6 +130,12 @@ def regular_hours(column: pl.Expr, local: str) -> pl.Expr:
     return (minute >= _REGULAR_OPEN) & (minute < _REGULAR_CLOSE)
 
 
+def aggregated_columns(names: Sequence[str]) -> tuple[str, ...]:
+    """The columns of ``names`` that aggregation keeps: those with an agreed aggregation,
+    in OHLCV order."""
+    return tuple(name for name in _AGGREGATIONS if name in names)
+
+
 def aggregate_lazy(
     lf: pl.LazyFrame,
     target: Timestep,
@@ -149,8 +156,7 @@ def aggregate_lazy(
     """
     if not after_hours:
         lf = lf.filter(regular_hours(pl.col("datetime"), local))
-    schema = lf.collect_schema()
-    columns = [name for name in _AGGREGATIONS if name in schema]
+    columns = aggregated_columns(lf.collect_schema().names())
     front = ["datetime", "symbol"] if by_symbol else ["datetime"]
     # Extra columns go first: they are not aggregated, and a caller's column could share a
     # name with the bucket columns.

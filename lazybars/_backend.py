@@ -124,6 +124,10 @@ class Backend(ABC):
     def read(self, symbol: str, timestep: Timestep) -> pl.LazyFrame:
         """The stored bars, as a scan (checked to be bars lazybars can read)."""
 
+    def columns(self, symbol: str, timestep: Timestep) -> list[str]:
+        """The names of the stored columns, ``datetime`` first."""
+        return self.read(symbol, timestep).collect_schema().names()
+
     @abstractmethod
     def describe(self, symbol: str, timestep: Timestep) -> Description:
         """Rows, first and last start, bytes, parts and version of the stored bars,
@@ -400,6 +404,9 @@ class FileBackend(Backend):
 
     def describe(self, symbol: str, timestep: Timestep) -> Description:
         return self.state(symbol, timestep).description()
+
+    def columns(self, symbol: str, timestep: Timestep) -> list[str]:
+        return self.state(symbol, timestep).schema.names()
 
     def state(self, symbol: str, timestep: Timestep) -> State:
         """The key's base and parts manifest, read in that order (see ``lazybars._parts``)."""

@@ -12,7 +12,13 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends_expr, coarser
+from lazybars._aggregate import (
+    BUCKET_END,
+    aggregate_lazy,
+    aggregated_columns,
+    bar_ends_expr,
+    coarser,
+)
 from lazybars._time import NS_MAX, NS_MIN, local_ns, ns_literal, timestamp
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
@@ -43,6 +49,10 @@ class Step(Protocol):
 
     def timestep_after(self, timestep: Timestep) -> Timestep: ...
 
+    def columns_after(self, names: tuple[str, ...], grouped: bool) -> tuple[str, ...]:
+        """The column names ``apply`` leaves of ``names`` (its plumbing left out)."""
+        ...
+
     @property
     def aggregates(self) -> bool: ...
 
@@ -53,6 +63,9 @@ class _SameTimestep:
 
     def timestep_after(self, timestep: Timestep) -> Timestep:
         return timestep
+
+    def columns_after(self, names: tuple[str, ...], grouped: bool) -> tuple[str, ...]:
+        return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +140,10 @@ class _Select(_SameTimestep):
             keys.append(BUCKET_END)
         return lf.select(*keys, *(c for c in self.columns if c not in keys))
 
+    def columns_after(self, names: tuple[str, ...], grouped: bool) -> tuple[str, ...]:
+        keys = ("datetime", "symbol") if grouped else ("datetime",)
+        return (*keys, *(c for c in self.columns if c not in keys))
+
     def describe(self, local: str) -> tuple[str, str]:
         return "select", ", ".join(self.columns)
 
@@ -166,6 +183,10 @@ class _Resample:
 
     def timestep_after(self, timestep: Timestep) -> Timestep:
         return self.timestep
+
+    def columns_after(self, names: tuple[str, ...], grouped: bool) -> tuple[str, ...]:
+        keys = ("datetime", "symbol") if grouped else ("datetime",)
+        return (*keys, *aggregated_columns(names))
 
 
 def _by_zone(ctx: Context) -> dict[str, list[str]]:
@@ -261,13 +282,13 @@ def head_step(n: Any) -> Step:
     return _Head(_count(n, "head"))
 
 
-def select_step(columns: tuple[Any, ...], schema: pl.Schema) -> Step:
+def select_step(columns: tuple[Any, ...], names: tuple[str, ...]) -> Step:
     if not columns:
         msg = "select() needs at least one column name, e.g. select('close')"
         raise InvalidRequest(msg)
-    unknown = [c for c in columns if c not in schema]
+    unknown = [c for c in columns if c not in names]
     if unknown:
-        msg = f"select(): unknown column(s) {unknown}; available: {list(schema.names())}"
+        msg = f"select(): unknown column(s) {unknown}; available: {list(names)}"
         raise InvalidRequest(msg)
     return _Select(tuple(columns))
 

@@ -8,7 +8,7 @@ or ``bars`` compiles the steps, in order, into one polars LazyFrame.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,14 +41,16 @@ if TYPE_CHECKING:
 __all__ = ["Query"]
 
 # How a plan meets the store's held bars (see _compile).
-_COLD, _PEEK, _FILL = "cold", "peek", "fill"
+_PEEK, _FILL = "peek", "fill"
 
 
 @dataclass(frozen=True, slots=True)
 class QuerySource:
     """Where a query's bars come from; ``read`` is excluded from equality. ``long``: the
     symbols were given as a list, so the bars come in long format (a ``symbol`` column).
-    ``held``: the store's bars held in memory, which warm queries are answered from."""
+    ``held``: the store's bars held in memory, which warm queries are answered from.
+    ``columns``: a symbol's stored column names without planning a scan (None: from
+    ``read``'s schema)."""
 
     store_key: object
     symbols: tuple[str, ...]
@@ -57,6 +59,9 @@ class QuerySource:
     long: bool
     read: Callable[[str, Timestep], pl.LazyFrame] = field(compare=False, repr=False)
     held: Held | None = field(default=None, compare=False, repr=False)
+    columns: Callable[[str, Timestep], Sequence[str]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 class Query:
@@ -112,7 +117,7 @@ class Query:
 
     def select(self, *columns: str) -> Query:
         """Keep ``datetime`` (and ``symbol``) plus the named columns, in that order."""
-        return self._then(select_step(columns, self._schema()))
+        return self._then(select_step(columns, self._columns()))
 
     def resample(self, timestep: str, *, after_hours: bool = True) -> Query:
         """Aggregate to a coarser ``timestep`` (open first, high max, low min, close last,
@@ -245,8 +250,26 @@ class Query:
     def _timestep_now(self) -> Timestep:
         return _final_timestep(self._source.timestep, self._steps)
 
-    def _schema(self) -> pl.Schema:
-        return _compile(self._source, self._steps, _COLD)[0].collect_schema()
+    def _columns(self) -> tuple[str, ...]:
+        # Folded from the stored names, step by step, rather than read from the compiled
+        # plan's schema: that plans a scan and costs a quarter of a warm read.
+        names = _stored_names(self._source)
+        for step in self._steps:
+            names = step.columns_after(names, self._source.long)
+        return names
+
+
+def _stored_names(source: QuerySource) -> tuple[str, ...]:
+    """The columns of the source's bars before any step (as ``_compile`` lays them out)."""
+    read, timestep = source.columns, source.timestep
+    each = [
+        read(s, timestep) if read is not None else source.read(s, timestep).collect_schema()
+        for s in source.symbols
+    ]
+    if not source.long:
+        return tuple(each[0])
+    others = dict.fromkeys(c for names in each for c in names if c not in ("datetime", "symbol"))
+    return ("datetime", "symbol", *others)
 
 
 def _size(nbytes: int) -> str:
@@ -264,8 +287,8 @@ def _compile(
 ) -> tuple[pl.LazyFrame, list[str]]:
     """The plan as a LazyFrame, and the symbols whose bars the held cache gave.
 
-    ``mode``: _COLD reads the files (for the schema); _PEEK takes what the cache holds;
-    _FILL also reads the windows it lacks into it, so the whole plan runs in memory.
+    ``mode``: _PEEK takes what the cache holds; _FILL also reads the windows it lacks
+    into it, so the whole plan runs in memory.
     """
     grouped = source.long
     windows, rest = leading_windows(steps)
@@ -321,7 +344,7 @@ def _bases(
     lo, hi, exact = start_range(windows, timestep)
     frames: dict[str, pl.DataFrame | None] = dict.fromkeys(symbols)
     answered = []
-    if mode != _COLD and source.held is not None:
+    if source.held is not None:
         wanted = [(s, timestep, lo, hi) for s in symbols]
         found = source.held.frames(wanted, columns, load=mode == _FILL)
         for symbol, (frame, held) in zip(symbols, found, strict=True):

@@ -451,7 +451,9 @@ class BarStore:
         long = not isinstance(symbols, str)
         # The held cache keeps the bars of stored files; a continuous root has none of its own.
         held = None if any(name in self._stitched for name in names) else self._held
-        source = QuerySource(self._backend.key, names, base, timezone, long, self._read, held)
+        source = QuerySource(
+            self._backend.key, names, base, timezone, long, self._read, held, self._columns
+        )
         query = Query(source)
         if wanted is not None and wanted != base:
             query = query.resample(str(wanted))
@@ -667,6 +669,12 @@ class BarStore:
         if stitched is not None:
             return stitched.read(timestep)
         return self._backend.read(symbol, timestep)
+
+    def _columns(self, symbol: str, timestep: Timestep) -> list[str]:
+        stitched = self._stitched.get(symbol)
+        if stitched is not None:
+            return stitched.read(timestep).collect_schema().names()
+        return self._backend.columns(symbol, timestep)
 
     def _load(
         self,

@@ -439,6 +439,62 @@ def test_select_rejects_unknown_columns_listing_available(store: lb.BarStore) ->
         store.scan("MES").select()
 
 
+_CHAIN_STEPS = st.lists(
+    st.sampled_from(["between", "as_of", "tail", "head", "select", "resample"]), max_size=4
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    symbols=st.sampled_from([["MES"], ["MES", "MNQ"], ["MNQ", "MES"], "MES", "MNQ"]),
+    chain=_CHAIN_STEPS,
+    data=st.data(),
+)
+def test_select_takes_exactly_the_columns_the_plan_gives(
+    store: lb.BarStore, symbols, chain: list[str], data: st.DataObject
+) -> None:
+    # select() checks names without compiling the plan; the plan's own output is the truth.
+    q = store.scan(symbols)
+    for step in chain:
+        if step == "between":
+            q = q.between("2024-01-03", "2024-01-04 12:00")
+        elif step == "as_of":
+            q = q.as_of("2024-01-04 10:30")
+        elif step in ("tail", "head"):
+            q = getattr(q, step)(50)
+        elif step == "resample" and q._timestep() == "1m":
+            q = q.resample("1h")
+        elif step == "select":
+            present = q.collect().columns
+            picked = data.draw(st.lists(st.sampled_from(present), min_size=1, unique=True))
+            q = q.select(*picked)
+    present = q.collect().columns
+    for name in present:
+        assert name in q.select(name).collect().columns
+    for name in {*OHLCV, "vwap", "trades", "symbol", "contract"} - set(present):
+        with pytest.raises(lb.InvalidRequest, match=repr(name)):
+            q.select(name)
+
+
+def test_select_plans_no_scan(disk: lb.BarStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Checking the names costs no polars planning: a quarter of a warm read's time once.
+    q = disk.scan("MES").between("2024-01-03", "2024-01-04").resample("1h")
+    q.collect()  # the file's footer is read (and remembered) once
+    planned: list[object] = []
+
+    def plan(*args: object, **kwargs: object) -> None:
+        planned.append(args)
+
+    monkeypatch.setattr(pl.LazyFrame, "collect_schema", plan)
+    monkeypatch.setattr(pl, "scan_parquet", plan)
+    q.select("close", "open").select("open")
+    with pytest.raises(lb.InvalidRequest, match="'vwap'"):
+        q.select("vwap")
+    assert planned == []
+
+
 # -- several symbols --------------------------------------------------------------------------
 def test_multi_symbol_scan_is_long_format(store: lb.BarStore, mes, mnq) -> None:
     out = store.scan(["MES", "MNQ"]).collect()
