@@ -57,6 +57,8 @@ _INHERITED = object()
 # lumibot's quote for an asset asked without one (Assets compare by value).
 _USD = Asset("USD", "forex")
 _ZERO = timedelta(0)
+# The frames kept per asset, by their bounds: a few lengths and timesteps a strategy asks.
+_READS = 4
 
 
 class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
@@ -149,8 +151,9 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             if semantics == "strict"
             else None
         )
-        # Per asset key: the held data as read (data, start, unit), and as prepared.
-        self._loads: dict[tuple, tuple] = {}
+        # Per asset key: the frames read, by their bounds ({(start, unit): [data,
+        # prepared]}, the latest _READS), and the held one as prepared.
+        self._reads: dict[tuple, dict[tuple, list]] = {}
         self._prepared: dict[tuple, Prepared] = {}
         # The windows of lumibot's per-clock cache (_filtered_bars_cache) answered here.
         self._windows: dict[tuple, tuple] = {}
@@ -163,8 +166,9 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         read from the catalog: the asset's bars are (re)loaded unless the held frame is at
         the requested timestep and covers the request's start (its length, and a five-day
         buffer, before the backtest's start) to the backtest's end. Where lumibot would
-        reload the very bounds the held frame was read from (a start in a gap of the bars
-        leaves it uncovered on every request), the held frame is those bars: it is kept."""
+        read bounds already read (a start in a gap of the bars leaves a frame uncovered on
+        every request; minute and day requests take turns holding the asset's frame), the
+        frame read then is held again: the catalog is read once per bounds."""
         base, quote = asset if isinstance(asset, tuple) else (asset, quote)
         quote = quote if quote is not None else _USD
         key = (base, quote)
@@ -177,6 +181,12 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         held = self.pandas_data.get(key)
         if held is not None and self._keeps(key, held, timestep, start, unit):
             return
+        reads = self._reads.setdefault(key, {})
+        read = reads.get((start, unit))
+        if read is not None:
+            self.pandas_data[key] = read[0]
+            self._cache_datetime_series(key, read[0])
+            return
         frame = self._frame(base, start, self.datetime_end + timedelta(days=1), unit)
         if frame.height == 0:
             # lumibot's empty Data (dated 2000-01-01) fails to build and is logged: the
@@ -186,14 +196,16 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         data = DataPolars(base, df=frame, timestep=unit, quote=quote)
         self.pandas_data[key] = data
         self._cache_datetime_series(key, data)
-        self._loads[key] = (data, start, unit)
+        reads[(start, unit)] = [data, None]
+        if len(reads) > _READS:
+            del reads[next(iter(reads))]
 
     def _keeps(self, key: tuple, held: Any, timestep: str, start: Any, unit: str) -> bool:
         """Whether ``held`` answers a request at ``timestep`` whose buffered start is
         ``start``: lumibot keeps it (it is at that timestep and covers that start to the
-        backtest's end), or would reload the bounds it was read from."""
-        loaded = self._loads.get(key)
-        if loaded is not None and loaded[0] is held and loaded[1:] == (start, unit):
+        backtest's end), or would read the bounds it was read from."""
+        read = self._reads.get(key, {}).get((start, unit))
+        if read is not None and read[0] is held:
             return True
         if held.timestep != timestep:
             return False
@@ -458,6 +470,10 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             and (not prepared.polars or prepared.frame is data.polars_df)
         ):
             return prepared
+        read = next((r for r in self._reads.get(key, {}).values() if r[0] is data), None)
+        if read is not None and read[1] is not None:
+            self._prepared[key] = read[1]
+            return read[1]
         starts = self._datetime_ns_cache.get((key, data.timestep))
         if starts is None:
             self._cache_datetime_series(key, data)
@@ -465,6 +481,8 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         if starts is None or len(starts) == 0:
             return None
         prepared = self._prepared[key] = Prepared(data, starts, self.SOURCE, key[0])
+        if read is not None:
+            read[1] = prepared
         return prepared
 
     def _check_and_clear_cache(self) -> None:
