@@ -28,13 +28,17 @@ from lumibot.entities.data_polars import DataPolars
 try:  # pandas >= 3: the public constructor of a frame from its blocks
     from pandas.api.internals import create_dataframe_from_blocks
 except ImportError:  # pandas 2: the internals pyarrow itself builds frames with
+    from pandas._libs.internals import BlockPlacement
     from pandas.core.internals import BlockManager
-    from pandas.core.internals.api import make_block
+    from pandas.core.internals.blocks import new_block
 
     def create_dataframe_from_blocks(
         blocks: list[tuple[np.ndarray, np.ndarray]], index: pd.Index, columns: pd.Index
     ) -> pd.DataFrame:
-        made = tuple(make_block(values, placement, ndim=2) for values, placement in blocks)
+        made = tuple(
+            new_block(values, placement=BlockPlacement(placement), ndim=2)
+            for values, placement in blocks
+        )
         manager = BlockManager(made, [columns, index], verify_integrity=False)
         return pd.DataFrame._from_mgr(manager, axes=manager.axes)
 
@@ -109,7 +113,10 @@ class Prepared:
             rows = np.flatnonzero(placement == at)
             if len(rows):
                 self._return = (number, int(rows[0]))
-        self._blocks, self._index, self._columns = blocks, whole.index, whole.columns
+        # A new index object over the same values: the whole index's lookup engine (if
+        # built) would be sliced along with every window's index.
+        index = pd.DatetimeIndex(whole.index, copy=False)
+        self._blocks, self._index, self._columns = blocks, index, whole.columns
 
     @property
     def fast(self) -> bool:
