@@ -371,10 +371,8 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         minutes nor a ``timedelta``, prefetched pandas data) take lumibot's path.
         """
         if self._strict is not None or return_polars:
-            return super().get_historical_prices(
-                asset, length, timestep, timeshift, quote, exchange, include_after_hours,
-                return_polars,
-            )  # fmt: skip
+            shifted = (timeshift, quote, exchange, include_after_hours, return_polars)
+            return super().get_historical_prices(asset, length, timestep, *shifted)
         self._trim_cached_data()
         self._enforce_memory_limits()
         if isinstance(asset, str):
