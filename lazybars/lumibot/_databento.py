@@ -10,7 +10,9 @@ by a binary search on that frame. This class *is* that class, so lumibot's engin
 starting at clock + 1 minute), calendar and end rule are lumibot's own; what changes is
 where the frame comes from: a lazybars catalog, each continuous future stitched by
 lazybars' roll machinery (:mod:`lazybars.futures`) with lumibot's roll rule, and no
-network.
+network. The hot answers (history and last price) follow lumibot's rules on that frame,
+converted for lumibot's ``Bars`` once per frame (:mod:`lazybars.lumibot._prepared`)
+rather than once per answer.
 """
 
 from __future__ import annotations
