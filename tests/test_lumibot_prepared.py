@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import zoneinfo
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,12 @@ SHIFTS = [
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MES's contracts around the March 2024 roll, minute and day bars, from the stand-in."""
+    """MES's contracts around the March 2024 roll, minute, hour and day bars, from the
+    stand-in."""
     path = tmp_path_factory.mktemp("catalog") / "cat"
     store = lb.BarStore(path)
     for contract in ("MESH4", "MESM4", "MESU4"):
-        for schema, timestep in (("ohlcv-1m", "minute"), ("ohlcv-1d", "day")):
+        for schema, timestep in (("ohlcv-1m", "minute"), ("ohlcv-1h", "hour"), ("ohlcv-1d", "day")):
             bars = sdk.bars(contract, schema, "2024-02-20", "2024-03-14")
             store.write(contract, bars[["open", "high", "low", "close", "volume"]], timestep)
     return path
@@ -108,8 +110,10 @@ def requests(seed: int, count: int) -> list[tuple]:
         naive = START.replace(tzinfo=None) + dt.timedelta(minutes=int(m))
         clock = START + dt.timedelta(minutes=int(m)) if m % 2 else NY.localize(naive)
         kind = rng.random()
-        if kind < 0.7:
+        if kind < 0.6:
             timestep = "minute"
+        elif kind < 0.75:
+            timestep = "hour"
         elif kind < 0.93:
             timestep = "day"
         else:
@@ -126,11 +130,12 @@ def requests(seed: int, count: int) -> list[tuple]:
 
 
 def test_windows_and_last_prices_are_lumibots(catalog: Path) -> None:
-    """Minute and day windows of random lengths and timeshifts (every kind lumibot reads:
+    """Minute, hour and day windows of random lengths and timeshifts (every kind lumibot reads:
     minutes, timedeltas, sub-minute ones sharing a minute's cache entry), assets with and
     without a quote, at random clocks over a week crossing the roll and the daylight saving
     switch: every Bars and every last price equals lumibot's path's."""
     ours, theirs = twins(catalog)
+    answered: Counter[str | None] = Counter()
     for clock, asset, length, timestep, shift, quote, polars in requests(11, 400):
         for data in (ours, theirs):
             data._datetime = clock
@@ -144,10 +149,12 @@ def test_windows_and_last_prices_are_lumibots(catalog: Path) -> None:
             assert mine.polars_df.equals(expected.polars_df)
         else:
             assert_same_bars(mine, expected)
+        answered[timestep] += expected is not None and len(expected) > 1
         base = asset[0] if isinstance(asset, tuple) else asset
         assert ours.get_last_price(base) == DataBentoDataBacktestingPolars.get_last_price(
             theirs, base
         )
+    assert answered["minute"] > 150 and answered["hour"] > 30 and answered["day"] > 30
 
 
 def count(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> list[int]:
