@@ -72,8 +72,8 @@ class Prepared:
     Attributes
     ----------
     covers
-        The (length, timestep) requests for which lumibot would keep this data (its start
-        and end cover them), filled as they are checked.
+        The (length, timestep) requests this data answers without a reload (lumibot
+        keeps it, or it was read from their very bounds), filled as they are checked.
     """
 
     __slots__ = (
@@ -125,8 +125,8 @@ class Prepared:
 
     def pandas(self, lo: int, hi: int) -> pd.DataFrame:
         """Rows ``lo:hi`` as lumibot's ``Bars`` converts the frame's slice: fresh arrays
-        (a caller may write into them), the index and columns shared (pandas' own slices
-        share them)."""
+        (a caller may write into them), a new index over the prepared one's values, the
+        columns shared (as pandas' own slices share them)."""
         blocks = [(values[:, lo:hi].copy(), placement) for values, placement in self._blocks]
         number, row = self._return
         blocks[number][0][row, 0] = np.nan
