@@ -25,6 +25,9 @@ its figures then scaled to the window (marked in the table). Its fills differ fr
 polars class's ("same as polars": no): lumibot's two classes answer differently (the
 polars one fills at the open of the bar a minute after the clock).
 
+``--profile`` adds one more lazybars run under cProfile (never a timed one) and prints the
+functions of lumibot's strategy thread with the most own time.
+
 Targets: identical fills and final value to lumibot's default (polars) class; faster than
 it. Exit code 1 if a target is missed.
 """
@@ -45,7 +48,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perf._backtests import DATA_METHODS, Clock, StrategyThread, digest, fills, strategy_class
+from perf._backtests import (
+    DATA_METHODS,
+    Clock,
+    StrategyThread,
+    digest,
+    fills,
+    strategy_class,
+    top_functions,
+)
 from perf._harness import Check, parse_args, print_checks, print_table, require
 
 CLASSES = ("polars", "pandas", "lazybars")
@@ -111,7 +122,7 @@ def _backtest(kind: str, start: dt.datetime, end: dt.datetime, options: dict) ->
     return strategy
 
 
-def child(kind: str, end: dt.datetime, cache: Path) -> dict:
+def child(kind: str, end: dt.datetime, cache: Path, profile: bool = False) -> dict:
     """The warm-up and the measured backtest of one class in this (fresh) process."""
     from lumibot.backtesting import (
         DataBentoDataBacktesting,
@@ -141,11 +152,11 @@ def child(kind: str, end: dt.datetime, cache: Path) -> dict:
         setattr(source_class, name, data.wrap(getattr(source_class, name)))
     timeseries = sdk._Timeseries
     timeseries.get_range = api.wrap(timeseries.get_range)
-    thread = StrategyThread(profile=False)
+    thread = StrategyThread(profile)
     downloads = len(sdk.Historical.requests)
     strategy = _backtest(kind, START, end, options)
     filled = fills(strategy)
-    return {
+    out = {
         "cpu": thread.seconds[-1],
         "data": data.seconds,
         "api": api.seconds,
@@ -154,11 +165,15 @@ def child(kind: str, end: dt.datetime, cache: Path) -> dict:
         "digest": digest(filled),
         "value": float(strategy.portfolio_value),
     }
+    if thread.profiler is not None:
+        out["profile"] = top_functions(thread.profiler)
+    return out
 
 
 # -- the parent: fresh processes, one table ---------------------------------------------------
-def run_child(kind: str, end: dt.datetime) -> dict:
+def run_child(kind: str, end: dt.datetime, profile: bool = False) -> dict:
     command = [sys.executable, "-m", "perf.bench_databento", "--child", kind, end.isoformat()]
+    command += ["--profile"] * profile
     with tempfile.TemporaryDirectory() as cwd:  # lumibot writes logs/ into the cwd
         env = {**os.environ, "PYTHONPATH": os.getcwd(), "LUMIBOT_CACHE_FOLDER": cwd}
         done = subprocess.run(
@@ -184,12 +199,16 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=2, help="fresh runs of the polars and lazybars classes"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="and a cProfile of one more lazybars run"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CLASS", "END"), help=argparse.SUPPRESS)
     args = parse_args(parser)
     require("lumibot", "lumibot", "bench_databento")
     if args.child:
         kind, end = args.child
-        print(json.dumps(child(kind, dt.datetime.fromisoformat(end), Path(os.getcwd()))))
+        when = dt.datetime.fromisoformat(end)
+        print(json.dumps(child(kind, when, Path(os.getcwd()), args.profile)))
         return 0
     end = QUICK_END if args.quick else END
     pandas_end = end
@@ -241,6 +260,16 @@ def main() -> int:
         ],
         rows,
     )
+    if args.profile:
+        profiled = run_child("lazybars", end, profile=True)
+        print_table(
+            "Where the lazybars run spends its time (cProfile of lumibot's strategy thread)",
+            ["function", "calls", "own time", "with callees"],
+            [
+                (name, f"{n:,}", f"{own:.1%}", f"{cum:.1%}")
+                for name, n, own, cum in profiled["profile"]
+            ],
+        )
     same = (lazy["digest"], lazy["value"]) == (polars["digest"], polars["value"])
     checks = [
         Check("identical fills and final value to lumibot's polars class", float(same), 1, True),

@@ -10,7 +10,9 @@ by a binary search on that frame. This class *is* that class, so lumibot's engin
 starting at clock + 1 minute), calendar and end rule are lumibot's own; what changes is
 where the frame comes from: a lazybars catalog, each continuous future stitched by
 lazybars' roll machinery (:mod:`lazybars.futures`) with lumibot's roll rule, and no
-network.
+network. The hot answers (history and last price) follow lumibot's rules on that frame,
+converted for lumibot's ``Bars`` once per frame (:mod:`lazybars.lumibot._prepared`)
+rather than once per answer.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lumibot.backtesting.databento_backtesting_polars import (
     DataBentoDataBacktestingPolars,
 )
 from lumibot.constants import LUMIBOT_DEFAULT_PYTZ
-from lumibot.entities import Asset, Data
+from lumibot.entities import Asset, Bars, Data
 from lumibot.entities.data_polars import DataPolars
 from lumibot.tools.databento_helper_polars import _format_futures_symbol_for_databento
 from lumibot.tools.helpers import to_datetime_aware
@@ -39,6 +41,7 @@ from lazybars._definitions import apply_multiplier
 from lazybars._lumibot_cache import read_cache
 from lazybars.errors import InvalidRequest
 from lazybars.futures import Rule, default_rule
+from lazybars.lumibot._prepared import BAR, Prepared, utc_ns
 from lazybars.lumibot._series import LOCAL
 from lazybars.source import DataSource
 from lazybars.store import BarStore
@@ -50,9 +53,14 @@ _SEMANTICS = ("databento", "strict")
 # lumibot's timestep units and the lazybars timesteps (DataBento's ohlcv-1m/1h/1d schemas).
 _STORED = {"minute": "1m", "hour": "1h", "day": "1d"}
 _FUTURES = (Asset.AssetType.FUTURE, Asset.AssetType.CONT_FUTURE)
-# lumibot steps back one bar of the data's timestep for a last price.
-_BAR_NS = {"minute": 60_000_000_000, "hour": 3_600_000_000_000, "day": 86_400_000_000_000}
 _MISSING = object()
+# A request the prepared answers do not reproduce: lumibot's own path answers it.
+_INHERITED = object()
+# lumibot's quote for an asset asked without one (Assets compare by value).
+_USD = Asset("USD", "forex")
+_ZERO = timedelta(0)
+# The frames kept per asset, by their bounds: a few lengths and timesteps a strategy asks.
+_READS = 4
 
 
 class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
@@ -145,6 +153,12 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             if semantics == "strict"
             else None
         )
+        # Per asset key: the frames read, by their bounds ({(start, unit): [data,
+        # prepared]}, the latest _READS), and the held one as prepared.
+        self._reads: dict[tuple, dict[tuple, list]] = {}
+        self._prepared: dict[tuple, Prepared] = {}
+        # The windows of lumibot's per-clock cache (_filtered_bars_cache) answered here.
+        self._windows: dict[tuple, tuple] = {}
 
     # -- the frames lumibot's class downloads, read from the catalog ------------------------
     def _update_pandas_data(
@@ -153,9 +167,12 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         """lumibot's ``_update_pandas_data`` (databento_backtesting_polars.py), the frame
         read from the catalog: the asset's bars are (re)loaded unless the held frame is at
         the requested timestep and covers the request's start (its length, and a five-day
-        buffer, before the clock) to the backtest's end."""
+        buffer, before the backtest's start) to the backtest's end. Where lumibot would
+        read bounds already read (a start in a gap of the bars leaves a frame uncovered on
+        every request; minute and day requests take turns holding the asset's frame), the
+        frame read then is held again: the catalog is read once per bounds."""
         base, quote = asset if isinstance(asset, tuple) else (asset, quote)
-        quote = quote if quote is not None else Asset("USD", "forex")
+        quote = quote if quote is not None else _USD
         key = (base, quote)
         self._ensure_futures_multiplier(base)
         if key in self._prefetched_assets:
@@ -164,12 +181,14 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             length, timestep, start_dt, start_buffer=START_BUFFER
         )
         held = self.pandas_data.get(key)
-        if held is not None and held.timestep == timestep:
-            first_last = _bounds(held)
-            if first_last is not None:
-                first, last = first_last
-                if first <= to_datetime_aware(start) and last >= self.datetime_end:
-                    return
+        if held is not None and self._keeps(key, held, timestep, start, unit):
+            return
+        reads = self._reads.setdefault(key, {})
+        read = reads.get((start, unit))
+        if read is not None:
+            self.pandas_data[key] = read[0]
+            self._cache_datetime_series(key, read[0])
+            return
         frame = self._frame(base, start, self.datetime_end + timedelta(days=1), unit)
         if frame.height == 0:
             # lumibot's empty Data (dated 2000-01-01) fails to build and is logged: the
@@ -179,6 +198,24 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         data = DataPolars(base, df=frame, timestep=unit, quote=quote)
         self.pandas_data[key] = data
         self._cache_datetime_series(key, data)
+        reads[(start, unit)] = [data, None]
+        if len(reads) > _READS:
+            del reads[next(iter(reads))]
+
+    def _keeps(self, key: tuple, held: Any, timestep: str, start: Any, unit: str) -> bool:
+        """Whether ``held`` answers a request at ``timestep`` whose buffered start is
+        ``start``: lumibot keeps it (it is at that timestep and covers that start to the
+        backtest's end), or would read the bounds it was read from."""
+        read = self._reads.get(key, {}).get((start, unit))
+        if read is not None and read[0] is held:
+            return True
+        if held.timestep != timestep:
+            return False
+        first_last = _bounds(held)
+        if first_last is None:
+            return False
+        first, last = first_last
+        return first <= to_datetime_aware(start) and last >= self.datetime_end
 
     def _frame(self, asset: Any, start: Any, end: Any, unit: str) -> pl.DataFrame:
         """The bars lumibot's ``get_price_data_from_databento`` returns for ``asset``.
@@ -287,7 +324,7 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
         bar ended by the clock.
         """
         base, quote = asset if isinstance(asset, tuple) else (asset, quote)
-        quote = quote if quote is not None else Asset("USD", "forex")
+        quote = quote if quote is not None else _USD
         self._ensure_futures_multiplier(base)
         if self._strict is not None:
             self._strict.set_datetime(self.get_datetime())
@@ -301,25 +338,159 @@ class LazyBarsDataBentoBacktesting(DataBentoDataBacktestingPolars):
             timestep = getattr(self, "_timestep", self.MIN_TIMESTEP)
             self._update_pandas_data(base, quote, length=10, timestep=timestep)
         data = self.pandas_data.get(key)
-        if data is None:
+        prepared = None if data is None else self._prepared_for(key, data)
+        if prepared is None or prepared.closes is None:
             return None
+        now = to_datetime_aware(self._cache_datetime)
+        i = int(np.searchsorted(prepared.starts, utc_ns(now - prepared.bar), "right")) - 1
+        if i < 0:
+            i = int(np.searchsorted(prepared.starts, utc_ns(now), "right")) - 1
+        if i < 0 or pd.isna(prepared.closes[i]):
+            return None
+        price = float(prepared.closes[i])
+        self._last_price_cache[(key, self._cache_datetime)] = price
+        return price
+
+    # -- history: lumibot's answers, from the prepared frames ------------------------------
+    def get_historical_prices(
+        self,
+        asset: Any,
+        length: int,
+        timestep: str | None = None,
+        timeshift: Any = None,
+        quote: Any = None,
+        exchange: Any = None,
+        include_after_hours: bool = True,
+        return_polars: bool = False,
+    ) -> Any:
+        """lumibot's ``PolarsData.get_historical_prices`` with its DataBento window
+        (``_pull_source_symbol_bars``: the bars starting before the clock, or, shifted
+        ahead, up to the bar starting a bar before the shifted clock; cached per clock),
+        its ``Bars`` built from the frame prepared at load (:mod:`._prepared`).
+
+        Requests outside what is reproduced here (strict semantics, ``return_polars``,
+        a timestep other than minute, hour or day, a length below 1, a timeshift neither
+        minutes nor a ``timedelta``, prefetched pandas data) take lumibot's path.
+        """
+        if self._strict is not None or return_polars:
+            shifted = (timeshift, quote, exchange, include_after_hours, return_polars)
+            return super().get_historical_prices(asset, length, timestep, *shifted)
+        self._trim_cached_data()
+        self._enforce_memory_limits()
+        if isinstance(asset, str):
+            asset = Asset(symbol=asset)
+        if not timestep:
+            timestep = self.get_timestep()
+        window = self._window(asset, length, timestep, timeshift, quote)
+        if window is None:
+            return None
+        if window is _INHERITED:
+            response = self._pull_source_symbol_bars(
+                asset, length, timestep, timeshift, quote, exchange, include_after_hours
+            )
+            if response is None:
+                return None
+            return self._parse_source_symbol_bars(response, asset, quote=quote, length=length)
+        prepared, lo, hi, response = window
+        if not prepared.fast:
+            return self._parse_source_symbol_bars(response, asset, quote=quote, length=length)
+        base, quote = asset if isinstance(asset, tuple) else (asset, quote)
+        return Bars(prepared.pandas(lo, hi), self.SOURCE, base, quote=quote, raw=response)
+
+    def _window(self, asset: Any, length: Any, timestep: str, timeshift: Any, quote: Any) -> Any:
+        """lumibot's ``_pull_source_symbol_bars`` for a held ``DataPolars``: the prepared
+        frame and the window's rows and polars slice, None, or ``_INHERITED``."""
+        if timestep not in BAR or length.__class__ is not int or length < 1:
+            return _INHERITED
+        if not timeshift:
+            shift, minutes = None, 0
+        elif isinstance(timeshift, int):
+            shift, minutes = timedelta(minutes=timeshift), timeshift
+        elif timeshift.__class__ is timedelta:
+            shift, minutes = timeshift, int(timeshift.total_seconds() / 60)
+        else:
+            return _INHERITED
+        self._check_and_clear_cache()
+        clock = self._cache_datetime
+        if isinstance(asset, tuple):
+            key, base = asset, asset[0]
+        else:
+            key, base = (asset, quote if quote is not None else _USD), asset
+        cache_key = (key, length, timestep, minutes, clock)
+        cached = self._filtered_bars_cache.get(cache_key, _MISSING)
+        if cached is not _MISSING:
+            return None if cached is None else self._windows.get(cache_key, _INHERITED)
+        data = self.pandas_data.get(key)
+        prepared = self._prepared.get(key)
+        if (
+            prepared is None
+            or prepared.data is not data
+            or (length, timestep) not in prepared.covers
+            or prepared.frame is not data.polars_df
+        ):
+            self._update_pandas_data(asset, quote, length, timestep)
+            data = self.pandas_data.get(key)
+            if data is None:
+                return None
+            if not isinstance(data, DataPolars):
+                return _INHERITED
+            prepared = self._prepared_for(key, data)
+            if prepared is None:
+                self._filtered_bars_cache[cache_key] = None
+                return None
+            start, unit = self.get_start_datetime_and_ts_unit(
+                length, timestep, None, start_buffer=START_BUFFER
+            )
+            if key not in self._prefetched_assets and self._keeps(key, data, timestep, start, unit):
+                prepared.covers.add((length, timestep))
+        else:
+            self._ensure_futures_multiplier(base)
+        now = clock if shift is None else clock - shift
+        if shift is not None and shift > _ZERO:
+            at, side = utc_ns(to_datetime_aware(now) - prepared.bar), "right"
+        else:
+            at, side = utc_ns(to_datetime_aware(now)), "left"
+        last = int(np.searchsorted(prepared.starts, at, side)) - 1
+        if last < 0:
+            self._filtered_bars_cache[cache_key] = None
+            return None
+        lo = max(0, last - (length - 1))
+        response = prepared.frame.slice(lo, last - lo + 1)
+        self._filtered_bars_cache[cache_key] = response
+        window = self._windows[cache_key] = (prepared, lo, last + 1, response)
+        return window
+
+    def _prepared_for(self, key: tuple, data: Any) -> Prepared | None:
+        """The held ``data`` prepared (once per load); None where lumibot has no bar starts
+        for it (then its answers are None)."""
+        prepared = self._prepared.get(key)
+        if (
+            prepared is not None
+            and prepared.data is data
+            and (not prepared.polars or prepared.frame is data.polars_df)
+        ):
+            return prepared
+        read = next((r for r in self._reads.get(key, {}).values() if r[0] is data), None)
+        if read is not None and read[1] is not None:
+            self._prepared[key] = read[1]
+            return read[1]
         starts = self._datetime_ns_cache.get((key, data.timestep))
         if starts is None:
             self._cache_datetime_series(key, data)
             starts = self._datetime_ns_cache.get((key, data.timestep))
         if starts is None or len(starts) == 0:
             return None
-        frame = data.polars_df if isinstance(data, DataPolars) else data.df
-        closes = frame["close"].to_numpy()
-        now = pd.Timestamp(to_datetime_aware(self._cache_datetime)).value
-        i = int(np.searchsorted(starts, now - _BAR_NS[data.timestep], "right")) - 1
-        if i < 0:
-            i = int(np.searchsorted(starts, now, "right")) - 1
-        if i < 0 or pd.isna(closes[i]):
-            return None
-        price = float(closes[i])
-        self._last_price_cache[(key, self._cache_datetime)] = price
-        return price
+        prepared = self._prepared[key] = Prepared(data, starts, self.SOURCE, key[0])
+        if read is not None:
+            read[1] = prepared
+        return prepared
+
+    def _check_and_clear_cache(self) -> None:
+        """lumibot's per-clock caches, cleared when the clock moves, with the windows
+        answered from them."""
+        if self._cache_datetime != self.get_datetime():
+            self._windows.clear()
+        super()._check_and_clear_cache()
 
     def _symbol(self, asset: Any) -> str:
         if _is_continuous(asset) or asset.asset_type not in _FUTURES:
