@@ -5,13 +5,14 @@ asset's ``DataPolars`` frame (a binary search on its bar starts), which its ``Ba
 converts to pandas: a ``pct_change`` "return" column, ``to_pandas``, the datetime set as
 index and converted to New York. That conversion is nearly all of a request's cost, and
 the same on every request. :class:`Prepared` does it once, on the whole frame, when the
-frame is loaded; a window is then a copy of the prepared blocks' rows, the index sliced,
-and the first row's "return" set missing (``pct_change`` of a window starts with none).
+frame is loaded; a window is then the prepared frame's rows as the caller's own
+(:func:`lazybars.bars.pandas_rows`), its first "return" set missing (``pct_change`` of a
+window starts with none).
 Every element of a converted window equals the converted whole frame's at the same row
 except that first "return", as long as no close is missing (polars fills a missing close
-forward before its ``pct_change``, reaching before the window): such frames, frames with
-the dividend columns lumibot derives differently, and frames whose conversion is not plain
-NumPy blocks are converted per window by lumibot's ``Bars``.
+forward before its ``pct_change``, reaching before the window): such frames, and frames
+with the dividend columns lumibot derives differently, are converted per window by
+lumibot's ``Bars``.
 """
 
 from __future__ import annotations
@@ -25,23 +26,7 @@ import polars as pl
 from lumibot.entities import Bars
 from lumibot.entities.data_polars import DataPolars
 
-try:  # pandas >= 3: the public constructor of a frame from its blocks
-    from pandas.api.internals import create_dataframe_from_blocks
-except ImportError:  # pandas 2: the internals pyarrow itself builds frames with
-    from pandas._libs.internals import BlockPlacement
-    from pandas.core.internals import BlockManager
-    from pandas.core.internals.blocks import new_block
-
-    def create_dataframe_from_blocks(
-        blocks: list[tuple[np.ndarray, np.ndarray]], index: pd.Index, columns: pd.Index
-    ) -> pd.DataFrame:
-        made = tuple(
-            new_block(values, placement=BlockPlacement(placement), ndim=2)
-            for values, placement in blocks
-        )
-        manager = BlockManager(made, [columns, index], verify_integrity=False)
-        return pd.DataFrame._from_mgr(manager, axes=manager.axes)
-
+from lazybars.bars import pandas_rows
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -77,10 +62,8 @@ class Prepared:
     """
 
     __slots__ = (
-        "_blocks",
-        "_columns",
-        "_index",
         "_return",
+        "_whole",
         "bar",
         "closes",
         "covers",
@@ -98,39 +81,25 @@ class Prepared:
         self.bar = BAR.get(data.timestep, BAR["minute"])
         self.closes = self.frame["close"].to_numpy() if "close" in self.frame.columns else None
         self.covers: set[tuple[int, str]] = set()
-        self._blocks: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._whole: pd.DataFrame | None = None
         if self.polars and _convertible(self.frame):
-            self._prepare(Bars(self.frame, source, asset).pandas_df)
-
-    def _prepare(self, whole: pd.DataFrame) -> None:
-        blocks = []
-        for block in whole._mgr.blocks:
-            if type(block.values) is not np.ndarray:
-                return
-            blocks.append((block.values, block.mgr_locs.as_array))
-        at = whole.columns.get_loc("return")
-        for number, (_, placement) in enumerate(blocks):
-            rows = np.flatnonzero(placement == at)
-            if len(rows):
-                self._return = (number, int(rows[0]))
-        # A new index object over the same values: the whole index's lookup engine (if
-        # built) would be sliced along with every window's index.
-        index = pd.DatetimeIndex(whole.index, copy=False)
-        self._blocks, self._index, self._columns = blocks, index, whole.columns
+            whole = Bars(self.frame, source, asset).pandas_df
+            # A new index object over the same values: the whole index's lookup engine (if
+            # built) would be sliced along with every window's index.
+            whole.index = pd.DatetimeIndex(whole.index, copy=False)
+            self._whole, self._return = whole, whole.columns.get_loc("return")
 
     @property
     def fast(self) -> bool:
         """Whether windows are built from the prepared blocks (else by lumibot's Bars)."""
-        return self._blocks is not None
+        return self._whole is not None
 
     def pandas(self, lo: int, hi: int) -> pd.DataFrame:
-        """Rows ``lo:hi`` as lumibot's ``Bars`` converts the frame's slice: fresh arrays
-        (a caller may write into them), a new index over the prepared one's values, the
-        columns shared (as pandas' own slices share them)."""
-        blocks = [(values[:, lo:hi].copy(), placement) for values, placement in self._blocks]
-        number, row = self._return
-        blocks[number][0][row, 0] = np.nan
-        return create_dataframe_from_blocks(blocks, self._index[lo:hi], self._columns)
+        """Rows ``lo:hi`` as lumibot's ``Bars`` converts the frame's slice, for the caller
+        to keep and change (:func:`lazybars.bars.pandas_rows`)."""
+        rows = pandas_rows(self._whole, lo, hi)
+        rows.iat[0, self._return] = np.nan
+        return rows
 
 
 def _convertible(frame: pl.DataFrame) -> bool:
