@@ -61,6 +61,30 @@ def test_the_parts_are_used_on_this_pandas() -> None:
     assert Windows(_mixed())._blocks is not None
 
 
+def _refuse(*args: object, **kwargs: object) -> None:
+    msg = "not this pandas' BlockManager"
+    raise TypeError(msg)
+
+
+def _first_rows(self: Windows, start: int, stop: int) -> pd.DataFrame:
+    return self._frame.iloc[: stop - start].copy()  # the right shape, the wrong rows
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "broken"),
+    [(windows_module, "BlockManager", _refuse), (Windows, "copy", _first_rows)],
+    ids=["raises", "wrong-rows"],
+)
+def test_internals_that_fail_the_check_are_not_used(monkeypatch, owner, name, broken) -> None:
+    monkeypatch.setattr(owner, name, broken)
+    windows_module._internals_work.cache_clear()
+    try:
+        assert not windows_module._internals_work()
+        assert Windows(_ohlcv())._blocks is None
+    finally:
+        windows_module._internals_work.cache_clear()
+
+
 @pytest.mark.isolation
 @pytest.mark.parametrize("make", [_ohlcv, _mixed])
 def test_copies_equal_iloc_copies_and_share_no_memory(make: Callable[[], pd.DataFrame]) -> None:
