@@ -10,8 +10,8 @@ import pandas as pd
 import polars as pl
 
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, coarser
-from lazybars._pandas2 import copied_rows, using_copy_on_write, viewed_rows
 from lazybars._time import local_ns
+from lazybars._windows import Windows
 from lazybars.errors import InvalidRequest
 from lazybars.timestep import Timestep
 
@@ -21,22 +21,17 @@ if TYPE_CHECKING:
 __all__ = ["Bars", "frame_to_pandas", "pandas_rows"]
 
 _PREVIEW_ROWS = 10  # head and tail shown by repr; the shape line gives the full size
-_ALWAYS_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
 
 
 def pandas_rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
     """Rows ``[start, stop)`` of a cached pandas frame, for a caller to keep and change.
 
-    An ``.iloc`` view where a caller's writes to it copy instead of reaching the frame
-    (always on pandas 3; on pandas 2 once the caller turned copy-on-write on), else a copy.
-    Its axes are its own too (renaming them leaves the frame's as they were): pandas 3
-    gives every slice new ones, pandas 2 shares the columns Index unless told otherwise.
+    A view where a caller's writes to it copy instead of reaching the frame (always on
+    pandas 3; on pandas 2 once the caller turned copy-on-write on), else a copy. Its axes
+    are its own too (renaming them leaves the frame's as they were). A frame asked for many
+    windows should keep a :class:`lazybars._windows.Windows` of its own instead.
     """
-    if _ALWAYS_COPY_ON_WRITE:
-        return frame.iloc[start:stop]
-    if using_copy_on_write():
-        return viewed_rows(frame, start, stop)
-    return copied_rows(frame, start, stop)
+    return Windows(frame).rows(start, stop)
 
 
 # Up to this many distinct strings, a string column goes to pandas through codes.
@@ -74,11 +69,11 @@ def _numpy(s: pl.Series) -> object:
 
 
 class _Mirror(Protocol):
-    """A cached frame that can hand out its pandas form (built once, shared by slices)."""
+    """A cached frame that hands out windows of its pandas form (built once)."""
 
     frame: pl.DataFrame
 
-    def pandas(self) -> pd.DataFrame: ...
+    def pandas_rows(self, start: int, stop: int) -> pd.DataFrame: ...
 
 
 class Bars:
@@ -156,7 +151,7 @@ class Bars:
         cls, mirror: _Mirror, start: int, stop: int, symbol: str, timestep: str, local: str
     ) -> Bars:
         # The hot path: rows [start, stop) of a cached frame, sliced only when read: a
-        # zero-copy polars slice on .pl, a pandas .iloc slice on .df.
+        # zero-copy polars slice on .pl, a window of the pandas mirror on .df.
         bars = cls.__new__(cls)
         bars._pl = None
         bars._df = None
@@ -184,13 +179,13 @@ class Bars:
     def df(self) -> pd.DataFrame:
         """The bars as a pandas DataFrame indexed by ``datetime`` (built once, on first use).
 
-        A window of a cached frame is an ``.iloc`` view of that frame's pandas mirror. On
+        A window of a cached frame is a view of that frame's pandas mirror. On
         pandas 2 without copy-on-write, where writes to a view reach the frame it views, it
         is a copy instead, so that nothing a caller does to it changes a later answer.
         """
         if self._df is None:
             if self._mirror is not None:
-                self._df = pandas_rows(self._mirror.pandas(), self._start, self._stop)
+                self._df = self._mirror.pandas_rows(self._start, self._stop)
             else:
                 self._df = frame_to_pandas(self._pl)
         return self._df

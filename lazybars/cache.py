@@ -40,6 +40,7 @@ import polars as pl
 from lazybars._aggregate import BUCKET_END, aggregate_lazy, bar_ends, local_day, regular_hours
 from lazybars._plan import window
 from lazybars._time import DAY_NS, NS_MAX, NS_MIN, timestamp
+from lazybars._windows import Windows
 from lazybars.bars import frame_to_pandas
 from lazybars.errors import StaleDataWarning, warn_caller
 from lazybars.store import BarStore
@@ -65,6 +66,7 @@ class Slab:
         "_lock",
         "_on_mirror",
         "_pandas",
+        "_windows",
         "closes",
         "complete_hi",
         "complete_lo",
@@ -104,6 +106,7 @@ class Slab:
         self.complete_lo = complete_lo
         self.complete_hi = complete_hi
         self._pandas: pd.DataFrame | None = None
+        self._windows: Windows | None = None
         self._lock = threading.Lock()
 
     def count(self, now: int) -> int:
@@ -130,10 +133,19 @@ class Slab:
                     # every later .iloc view then has to slice too (about 2.5 us each).
                     columns = mirror.memory_usage(index=False).sum()
                     self.pandas_bytes = int(columns) + mirror.index.nbytes
+                    # Taken apart once here, so that a window costs no pandas indexing.
+                    self._windows = Windows(mirror)
                     self._pandas = mirror
             if self._on_mirror is not None:
                 self._on_mirror(self)
         return self._pandas
+
+    def pandas_rows(self, start: int, stop: int) -> pd.DataFrame:
+        """Rows ``[start, stop)`` of the pandas mirror, for a caller to keep and change
+        (isolated from the mirror and from every other window: see :class:`Windows`)."""
+        if self._windows is None:
+            self.pandas()
+        return self._windows.rows(start, stop)
 
 
 # An evicted entry's slab: it covers nothing (hi is the smallest instant), so every request

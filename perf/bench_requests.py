@@ -16,9 +16,10 @@ same clocks. The baselines, all measured in this run:
   Its answers are checked equal to lazybars' on a sample of requests before any timing.
 - floors: the least work that answers the same request from the same data and the same
   clock (a tz-aware ``pd.Timestamp``): ``bisect`` on a list of the bar ends, then a zero-copy
-  polars slice, a pandas ``.iloc`` view (on pandas 2.x without copy-on-write, where a view
-  would let a caller's writes reach the cache, the cheapest copy of those rows: their
-  blocks copied straight into a new frame), or a ``list[float]`` lookup.
+  polars slice, the cheapest isolated pandas window of those rows (put together from the
+  frame's blocks, ``lazybars/_windows.py``: a view where writes to it copy, a copy on
+  pandas 2.x without copy-on-write, where a view would let a caller's writes reach the
+  cache), or a ``list[float]`` lookup.
 - reference: ``lb.reference.PandasDataSource``, the re-filter/re-resample-every-call pattern
   the original profile measured (our deliberately plain reference).
 
@@ -45,7 +46,7 @@ import pandas as pd
 import polars as pl
 
 import lazybars as lb
-from lazybars._pandas2 import copied_rows
+from lazybars._windows import Windows
 from perf import _lumibot
 from perf._cached_pandas import CachedPandasSource, views_are_isolated
 from perf._harness import Check, compare, fit, parse_args, print_checks, print_table
@@ -60,7 +61,7 @@ REFERENCE_LIMITS = {"1m": 20.0, "5m": 50.0, "1h": 50.0, "day": 50.0}
 
 Clock = pd.Timestamp
 _DF_FLOOR = (
-    ".iloc view"
+    "a view of the rows, put together from the frame's blocks"
     if views_are_isolated()
     else "a copy of the rows (pandas 2 without copy-on-write, where views are not isolated)"
 )
@@ -128,7 +129,7 @@ class Floors:
 
     ends: list[int]
     polars: pl.DataFrame
-    pandas: pd.DataFrame
+    windows: Windows
     closes: list[float]
 
     @classmethod
@@ -137,7 +138,7 @@ class Floors:
         return cls(
             table.ends.tolist(),
             pl.from_pandas(table.frame.reset_index()),
-            table.frame,
+            Windows(table.frame),
             table.closes.tolist(),
         )
 
@@ -145,12 +146,9 @@ class Floors:
         k = bisect.bisect_right(self.ends, clock.value)
         return self.polars.slice(max(k - LENGTH, 0), min(k, LENGTH))
 
-    def iloc(self, clock: Clock) -> object:
+    def rows(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)
-        if views_are_isolated():
-            return self.pandas.iloc[max(k - LENGTH, 0) : k]
-        # The cheapest isolated window on pandas 2: a copy of the rows, block by block.
-        return copied_rows(self.pandas, max(k - LENGTH, 0), k)
+        return self.windows.rows(max(k - LENGTH, 0), k)
 
     def last(self, clock: Clock) -> object:
         k = bisect.bisect_right(self.ends, clock.value)
@@ -212,7 +210,7 @@ def _pandas_table(c: Contenders, clocks: list[Clock], rows: int, budget: float) 
         if ts is None:
             probes, floor = c.last_price(), Floors.of(c.cached, "1m").last
         else:
-            probes, floor = c.history(ts, df=True), Floors.of(c.cached, ts).iloc
+            probes, floor = c.history(ts, df=True), Floors.of(c.cached, ts).rows
         runs = {
             "lazybars": (probes["lazybars"], clocks),
             "cached": (probes["cached"], clocks),
@@ -289,7 +287,7 @@ def _random_table(c: Contenders, clocks: list[Clock]) -> None:
     polars, pandas, last = c.history("1m", df=False), c.history("1m", df=True), c.last_price()
     rows = [
         (f"get_historical_prices({LENGTH})", polars["lazybars"], None, floors.slice),
-        (f"get_historical_prices({LENGTH}).df", pandas["lazybars"], pandas["cached"], floors.iloc),
+        (f"get_historical_prices({LENGTH}).df", pandas["lazybars"], pandas["cached"], floors.rows),
         ("get_last_price", last["lazybars"], last["cached"], floors.last),
     ]
     table = []

@@ -347,33 +347,6 @@ def test_bars_of_a_selection(frame: pl.DataFrame) -> None:
 
 # -- pandas 2 windows ----------------------------------------------------------------------------
 @pytest.mark.isolation
-def test_copied_rows_equal_an_iloc_copy_and_share_no_memory() -> None:
-    """The pandas 2 fast copy (built from the frame's blocks) against pandas' own."""
-    from lazybars._pandas2 import copied_rows
-
-    n = 50
-    frame = pd.DataFrame(
-        {
-            "open": np.linspace(1, 2, n),
-            "count": np.arange(n, dtype=np.int64),
-            "label": [f"x{i}" for i in range(n)],
-            "close": np.linspace(3, 4, n),
-            "flag": np.arange(n) % 2 == 0,
-        },
-        index=pd.date_range("2024-01-02", periods=n, freq="min", tz=NY, name="datetime"),
-    )
-    for columns in (["open", "close"], list(frame.columns)):
-        part = frame[columns]
-        for start, stop in ((0, n), (10, 20), (49, 50), (5, 5)):
-            got = copied_rows(part, start, stop)
-            pd.testing.assert_frame_equal(got, part.iloc[start:stop].copy())
-            got["open"] = -1.0  # a write to the copy ...
-            got.iloc[:, 1] = -2
-        assert part["open"].iloc[0] == 1.0  # ... never reaches the frame it came from
-        assert not (part.iloc[:, 1] < 0).any()
-
-
-@pytest.mark.isolation
 @pytest.mark.skipif(pd.__version__ >= "3", reason="pandas 3 always copies on write")
 def test_pandas_2_windows_follow_the_copy_on_write_option(frame: pl.DataFrame) -> None:
     """A copy without copy-on-write; a view of the shared mirror once the caller turns it on

@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 import polars.testing
 import pytest
+from pandas.core.indexing import _iLocIndexer
 
 import lazybars as lb
 from lazybars.cache import AssetCache
@@ -63,6 +64,31 @@ def test_warm_requests_use_no_engine_no_literal_no_conversion(store, frame, monk
         bars = src.get_historical_prices("MES", 100, timeshift=random.Random(clock).randint(-2, 2))
         assert len(bars.df) == 100
         assert src.get_last_price("MES") is not None
+
+
+def test_warm_pandas_windows_use_no_pandas_indexing(store, frame, monkeypatch, copy_on_write):
+    """A ``.df`` window is put together from the mirror's parts, taken apart once per load:
+    no ``.iloc``, no slicing of an Index, no frame copy per request."""
+    src = lb.DataSource(store, timezone=ZONE, start="2024-04-01", end="2024-04-10")
+    ends = (frame["datetime"].dt.epoch("ns") + 60_000_000_000).to_list()
+    clocks = [c for c in ends if _stamp(c) >= pd.Timestamp("2024-04-02", tz=ZONE)][:3000:10]
+    src.set_datetime(_stamp(clocks[0]))
+    assert len(src.get_historical_prices("MES", 100).df) == 100  # warm: load, pandas mirror
+    for owner, name in [
+        (_iLocIndexer, "__getitem__"),
+        (pd.DatetimeIndex, "__getitem__"),
+        (pd.Index, "__getitem__"),
+        (pd.DataFrame, "copy"),
+    ]:
+        _forbid(monkeypatch, owner, name)
+    answers = []
+    for clock in clocks:
+        src.set_datetime(_stamp(clock))
+        bars = src.get_historical_prices("MES", 100, timeshift=random.Random(clock).randint(-2, 2))
+        answers.append((bars.df, bars.pl))
+    monkeypatch.undo()
+    for df, bars in answers:
+        pd.testing.assert_frame_equal(df, lb.bars.frame_to_pandas(bars), check_exact=True)
 
 
 def test_pandas_mirror_is_built_once_and_shared(store):
