@@ -6,7 +6,7 @@ converts to pandas: a ``pct_change`` "return" column, ``to_pandas``, the datetim
 index and converted to New York. That conversion is nearly all of a request's cost, and
 the same on every request. :class:`Prepared` does it once, on the whole frame, when the
 frame is loaded; a window is then the prepared frame's rows as the caller's own
-(:func:`lazybars.bars.pandas_rows`), its first "return" set missing (``pct_change`` of a
+(:class:`lazybars._windows.Windows`), its first "return" set missing (``pct_change`` of a
 window starts with none).
 Every element of a converted window equals the converted whole frame's at the same row
 except that first "return", as long as no close is missing (polars fills a missing close
@@ -26,7 +26,7 @@ import polars as pl
 from lumibot.entities import Bars
 from lumibot.entities.data_polars import DataPolars
 
-from lazybars.bars import pandas_rows
+from lazybars._windows import Windows
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -63,7 +63,7 @@ class Prepared:
 
     __slots__ = (
         "_return",
-        "_whole",
+        "_windows",
         "bar",
         "closes",
         "covers",
@@ -81,23 +81,20 @@ class Prepared:
         self.bar = BAR.get(data.timestep, BAR["minute"])
         self.closes = self.frame["close"].to_numpy() if "close" in self.frame.columns else None
         self.covers: set[tuple[int, str]] = set()
-        self._whole: pd.DataFrame | None = None
+        self._windows: Windows | None = None
         if self.polars and _convertible(self.frame):
             whole = Bars(self.frame, source, asset).pandas_df
-            # A new index object over the same values: the whole index's lookup engine (if
-            # built) would be sliced along with every window's index.
-            whole.index = pd.DatetimeIndex(whole.index, copy=False)
-            self._whole, self._return = whole, whole.columns.get_loc("return")
+            self._windows, self._return = Windows(whole), whole.columns.get_loc("return")
 
     @property
     def fast(self) -> bool:
         """Whether windows are built from the prepared blocks (else by lumibot's Bars)."""
-        return self._whole is not None
+        return self._windows is not None
 
     def pandas(self, lo: int, hi: int) -> pd.DataFrame:
         """Rows ``lo:hi`` as lumibot's ``Bars`` converts the frame's slice, for the caller
-        to keep and change (:func:`lazybars.bars.pandas_rows`)."""
-        rows = pandas_rows(self._whole, lo, hi)
+        to keep and change (:class:`lazybars._windows.Windows`)."""
+        rows = self._windows.rows(lo, hi)
         rows.iat[0, self._return] = np.nan
         return rows
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from lazybars.bars import frame_to_pandas, pandas_rows
+from lazybars._windows import Windows
+from lazybars.bars import frame_to_pandas
 from lazybars.lumibot import _rules as rules
 
 LOCAL = "America/New_York"  # lumibot's Data converts every index to LUMIBOT_DEFAULT_PYTZ
@@ -59,6 +60,7 @@ class Series:
         self._lock = threading.Lock()
         self._built = False
         self._mirror: pd.DataFrame | None = None
+        self._windows: Windows | None = None
         self._tables: dict[tuple[str, int, int], tuple[rules.Buckets, TableMemo]] = {}
         self._midnights: np.ndarray | None = None
         self._days: np.ndarray | None = None
@@ -111,7 +113,9 @@ class Series:
     def rows(self, start: int, stop: int) -> pd.DataFrame:
         """Rows ``[start, stop)`` as pandas, for a caller to keep and change (a slice of the
         series' pandas mirror, copied where pandas would let writes reach the mirror)."""
-        return pandas_rows(self.pandas(), start, stop)
+        if self._windows is None:
+            self.pandas()
+        return self._windows.rows(start, stop)
 
     def pandas(self) -> pd.DataFrame:
         """The whole series as pandas in lumibot's zone (lumibot's ``Data.df``), built once."""
@@ -120,6 +124,8 @@ class Series:
                 if self._mirror is None:
                     mirror = frame_to_pandas(self.frame)
                     mirror.index = mirror.index.tz_convert(self.tz)
+                    # Taken apart once here, so that a window costs no pandas indexing.
+                    self._windows = Windows(mirror)
                     self._mirror = mirror
         return self._mirror
 
