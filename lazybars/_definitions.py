@@ -251,6 +251,47 @@ def apply_multiplier(store: Any, asset: Any) -> None:
         asset.multiplier = int(found) if found.is_integer() else found
 
 
+class Definitions:
+    """The contract definitions of one catalog (its ``NAME`` file through the backend's
+    metadata calls), decoded once per version of the file."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._decoded: tuple[object, pl.DataFrame] | None = None
+
+    def frame(self) -> pl.DataFrame:
+        """The stored definitions (an empty frame of ``SCHEMA`` when there are none)."""
+        found = self._backend.read_meta(NAME)
+        if found is None:
+            return pl.DataFrame(schema=SCHEMA)
+        raw, version = found
+        if self._decoded is None or self._decoded[0] != version:
+            self._decoded = (version, decode(raw, self._where()))
+        return self._decoded[1]
+
+    def write(self, new: pl.DataFrame, *, replace: bool, source: str) -> int:
+        """Store ``new`` (see :func:`merged`) atomically; how many contracts changed."""
+        counted: list[int] = []
+
+        def change(raw: bytes | None) -> bytes | None:
+            stored = None if raw is None else decode(raw, self._where())
+            found, count = merged(
+                stored, new, replace=replace, source=source, catalog=self._backend.where
+            )
+            counted.append(count)
+            return None if found is None else encode(found)
+
+        self._backend.update_meta(NAME, change)
+        return counted[-1]
+
+    def check(self, new: pl.DataFrame, source: str) -> None:
+        """Raise the ``SchemaError`` that storing ``new`` would raise (nothing written)."""
+        merged(self.frame(), new, replace=False, source=source, catalog=self._backend.where)
+
+    def _where(self) -> str:
+        return f"{self._backend.where}/{NAME}"
+
+
 def encode(definitions: pl.DataFrame) -> bytes:
     """The bytes of a catalog's definitions file."""
     out = io.BytesIO()

@@ -141,7 +141,7 @@ def ingest_into(
         # Checked before any bars are written: a conflict leaves the catalog as it was.
         definitions = read_definitions(defining)
         named = ", ".join(map(str, defining[:3])) + (" ..." if len(defining) > 3 else "")
-        store._check_definitions(definitions, named)
+        store._contracts.check(definitions, named)
     batch_rows = max(min(buffer_rows // 2, 1 << 20), 1024)
     remove_stale(where)
     with Spill(where, buffer_rows) as spill:

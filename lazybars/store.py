@@ -129,6 +129,7 @@ class BarStore:
 
     _backend: Backend
     _held: Held
+    _contracts: _definitions.Definitions
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class BarStore:
         self._backend = _open_backend(root, storage_options)
         self._held = Held(self._backend, budget)
         self._stitched: dict[str, Stitched] = {}
-        self._defined: tuple[object, pl.DataFrame] | None = None
+        self._contracts = _definitions.Definitions(self._backend)
 
     @classmethod
     def from_frames(
@@ -160,7 +161,7 @@ class BarStore:
         store._backend = MemoryBackend()
         store._held = Held(store._backend, _budget(cache_bytes))
         store._stitched = {}
-        store._defined = None
+        store._contracts = _definitions.Definitions(store._backend)
         for symbol, frame in frames.items():
             store._write(symbol, frame, timestep, tz, stacklevel=4)
         if definitions is not None:
@@ -509,7 +510,7 @@ class BarStore:
         >>> store.definitions("MES").select("symbol", "multiplier").rows()
         [('MESH4', 5.0), ('MESM4', 5.0)]
         """
-        defined = self._definitions()
+        defined = self._contracts.frame()
         if symbols is None:
             return defined
         names = [symbols] if isinstance(symbols, str) else list(symbols)
@@ -533,7 +534,7 @@ class BarStore:
         >>> store.multiplier("MES"), store.multiplier("MESH4"), store.multiplier("GC")
         (5.0, 5.0, None)
         """
-        return _definitions.multiplier(self._definitions(), symbol)
+        return _definitions.multiplier(self._contracts.frame(), symbol)
 
     def write_definitions(
         self, definitions: Any, *, replace: bool = False, source: str = "the new definitions"
@@ -553,35 +554,7 @@ class BarStore:
         ``source`` names the definitions in messages.
         """
         new = _definitions.from_frame(definitions, source)
-        counted: list[int] = []
-
-        def change(raw: bytes | None) -> bytes | None:
-            stored = None if raw is None else _definitions.decode(raw, self._meta_where())
-            found, count = _definitions.merged(
-                stored, new, replace=replace, source=source, catalog=self._backend.where
-            )
-            counted.append(count)
-            return None if found is None else _definitions.encode(found)
-
-        self._backend.update_meta(_definitions.NAME, change)
-        return counted[-1]
-
-    def _check_definitions(self, new: pl.DataFrame, source: str) -> None:
-        """Raise the ``SchemaError`` that storing ``new`` would raise (nothing written)."""
-        stored = self._definitions()
-        _definitions.merged(stored, new, replace=False, source=source, catalog=self._backend.where)
-
-    def _definitions(self) -> pl.DataFrame:
-        found = self._backend.read_meta(_definitions.NAME)
-        if found is None:
-            return pl.DataFrame(schema=_definitions.SCHEMA)
-        raw, version = found
-        if self._defined is None or self._defined[0] != version:
-            self._defined = (version, _definitions.decode(raw, self._meta_where()))
-        return self._defined[1]
-
-    def _meta_where(self) -> str:
-        return f"{self._backend.where}/{_definitions.NAME}"
+        return self._contracts.write(new, replace=replace, source=source)
 
     def resolve(self, symbol: str, timestep: Timestep | None) -> Timestep:
         """The stored timestep that serves ``timestep`` for ``symbol`` (None: the finest).
