@@ -48,7 +48,7 @@ from lazybars._parts import (
     new_part_name,
 )
 from lazybars.errors import InvalidRequest, SchemaError
-from lazybars.ingest import write_bytes_atomic, write_new_bars, write_parquet_atomic
+from lazybars.ingest import write_bytes_atomic, write_listed, write_parquet_atomic
 from lazybars.timestep import Timestep
 
 __all__ = ["DirectoryBackend", "open_local"]
@@ -223,18 +223,18 @@ class DirectoryBackend(FileBackend):
         folder = self._root / part_folder(symbol, timestep)
         path = folder / new_part_name()
         metadata = manifest_metadata(bars.rows, bars.first, bars.last, state.generation)
-        folder.mkdir(parents=True, exist_ok=True)
-        write_new_bars(bars.bars, path, metadata)
-        entry = PartEntry(
-            name=path.name,
-            rows=bars.rows,
-            first=bars.first,
-            last=bars.last,
-            bytes=path.stat().st_size,
-        )
-        manifest = extended(state.manifest, state.generation, entry)
-        write_bytes_atomic(manifest.dump(), folder / MANIFEST)
-        return manifest
+        listed: list[Parts] = []
+
+        def listing(size: int) -> bytes:
+            entry = PartEntry(
+                name=path.name, rows=bars.rows, first=bars.first, last=bars.last, bytes=size
+            )
+            listed.append(extended(state.manifest, state.generation, entry))
+            return listed[-1].dump()
+
+        folder.mkdir(exist_ok=True)
+        write_listed(bars.bars, path, metadata, listing, folder / MANIFEST)
+        return listed[-1]
 
     def _rebase(self, symbol: str, timestep: Timestep, bars: Part, keep: Collection[str]) -> None:
         """Write ``bars`` as the base of a new generation, then remove the parts folder's

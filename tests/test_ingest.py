@@ -50,6 +50,22 @@ def minutes(n: int, start: dt.datetime = dt.datetime(2024, 1, 2, 9, 30)) -> list
     return [start + dt.timedelta(minutes=i) for i in range(n)]
 
 
+def test_clean_bars_are_checked_without_a_polars_query(
+    frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking bars that need no repair runs no polars query (each costs ~100 us before
+    it touches data: most of the check of a day of bars); polars looks for the rows of a
+    problem only once one is found."""
+
+    def query(self: pl.DataFrame) -> pl.LazyFrame:
+        raise AssertionError("a polars query")
+
+    monkeypatch.setattr(pl.DataFrame, "lazy", query)
+    bars = lb.ingest.normalize(frame)
+    monkeypatch.undo()
+    assert bars.equals(frame)
+
+
 # -- file layout ----------------------------------------------------------------------------
 @pytest.mark.parametrize("lazy", [False, True], ids=["frame", "streamed"])
 def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, lazy: bool) -> None:
