@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +191,14 @@ def test_a_part_and_its_manifest_are_on_disk_before_the_manifest_names_it(
 ) -> None:
     """Durability: the new part and the new manifest are flushed (fdatasync) before the
     rename that publishes the manifest, and the folder after it, three flushes in all.
-    Both files are written whole before either flush, so that the first flush commits
-    the creation of both and the second waits for its bytes only."""
+    Both files are written whole, then flushed at once: the two flushes wait for the disk
+    together (each waits here until the other has started)."""
     store = lb.BarStore(tmp_path)
     store.write("MES", bars[:5_000])
     store.write("MES", bars[5_000:5_100], mode="append")
     folder = parts_folder(tmp_path)
     events: list[tuple[str, int, dict[int, int]]] = []
+    together = threading.Barrier(2, timeout=5)
 
     def files() -> dict[int, int]:
         return {p.stat().st_ino: p.stat().st_size for p in folder.iterdir()}
@@ -206,27 +208,28 @@ def test_a_part_and_its_manifest_are_on_disk_before_the_manifest_names_it(
             first = args[0]
             inode = os.fstat(first).st_ino if kind != "rename" else os.stat(first).st_ino
             events.append((kind, inode, files()))
+            if real is data_flush:
+                together.wait()
             return real(*args)
 
         return call
 
     before = set(os.listdir(folder))
-    for name, kind in (("fdatasync", "flush"), ("fsync", "flush"), ("replace", "rename")):
-        if hasattr(os, name):
-            monkeypatch.setattr(os, name, recording(kind, getattr(os, name)))
+    data_flush = getattr(os, "fdatasync", os.fsync)
+    monkeypatch.setattr(os, data_flush.__name__, recording("flush", data_flush))
+    if data_flush is not os.fsync:
+        monkeypatch.setattr(os, "fsync", recording("flush", os.fsync))
+    monkeypatch.setattr(os, "replace", recording("rename", os.replace))
     store.write("MES", bars[5_100:5_200], mode="append")
     monkeypatch.undo()
     (new,) = set(os.listdir(folder)) - before
     part = (folder / new).stat()
     manifest = (folder / "manifest.json").stat()
-    assert [(kind, inode) for kind, inode, _ in events] == [
-        ("flush", part.st_ino),
-        ("flush", manifest.st_ino),
-        ("rename", manifest.st_ino),
-        ("flush", folder.stat().st_ino),
-    ]
+    assert [kind for kind, _, _ in events] == ["flush", "flush", "rename", "flush"]
+    assert {inode for _, inode, _ in events[:2]} == {part.st_ino, manifest.st_ino}
+    assert events[2][1] == manifest.st_ino and events[3][1] == folder.stat().st_ino
     whole = {part.st_ino: part.st_size, manifest.st_ino: manifest.st_size}
-    assert whole.items() <= events[0][2].items()  # both written before the first flush
+    assert whole.items() <= events[0][2].items()  # both written before either flush
     polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_200])
 
 
