@@ -67,19 +67,26 @@ def test_clean_bars_are_checked_without_a_polars_query(
 
 
 # -- file layout ----------------------------------------------------------------------------
-@pytest.mark.parametrize("lazy", [False, True], ids=["frame", "streamed"])
-def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, lazy: bool) -> None:
+@pytest.mark.parametrize(
+    ("how", "end"),
+    [("frame", "2024-04-01"), ("streamed", "2024-04-01"), ("frame", "2024-01-03")],
+    ids=["frame", "streamed", "a day"],
+)
+def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, how: str, end: str) -> None:
     """The layout perf/bench_layout.py chose (README "File layout"): lz4, whose decode is
     2-3x zstd's, and row groups of about a month of 24h minute bars, with statistics, for
-    eager writes and streamed ones alike."""
+    eager writes, streamed ones and a frame of one row group (an append's part, which
+    pyarrow writes) alike."""
     import pyarrow.parquet as pq
 
     from lazybars.ingest import ROW_GROUP_ROWS, write_bars
 
-    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-04-01", session="24h")
+    bars = lb.synth.minute_bars("MES", "2024-01-02", end, session="24h")
     path = tmp_path / "MES.parquet"
     with path.open("wb") as fh:
-        write_bars(bars.lazy() if lazy else bars, fh)
+        write_bars(bars.lazy() if how == "streamed" else bars, fh, {"lazybars": "mine"})
+    assert pl.read_parquet_metadata(path)["lazybars"] == "mine"
+    assert pl.read_parquet(path).equals(bars)
     meta = pq.ParquetFile(path).metadata
     groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
     assert ROW_GROUP_ROWS == 32_768

@@ -233,6 +233,28 @@ def test_a_part_and_its_manifest_are_on_disk_before_the_manifest_names_it(
     polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_200])
 
 
+def test_a_part_keeps_every_column_type(tmp_path: Path, bars: pl.DataFrame) -> None:
+    """Parts are written by another parquet writer than large bases (pyarrow's, for a
+    frame of one row group): reads across both give the base's types, exactly."""
+    extras = {
+        "trades": pl.UInt32,
+        "flag": pl.Int8,
+        "vwap": pl.Float32,
+        "open_interest": pl.Int64,
+        "tick": pl.Decimal(10, 2),
+    }
+    typed = bars.with_columns(
+        (pl.int_range(pl.len()) % 100).cast(dtype).alias(name) for name, dtype in extras.items()
+    )
+    store = lb.BarStore(tmp_path)
+    store.write("MES", typed[:5_000])
+    store.write("MES", typed[5_000:5_100], mode="append")
+    assert store.info()["parts"].item() == 1
+    out = store.scan("MES").collect()
+    assert out.schema == typed.schema
+    polars.testing.assert_frame_equal(out, typed[:5_100], check_exact=True)
+
+
 def test_parts_of_another_generation_are_ignored(tmp_path: Path, bars: pl.DataFrame) -> None:
     """A compaction killed after it replaced the base, before it cleared the manifest:
     the manifest names the old generation, so its parts are not read twice."""
