@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import multiprocessing
+import os
+import warnings
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -64,6 +67,32 @@ def test_clean_bars_are_checked_without_a_polars_query(
     bars = lb.ingest.normalize(frame)
     monkeypatch.undo()
     assert bars.equals(frame)
+
+
+def _append(root: Path, bars: pl.DataFrame) -> None:
+    lb.BarStore(root).write("MES", bars, mode="append")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_forked_child_appends_after_its_parent(tmp_path: Path) -> None:
+    """An append flushes its files on a helper thread, which a forked child does not
+    inherit: the child starts its own instead of waiting for one that is not there."""
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-10", session="24h", gaps=0)
+    store = lb.BarStore(tmp_path)
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")  # the helper thread runs
+    child = multiprocessing.get_context("fork").Process(
+        target=_append, args=(tmp_path, bars[5_100:5_200])
+    )
+    with warnings.catch_warnings():  # Python >= 3.12 warns of fork() with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's append hung")
+    assert child.exitcode == 0
+    assert lb.BarStore(tmp_path).scan("MES").collect().equals(bars[:5_200])
 
 
 # -- file layout ----------------------------------------------------------------------------
