@@ -61,7 +61,8 @@ class Part:
 
 
 class _Deferred(Part):
-    """A part whose scan is made when first used; its schema is known up front."""
+    """A part whose scan is made when first used; its schema is known up front. (Made
+    for stored bars, which no merge rebuilds: ``dataclasses.replace`` cannot copy it.)"""
 
     def __init__(
         self,

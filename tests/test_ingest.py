@@ -10,6 +10,8 @@ import datetime as dt
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -93,6 +95,32 @@ def test_a_forked_child_appends_after_its_parent(tmp_path: Path) -> None:
         pytest.fail("the forked child's append hung")
     assert child.exitcode == 0
     assert lb.BarStore(tmp_path).scan("MES").collect().equals(bars[:5_200])
+
+
+APPEND_AT_EXIT = """
+import atexit, sys
+import lazybars as lb
+
+root = sys.argv[1]
+bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05", session="24h", gaps=0)
+store = lb.BarStore(root)
+store.write("MES", bars[:2_000])
+atexit.register(lambda: store.write("MES", bars[2_000:2_100], mode="append"))
+"""
+
+
+def test_an_append_at_interpreter_exit_is_flushed_in_turn(tmp_path: Path) -> None:
+    """Once the interpreter exits, threads take no new work (an atexit handler runs
+    after that): an append made then flushes its files one after the other."""
+    done = subprocess.run(
+        [sys.executable, "-c", APPEND_AT_EXIT, str(tmp_path)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    store = lb.BarStore(tmp_path)
+    assert store.info().select("rows", "parts").row(0) == (2_100, 1)
 
 
 # -- file layout ----------------------------------------------------------------------------
