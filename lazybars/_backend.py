@@ -29,13 +29,14 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lazybars._merge import Part
+from lazybars._merge import Part, deferred
 from lazybars._parts import (
     MANIFEST,
     PartEntry,
@@ -440,10 +441,12 @@ class FileBackend(Backend):
         )
 
     def stored(self, symbol: str, timestep: Timestep, state: State) -> Part:
-        """The bars ``state`` describes, as a merge part (a scan: nothing read yet)."""
+        """The bars ``state`` describes, as a merge part (a scan, made when first used:
+        nothing read yet)."""
         rows, first, last, *_ = state.description()
         label = f"the stored bars of {symbol} at {timestep}"
-        return Part(self._scan_state(symbol, timestep, state), rows, first, last, (label,))
+        scan = partial(self._scan_state, symbol, timestep, state)
+        return deferred(scan, state.schema, rows, first, last, (label,))
 
     def _scan_state(self, symbol: str, timestep: Timestep, state: State) -> pl.LazyFrame:
         # The schema just checked is passed on, so planning does no further I/O.

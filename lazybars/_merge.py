@@ -12,14 +12,16 @@ source, two bars with the same start are duplicates and always an error.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
+import numpy as np
 import polars as pl
 
 from lazybars.errors import SchemaError
 
-__all__ = ["Part", "after", "merge"]
+__all__ = ["Part", "after", "deferred", "merge"]
 
 _NEW = "__new"
 
@@ -41,8 +43,9 @@ class Part:
     @classmethod
     def of(cls, bars: pl.DataFrame, source: str) -> Part:
         """A part holding the in-memory canonical ``bars`` (at least one row)."""
-        when = bars["datetime"].dt.epoch("ns")
-        return cls(bars, bars.height, int(when[0]), int(when[-1]), (source,))
+        # The two ends in numpy: a polars expression (dt.epoch) is a query of its own.
+        ends = bars["datetime"].to_numpy()[[0, -1]].astype("datetime64[ns]").view(np.int64)
+        return cls(bars, bars.height, int(ends[0]), int(ends[1]), (source,))
 
     @property
     def lazy(self) -> pl.LazyFrame:
@@ -55,6 +58,46 @@ class Part:
     @property
     def label(self) -> str:
         return ", ".join(self.sources)
+
+
+class _Deferred(Part):
+    """A part whose scan is made when first used; its schema is known up front. (Made
+    for stored bars, which no merge rebuilds: ``dataclasses.replace`` cannot copy it.)"""
+
+    def __init__(
+        self,
+        scan: Callable[[], pl.LazyFrame],
+        schema: pl.Schema,
+        rows: int,
+        first: int,
+        last: int,
+        sources: tuple[str, ...],
+    ) -> None:
+        fields = {"rows": rows, "first": first, "last": last, "sources": sources}
+        for name, value in {**fields, "_scan": scan, "_schema": schema}.items():
+            object.__setattr__(self, name, value)
+
+    @cached_property
+    def bars(self) -> pl.LazyFrame:  # type: ignore[override]
+        return self._scan()
+
+    @property
+    def schema(self) -> pl.Schema:
+        return self._schema
+
+
+def deferred(
+    scan: Callable[[], pl.LazyFrame],
+    schema: pl.Schema,
+    rows: int,
+    first: int,
+    last: int,
+    sources: tuple[str, ...],
+) -> Part:
+    """A part of the bars ``scan()`` makes, called when they are first needed: the stored
+    bars as a write plans with them. An append after them needs only their bounds and
+    schema, and their scan (a scan of each file) would cost more than the rest of its plan."""
+    return _Deferred(scan, schema, rows, first, last, sources)
 
 
 def merge(parts: Sequence[Part]) -> Part:

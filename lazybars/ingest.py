@@ -11,14 +11,18 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import time
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow.parquet as pq
 
 from lazybars._time import BAR_RANGE, DAY_NS, END_BAR_NS, FIRST_BAR_NS, first_instants
 from lazybars.errors import InvalidRequest, SchemaError, UnsortedBarsWarning
@@ -32,7 +36,7 @@ __all__ = [
     "validate_zone",
     "write_bars",
     "write_bytes_atomic",
-    "write_new_bars",
+    "write_listed",
     "write_parquet_atomic",
 ]
 
@@ -99,7 +103,8 @@ def normalize(
         msg = "the frame has no rows; write at least one bar"
         raise SchemaError(msg)
     renames, time_col = _canonical_names(df)
-    df = df.rename(renames)
+    if renames:  # a rename is a collect of its own
+        df = df.rename(renames)
     when = _parse_times(df[time_col], time_col, tz, rows)
     bars = [when.alias("datetime")]
     bars += [_numeric(df, name) for name in PRICE_COLUMNS]
@@ -131,23 +136,51 @@ def write_parquet_atomic(
     _write_atomic(path, lambda fh: write_bars(frame, fh, metadata))
 
 
-def write_new_bars(
-    frame: pl.DataFrame | pl.LazyFrame, path: Path, metadata: dict[str, str]
+def write_listed(
+    frame: pl.DataFrame | pl.LazyFrame,
+    path: Path,
+    metadata: dict[str, str],
+    listing: Callable[[int], bytes],
+    listing_path: Path,
 ) -> None:
-    """Write ``frame`` to a new file ``path`` that nothing names yet, flushed to disk.
+    """Write ``frame`` to the new file ``path``, then replace ``listing_path`` (a manifest
+    naming it) with ``listing(the new file's size)``, atomically.
 
-    No temporary file and rename: until a manifest names the file, no reader looks at it,
-    and the manifest's own atomic write (the directory flushed after its rename) makes the
-    file's name durable with it.
+    No temporary file for the bars: until the listing names the file, no reader looks at
+    it. Both files reach the disk before the rename publishes the listing, so it never
+    names bars a power cut could lose, and the directory after it, so the bars are durable
+    when this returns. Both are written whole, then flushed at once (see
+    :func:`_flush_both`). On a failure before the rename both new files are removed; a
+    crash leaves them unnamed.
     """
+    tmp = None
     try:
         with path.open("xb") as fh:
             write_bars(frame, fh, metadata)
             fh.flush()
-            _flush_data(fh.fileno())
+            data = listing(os.fstat(fh.fileno()).st_size)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{listing_path.stem}.", suffix=".tmp", dir=listing_path.parent
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                _flush_both(fh.fileno(), fd)
+            finally:
+                os.close(fd)
     except BaseException:
         path.unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        os.replace(tmp, listing_path)
+    except BaseException:
+        # Not the bars: an interrupt may land after the rename, which then names them.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(listing_path.parent)
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
@@ -176,8 +209,25 @@ def write_bars(
     """Write ``frame`` to ``file`` as a catalog file: row groups of ``ROW_GROUP_ROWS`` rows
     with min/max statistics, so that a time window reads only the row groups it overlaps.
 
-    A LazyFrame is streamed into the file (polars' streaming sink), never held whole.
+    A LazyFrame is streamed into the file (polars' streaming sink), never held whole. A
+    frame of one row group (an append's part, say) is written by pyarrow in this thread,
+    in the same layout: polars' sink hands every frame between its threads, a fixed cost
+    that made it twice as slow on a day of minute bars (0.5 ms against 0.25; on a busy
+    machine 0.7 ms against 0.45, and up to 3 ms against 0.7).
     """
+    if isinstance(frame, pl.DataFrame) and frame.height <= ROW_GROUP_ROWS:
+        table = frame.to_arrow()
+        if metadata:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+        pq.write_table(
+            table,
+            file,
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
+            write_statistics=True,
+            use_dictionary=False,  # plain pages, as polars writes them
+        )
+        return
     write = frame.sink_parquet if isinstance(frame, pl.LazyFrame) else frame.write_parquet
     write(
         file,
@@ -193,6 +243,31 @@ def _flush_data(fd: int) -> None:
     # The bytes and what reading them needs (the size), not the times: a new file's name
     # is made durable by flushing its directory after the rename.
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+@cache
+def _flusher() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(thread_name_prefix="lazybars-flush")
+
+
+# A forked child has the executor but not its threads: it starts its own.
+os.register_at_fork(after_in_child=_flusher.cache_clear)
+
+
+def _flush_both(first: int, second: int) -> None:
+    """Flush two files at once, ``first`` on a helper thread: their waits for the disk
+    overlap, and one journal commit can serve both. With the two flushed in turn, an
+    append's flushes took 20% longer on an idle disk, and twice as long on a busy one."""
+    try:
+        pending = _flusher().submit(_flush_data, first)
+    except RuntimeError:  # no new work for threads once the interpreter exits (atexit)
+        _flush_data(first)
+        _flush_data(second)
+        return
+    try:
+        _flush_data(second)
+    finally:
+        pending.result()  # the helper is done with ``first`` before the caller closes it
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -255,7 +330,7 @@ def _canonical_names(df: pl.DataFrame) -> tuple[dict[str, str], str]:
             f"DatetimeIndex; got columns {df.columns}"
         )
         raise SchemaError(msg)
-    renames = {by_lower[c]: c for c in _BAR_COLUMNS if c in by_lower}
+    renames = {by_lower[c]: c for c in _BAR_COLUMNS if c in by_lower and by_lower[c] != c}
     return renames, time_col
 
 
@@ -316,11 +391,18 @@ def check_text_range(text: pl.Series, fmt: str | None, name: str, rows: RowNames
 def _check_range(col: pl.Series, name: str, rows: RowNames) -> None:
     """Refuse times outside the bar starts a store takes (nulls are not checked here)."""
     if col.dtype == pl.Date:
-        raw, per = col.cast(pl.Int64), DAY_NS
+        per = DAY_NS
     else:
-        unit = col.dtype.time_unit  # type: ignore[attr-defined]
-        raw, per = col.dt.epoch(unit), {"ns": 1, "us": 1_000, "ms": 1_000_000}[unit]
-    outside = (raw < FIRST_BAR_NS // per) | (raw >= END_BAR_NS // per)
+        per = {"ns": 1, "us": 1_000, "ms": 1_000_000}[col.dtype.time_unit]  # type: ignore[attr-defined]
+    lo, hi = FIRST_BAR_NS // per, END_BAR_NS // per
+    # The usual case in numpy, on the column's int64 values: a polars query costs ~100 us
+    # before it touches data, more than the whole check of a day of bars.
+    if not col.null_count() and col.len():
+        raw = col.to_numpy().view(np.int64)
+        if raw.min() >= lo and raw.max() < hi:
+            return
+    raw = col.to_physical()
+    outside = (raw < lo) | (raw >= hi)
     if outside.any():
         at = outside.arg_true().head(_SHOWN).to_list()
         msg = (
@@ -363,6 +445,14 @@ def _numeric(df: pl.DataFrame, name: str) -> pl.Series:
     return col.cast(pl.Float64)
 
 
+def _fine(col: pl.Series, *, nonnegative: bool) -> bool:
+    """Whether a Float64 column holds only finite numbers (and no negative ones)."""
+    if col.null_count():
+        return False
+    values = col.to_numpy()
+    return bool(np.isfinite(values).all() and (not nonnegative or (values >= 0).all()))
+
+
 def _bad(name: str) -> pl.Expr:
     col = pl.col(name)
     bad = col.is_null() | ~col.is_finite()
@@ -370,11 +460,10 @@ def _bad(name: str) -> pl.Expr:
 
 
 def _check_values(bars: pl.DataFrame, rows: RowNames) -> None:
-    # One pass over every column to find that all is well (the usual case); the rows of a
-    # bad column are looked up only then.
-    flags = bars.select(_bad(name).any() for name in _BAR_COLUMNS).row(0)
-    for name, any_bad in zip(_BAR_COLUMNS, flags, strict=True):
-        if any_bad:
+    # One numpy pass over each column to find that all is well (the usual case, as in
+    # _check_range); the rows of a bad column are looked up in polars only then.
+    for name in _BAR_COLUMNS:
+        if not _fine(bars[name], nonnegative=name == "volume"):
             at = bars.select(_bad(name).arg_true().head(_SHOWN)).to_series().to_list()
             kind = (
                 "missing, NaN, infinite or negative"
@@ -388,6 +477,10 @@ def _check_values(bars: pl.DataFrame, rows: RowNames) -> None:
 def _sorted_unique(bars: pl.DataFrame, stacklevel: int) -> pl.DataFrame:
     # `stacklevel` counts from normalize(); this frame adds one.
     when = bars["datetime"]
+    # The usual case, sorted and unique: every start after the one before (numpy, as in
+    # _check_range; the times have no nulls here).
+    if (np.diff(when.to_numpy().view(np.int64)) > 0).all():
+        return bars.rechunk()
     if not when.is_sorted():
         msg = "bars were not in time order; lazybars sorted them (sort them first to silence this)"
         warnings.warn(msg, UnsortedBarsWarning, stacklevel=stacklevel + 1)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import multiprocessing
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -50,20 +55,95 @@ def minutes(n: int, start: dt.datetime = dt.datetime(2024, 1, 2, 9, 30)) -> list
     return [start + dt.timedelta(minutes=i) for i in range(n)]
 
 
+def test_clean_bars_are_checked_without_a_polars_query(
+    frame: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking bars that need no repair runs no polars query (each costs ~100 us before
+    it touches data: most of the check of a day of bars); polars looks for the rows of a
+    problem only once one is found."""
+
+    def query(self: pl.DataFrame) -> pl.LazyFrame:
+        raise AssertionError("a polars query")
+
+    monkeypatch.setattr(pl.DataFrame, "lazy", query)
+    bars = lb.ingest.normalize(frame)
+    monkeypatch.undo()
+    assert bars.equals(frame)
+
+
+def _append(root: Path, bars: pl.DataFrame) -> None:
+    lb.BarStore(root).write("MES", bars, mode="append")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_forked_child_appends_after_its_parent(tmp_path: Path) -> None:
+    """An append flushes its files on a helper thread, which a forked child does not
+    inherit: the child starts its own instead of waiting for one that is not there."""
+    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-10", session="24h", gaps=0)
+    store = lb.BarStore(tmp_path)
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")  # the helper thread runs
+    child = multiprocessing.get_context("fork").Process(
+        target=_append, args=(tmp_path, bars[5_100:5_200])
+    )
+    with warnings.catch_warnings():  # Python >= 3.12 warns of fork() with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child's append hung")
+    assert child.exitcode == 0
+    assert lb.BarStore(tmp_path).scan("MES").collect().equals(bars[:5_200])
+
+
+APPEND_AT_EXIT = """
+import atexit, sys
+import lazybars as lb
+
+root = sys.argv[1]
+bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-01-05", session="24h", gaps=0)
+store = lb.BarStore(root)
+store.write("MES", bars[:2_000])
+atexit.register(lambda: store.write("MES", bars[2_000:2_100], mode="append"))
+"""
+
+
+def test_an_append_at_interpreter_exit_is_flushed_in_turn(tmp_path: Path) -> None:
+    """Once the interpreter exits, threads take no new work (an atexit handler runs
+    after that): an append made then flushes its files one after the other."""
+    done = subprocess.run(
+        [sys.executable, "-c", APPEND_AT_EXIT, str(tmp_path)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    store = lb.BarStore(tmp_path)
+    assert store.info().select("rows", "parts").row(0) == (2_100, 1)
+
+
 # -- file layout ----------------------------------------------------------------------------
-@pytest.mark.parametrize("lazy", [False, True], ids=["frame", "streamed"])
-def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, lazy: bool) -> None:
+@pytest.mark.parametrize(
+    ("how", "end"),
+    [("frame", "2024-04-01"), ("streamed", "2024-04-01"), ("frame", "2024-01-03")],
+    ids=["frame", "streamed", "a day"],
+)
+def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, how: str, end: str) -> None:
     """The layout perf/bench_layout.py chose (README "File layout"): lz4, whose decode is
     2-3x zstd's, and row groups of about a month of 24h minute bars, with statistics, for
-    eager writes and streamed ones alike."""
+    eager writes, streamed ones and a frame of one row group (an append's part, which
+    pyarrow writes) alike."""
     import pyarrow.parquet as pq
 
     from lazybars.ingest import ROW_GROUP_ROWS, write_bars
 
-    bars = lb.synth.minute_bars("MES", "2024-01-02", "2024-04-01", session="24h")
+    bars = lb.synth.minute_bars("MES", "2024-01-02", end, session="24h")
     path = tmp_path / "MES.parquet"
     with path.open("wb") as fh:
-        write_bars(bars.lazy() if lazy else bars, fh)
+        write_bars(bars.lazy() if how == "streamed" else bars, fh, {"lazybars": "mine"})
+    assert pl.read_parquet_metadata(path)["lazybars"] == "mine"
+    assert pl.read_parquet(path).equals(bars)
     meta = pq.ParquetFile(path).metadata
     groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
     assert ROW_GROUP_ROWS == 32_768

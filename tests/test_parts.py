@@ -9,9 +9,12 @@ against a plain concat-and-dedupe oracle, and check that stale parts are ignored
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import polars.testing
@@ -155,6 +158,101 @@ def bars() -> pl.DataFrame:
 
 def parts_folder(root: Path) -> Path:
     return root / "1m" / ".MES.parts"
+
+
+def test_an_append_after_the_stored_bars_makes_no_scan_of_them(
+    catalog: Any, bars: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its plan needs their bounds and schema, which the base's footer and the manifest
+    give; a scan of each stored file would cost more than the rest of the plan. An append
+    that overlaps them still merges with them."""
+    store = catalog.open()
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")
+    backend = type(store._backend)
+    scans: list[list[str]] = []
+    scan = backend.scan
+
+    def counting(self: Any, names: list[str], schema: pl.Schema) -> pl.LazyFrame:
+        scans.append(names)
+        return scan(self, names, schema)
+
+    monkeypatch.setattr(backend, "scan", counting)
+    store.write("MES", bars[5_100:5_200], mode="append")
+    assert scans == []
+    store.write("MES", bars[5_150:5_300], mode="append")  # overlaps: a new base
+    assert scans
+    monkeypatch.undo()
+    polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_300])
+
+
+def test_a_part_and_its_manifest_are_on_disk_before_the_manifest_names_it(
+    tmp_path: Path, bars: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durability: the new part and the new manifest are flushed (fdatasync) before the
+    rename that publishes the manifest, and the folder after it, three flushes in all.
+    Both files are written whole, then flushed at once: the two flushes wait for the disk
+    together (each waits here until the other has started)."""
+    store = lb.BarStore(tmp_path)
+    store.write("MES", bars[:5_000])
+    store.write("MES", bars[5_000:5_100], mode="append")
+    folder = parts_folder(tmp_path)
+    events: list[tuple[str, int, dict[int, int]]] = []
+    together = threading.Barrier(2, timeout=5)
+
+    def files() -> dict[int, int]:
+        return {p.stat().st_ino: p.stat().st_size for p in folder.iterdir()}
+
+    def recording(kind: str, real: Any) -> Any:
+        def call(*args: Any) -> Any:
+            first = args[0]
+            inode = os.fstat(first).st_ino if kind != "rename" else os.stat(first).st_ino
+            events.append((kind, inode, files()))
+            if real is data_flush:
+                together.wait()
+            return real(*args)
+
+        return call
+
+    before = set(os.listdir(folder))
+    data_flush = getattr(os, "fdatasync", os.fsync)
+    monkeypatch.setattr(os, data_flush.__name__, recording("flush", data_flush))
+    if data_flush is not os.fsync:
+        monkeypatch.setattr(os, "fsync", recording("flush", os.fsync))
+    monkeypatch.setattr(os, "replace", recording("rename", os.replace))
+    store.write("MES", bars[5_100:5_200], mode="append")
+    monkeypatch.undo()
+    (new,) = set(os.listdir(folder)) - before
+    part = (folder / new).stat()
+    manifest = (folder / "manifest.json").stat()
+    assert [kind for kind, _, _ in events] == ["flush", "flush", "rename", "flush"]
+    assert {inode for _, inode, _ in events[:2]} == {part.st_ino, manifest.st_ino}
+    assert events[2][1] == manifest.st_ino and events[3][1] == folder.stat().st_ino
+    whole = {part.st_ino: part.st_size, manifest.st_ino: manifest.st_size}
+    assert whole.items() <= events[0][2].items()  # both written before either flush
+    polars.testing.assert_frame_equal(store.scan("MES").collect(), bars[:5_200])
+
+
+def test_a_part_keeps_every_column_type(tmp_path: Path, bars: pl.DataFrame) -> None:
+    """Parts are written by another parquet writer than large bases (pyarrow's, for a
+    frame of one row group): reads across both give the base's types, exactly."""
+    extras = {
+        "trades": pl.UInt32,
+        "flag": pl.Int8,
+        "vwap": pl.Float32,
+        "open_interest": pl.Int64,
+        "tick": pl.Decimal(10, 2),
+    }
+    typed = bars.with_columns(
+        (pl.int_range(pl.len()) % 100).cast(dtype).alias(name) for name, dtype in extras.items()
+    )
+    store = lb.BarStore(tmp_path)
+    store.write("MES", typed[:5_000])
+    store.write("MES", typed[5_000:5_100], mode="append")
+    assert store.info()["parts"].item() == 1
+    out = store.scan("MES").collect()
+    assert out.schema == typed.schema
+    polars.testing.assert_frame_equal(out, typed[:5_100], check_exact=True)
 
 
 def test_parts_of_another_generation_are_ignored(tmp_path: Path, bars: pl.DataFrame) -> None:

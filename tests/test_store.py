@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from catalogs import Catalog
 
@@ -446,7 +447,7 @@ def test_hidden_and_foreign_files_are_not_symbols(catalog: Catalog, minute: pl.D
 
 
 # -- atomic writes ----------------------------------------------------------------------------
-def _failing_write_parquet(self: pl.DataFrame, file, *args, **kwargs) -> None:
+def _failing_write(file) -> None:
     """Write a few bytes to the target, as a real write would before failing, then fail."""
     if hasattr(file, "write"):
         file.write(b"PAR1 partial")
@@ -456,11 +457,19 @@ def _failing_write_parquet(self: pl.DataFrame, file, *args, **kwargs) -> None:
     raise OSError(msg)
 
 
+def _writers_fail(monkeypatch: pytest.MonkeyPatch, fail) -> None:
+    """``fail(target)`` in place of both parquet writers lazybars uses: polars' (and its
+    streaming sink) for large frames, pyarrow's for a frame of one row group."""
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", lambda self, file, *_, **__: fail(file))
+    monkeypatch.setattr(pl.LazyFrame, "sink_parquet", lambda self, file, *_, **__: fail(file))
+    monkeypatch.setattr(pq, "write_table", lambda table, where, *_, **__: fail(where))
+
+
 def test_failed_write_keeps_the_previous_bars(catalog: Catalog, monkeypatch, minute) -> None:
     store = catalog.open()
     store.write("MES", minute)
     before = catalog.tree()
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write_parquet)
+    _writers_fail(monkeypatch, _failing_write)
     with pytest.raises(OSError, match="disk full"):
         store.write("MES", minute.tail(5))
     with pytest.raises(OSError, match="disk full"):
@@ -502,11 +511,11 @@ def test_keyboard_interrupt_mid_write_leaves_no_temporary_file(
     store.write("MES", minute)
     before = catalog.tree()
 
-    def interrupted(self, file, *args, **kwargs) -> None:
+    def interrupted(file) -> None:
         file.write(b"PAR1")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", interrupted)
+    _writers_fail(monkeypatch, interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.write("MES", minute.head(3))
     monkeypatch.undo()
