@@ -132,8 +132,7 @@ def test_an_append_at_interpreter_exit_is_flushed_in_turn(tmp_path: Path) -> Non
 def test_catalog_files_are_lz4_in_month_row_groups(tmp_path: Path, how: str, end: str) -> None:
     """The layout perf/bench_layout.py chose (README "File layout"): lz4, whose decode is
     2-3x zstd's, and row groups of about a month of 24h minute bars, with statistics, for
-    eager writes, streamed ones and a frame of one row group (an append's part, which
-    pyarrow writes) alike."""
+    eager writes, streamed ones and a frame of one row group (an append's part) alike."""
     import pyarrow.parquet as pq
 
     from lazybars.ingest import ROW_GROUP_ROWS, write_bars

@@ -234,8 +234,7 @@ def test_a_part_and_its_manifest_are_on_disk_before_the_manifest_names_it(
 
 
 def test_a_part_keeps_every_column_type(tmp_path: Path, bars: pl.DataFrame) -> None:
-    """Parts are written by another parquet writer than large bases (pyarrow's, for a
-    frame of one row group): reads across both give the base's types, exactly."""
+    """A base and its part, read as one, give every column's type back exactly."""
     extras = {
         "trades": pl.UInt32,
         "flag": pl.Int8,

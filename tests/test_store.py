@@ -10,7 +10,6 @@ import pickle
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 from catalogs import Catalog
 
@@ -447,7 +446,7 @@ def test_hidden_and_foreign_files_are_not_symbols(catalog: Catalog, minute: pl.D
 
 
 # -- atomic writes ----------------------------------------------------------------------------
-def _failing_write(file) -> None:
+def _failing_write_parquet(self: pl.DataFrame, file, *args, **kwargs) -> None:
     """Write a few bytes to the target, as a real write would before failing, then fail."""
     if hasattr(file, "write"):
         file.write(b"PAR1 partial")
@@ -457,19 +456,11 @@ def _failing_write(file) -> None:
     raise OSError(msg)
 
 
-def _writers_fail(monkeypatch: pytest.MonkeyPatch, fail) -> None:
-    """``fail(target)`` in place of both parquet writers lazybars uses: polars' (and its
-    streaming sink) for large frames, pyarrow's for a frame of one row group."""
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", lambda self, file, *_, **__: fail(file))
-    monkeypatch.setattr(pl.LazyFrame, "sink_parquet", lambda self, file, *_, **__: fail(file))
-    monkeypatch.setattr(pq, "write_table", lambda table, where, *_, **__: fail(where))
-
-
 def test_failed_write_keeps_the_previous_bars(catalog: Catalog, monkeypatch, minute) -> None:
     store = catalog.open()
     store.write("MES", minute)
     before = catalog.tree()
-    _writers_fail(monkeypatch, _failing_write)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _failing_write_parquet)
     with pytest.raises(OSError, match="disk full"):
         store.write("MES", minute.tail(5))
     with pytest.raises(OSError, match="disk full"):
@@ -511,11 +502,11 @@ def test_keyboard_interrupt_mid_write_leaves_no_temporary_file(
     store.write("MES", minute)
     before = catalog.tree()
 
-    def interrupted(file) -> None:
+    def interrupted(self, file, *args, **kwargs) -> None:
         file.write(b"PAR1")
         raise KeyboardInterrupt
 
-    _writers_fail(monkeypatch, interrupted)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.write("MES", minute.head(3))
     monkeypatch.undo()
