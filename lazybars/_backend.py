@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lazybars._merge import Part, deferred
+from lazybars._merge import Deferred, Part
 from lazybars._parts import (
     MANIFEST,
     PartEntry,
@@ -446,7 +446,7 @@ class FileBackend(Backend):
         rows, first, last, *_ = state.description()
         label = f"the stored bars of {symbol} at {timestep}"
         scan = partial(self._scan_state, symbol, timestep, state)
-        return deferred(scan, state.schema, rows, first, last, (label,))
+        return Deferred(scan, state.schema, rows, first, last, (label,))
 
     def _scan_state(self, symbol: str, timestep: Timestep, state: State) -> pl.LazyFrame:
         # The schema just checked is passed on, so planning does no further I/O.

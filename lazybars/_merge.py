@@ -21,7 +21,7 @@ import polars as pl
 
 from lazybars.errors import SchemaError
 
-__all__ = ["Part", "after", "deferred", "merge"]
+__all__ = ["Deferred", "Part", "after", "merge"]
 
 _NEW = "__new"
 
@@ -60,9 +60,11 @@ class Part:
         return ", ".join(self.sources)
 
 
-class _Deferred(Part):
-    """A part whose scan is made when first used; its schema is known up front. (Made
-    for stored bars, which no merge rebuilds: ``dataclasses.replace`` cannot copy it.)"""
+class Deferred(Part):
+    """A part of the bars ``scan()`` makes, called when they are first needed: the stored
+    bars as a write plans with them. An append after them needs only their bounds and
+    schema, and their scan (a scan of each file) would cost more than the rest of its plan.
+    (No merge rebuilds stored bars: ``dataclasses.replace`` cannot copy this part.)"""
 
     def __init__(
         self,
@@ -84,20 +86,6 @@ class _Deferred(Part):
     @property
     def schema(self) -> pl.Schema:
         return self._schema
-
-
-def deferred(
-    scan: Callable[[], pl.LazyFrame],
-    schema: pl.Schema,
-    rows: int,
-    first: int,
-    last: int,
-    sources: tuple[str, ...],
-) -> Part:
-    """A part of the bars ``scan()`` makes, called when they are first needed: the stored
-    bars as a write plans with them. An append after them needs only their bounds and
-    schema, and their scan (a scan of each file) would cost more than the rest of its plan."""
-    return _Deferred(scan, schema, rows, first, last, sources)
 
 
 def merge(parts: Sequence[Part]) -> Part:

@@ -32,7 +32,7 @@ from lazybars._backend import Backend, MemoryBackend, is_object_uri
 from lazybars._continuous import Adjust, Stitched, find_root, scan_roots
 from lazybars._directory import open_local
 from lazybars._held import DEFAULT_HELD_BYTES, Held, HeldInfo
-from lazybars._merge import Part, after, deferred, merge
+from lazybars._merge import Deferred, Part, after, merge
 from lazybars.errors import InvalidRequest, UnknownAsset
 from lazybars.futures import Rule, default_rule
 from lazybars.ingest import normalize, validate_zone
@@ -263,7 +263,7 @@ class BarStore:
                 new = None if stored is None else after(stored, parts)
                 if stored is not None and new is not None:
                     merged.append(
-                        deferred(
+                        Deferred(
                             lambda: pl.concat([stored.lazy, new.lazy]),
                             stored.schema,
                             stored.rows + new.rows,
