@@ -9,7 +9,12 @@ from __future__ import annotations
 import cProfile
 import functools
 import hashlib
+import json
+import os
 import pstats
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Any
 
@@ -158,3 +163,23 @@ def top_functions(profiler: cProfile.Profile, top: int = 16) -> list:
         where = path.split("site-packages/")[-1].split("/lazybars/")[-1]
         out.append((f"{where}:{line} {name}", calls, tottime / total, cumtime / total))
     return out
+
+
+def run_in_child(command: list[str], label: str, *, cache_env: str | None = None) -> dict:
+    """Run a benchmark's child process (``command``) in a fresh temporary directory and
+    return the JSON its last line prints. ``cache_env``: an environment variable pointing
+    the child's cache at that directory too."""
+    with tempfile.TemporaryDirectory() as cwd:  # lumibot writes logs/ into the cwd
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        if cache_env is not None:
+            env[cache_env] = cwd
+        done = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
+        )
+    if done.returncode:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
+        msg = f"{label} failed"
+        raise RuntimeError(msg)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {label}: {result['cpu']:.1f} s", file=sys.stderr)
+    return result

@@ -41,9 +41,7 @@ import importlib.util
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from perf._backtests import (
     StrategyThread,
     digest,
     fills,
+    run_in_child,
     strategy_class,
     top_functions,
 )
@@ -174,18 +173,7 @@ def child(kind: str, end: dt.datetime, cache: Path, profile: bool = False) -> di
 def run_child(kind: str, end: dt.datetime, profile: bool = False) -> dict:
     command = [sys.executable, "-m", "perf.bench_databento", "--child", kind, end.isoformat()]
     command += ["--profile"] * profile
-    with tempfile.TemporaryDirectory() as cwd:  # lumibot writes logs/ into the cwd
-        env = {**os.environ, "PYTHONPATH": os.getcwd(), "LUMIBOT_CACHE_FOLDER": cwd}
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
-    if done.returncode:
-        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-        msg = f"{kind} failed"
-        raise RuntimeError(msg)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  {NAMES[kind]}: {result['cpu']:.1f} s", file=sys.stderr)
-    return result
+    return run_in_child(command, NAMES[kind], cache_env="LUMIBOT_CACHE_FOLDER")
 
 
 def main() -> int:

@@ -36,10 +36,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from typing import Any
@@ -51,6 +48,7 @@ from perf._backtests import (
     StrategyThread,
     digest,
     fills,
+    run_in_child,
     strategy_class,
     top_functions,
 )
@@ -189,18 +187,7 @@ def run_child(variant: str, mode: str, args: argparse.Namespace, profile: bool =
     command = [sys.executable, "-m", "perf.bench_lumibot", "--child", variant, mode]
     command += ["--repeats", str(args.repeats)] + ["--quick"] * args.quick
     command += ["--profile"] * profile
-    with tempfile.TemporaryDirectory() as cwd:  # lumibot writes logs/ into the cwd
-        env = {**os.environ, "PYTHONPATH": os.getcwd()}
-        done = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
-    if done.returncode:
-        sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-        msg = f"{variant}/{mode} failed"
-        raise RuntimeError(msg)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(f"  {variant!r} on {mode}: {result['cpu']:.1f} s", file=sys.stderr)
-    return result
+    return run_in_child(command, f"{variant!r} on {mode}")
 
 
 def _compare(variant: str, runs: dict) -> tuple[tuple, list[Check]]:
